@@ -1,0 +1,1 @@
+"""The payment gateway service: API, settings, database, ledger, charges and workers."""

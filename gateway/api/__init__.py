@@ -1,0 +1,1 @@
+"""The HTTP edge: errors, request parsing, middlewares, routing and the API description."""

@@ -1,0 +1,72 @@
+"""The application factory: settings in, a wired aiohttp app out.
+
+Lifecycles live in `cleanup_ctx`, in dependency order: database (embedded PostgreSQL when no
+URL is given, engine, migrations), Redis (optional), then each feature's own resources and
+background loops. Shutdown runs them in reverse, so workers stop before the database does."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from redis.asyncio import Redis
+
+from gateway import limits, migrate
+from gateway.api import health
+from gateway.api.middleware import authentication, errors, idempotency_key_check, request_context
+from gateway.api.routing import OPERATIONS
+from gateway.db import create_engine
+from gateway.embedded_pg import embedded_postgres
+from gateway.settings import Settings
+from gateway.state import ENGINE, REDIS, ROLE, SETTINGS, Role
+
+log = structlog.get_logger(__name__)
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with AsyncExitStack() as stack:
+        if settings.database_url is not None:
+            url = settings.database_url.get_secret_value()
+        else:
+            url = await stack.enter_async_context(embedded_postgres(settings.data_dir))
+        engine = create_engine(url)
+        stack.push_async_callback(engine.dispose)
+        if settings.migrate_on_start:
+            await migrate.upgrade(engine)
+        app[ENGINE] = engine
+        log.info("database.ready", database=settings.database_url_safe)
+        yield
+
+
+async def redis_client(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.redis_url is None:
+        app[REDIS] = None
+        yield
+        return
+    client: Redis = Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+    )
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
+    middlewares: list[Middleware] = [request_context, errors]
+    if role is Role.SERVE:
+        middlewares += [authentication(settings), idempotency_key_check]
+    app = web.Application(middlewares=middlewares, client_max_size=limits.BODY_BYTES_MAX)
+    app[SETTINGS] = settings
+    app[ROLE] = role
+    app[OPERATIONS] = []
+    app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(redis_client)
+    health.setup_routes(app)
+    return app

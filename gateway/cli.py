@@ -1,0 +1,126 @@
+"""The `gateway` command line: `serve` (API, webhooks and workers in one process), `worker`
+(workers only), `migrate`, and operator commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from gateway import limits, migrate
+from gateway.app import create_app
+from gateway.db import create_engine
+from gateway.embedded_pg import embedded_postgres
+from gateway.logs import configure_logging
+from gateway.settings import Settings
+from gateway.state import Role
+
+
+def _dev_api_key(data_dir: Path) -> str:
+    """A development key kept under the data dir, so restarts keep the same key."""
+    path = data_dir / "dev-api-key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = "sk_dev_" + secrets.token_urlsafe(24)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _with_dev_key(settings: Settings) -> Settings:
+    if settings.api_keys:
+        return settings
+    key = _dev_api_key(settings.data_dir)
+    print(
+        f"\n  GATEWAY_API_KEYS is not set: using the development key\n\n    {key}\n\n"
+        f"  (kept in {settings.data_dir / 'dev-api-key'}; set GATEWAY_API_KEYS in production)\n",
+        file=sys.stderr,
+        flush=True,
+    )
+    return settings.model_copy(update={"api_keys": (SecretStr(key),)})
+
+
+def _run(app: web.Application, host: str, port: int) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; stock loop still works
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=limits.SHUTDOWN_GRACE_SECONDS,
+        handle_signals=True,
+        loop=loop_factory() if loop_factory else None,
+    )
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    settings = _with_dev_key(settings)
+    print(f"  serving on http://{settings.host}:{settings.port}", file=sys.stderr, flush=True)
+    _run(create_app(settings, Role.SERVE), settings.host, settings.port)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    _run(create_app(settings, Role.WORKER), settings.host, settings.worker_port)
+    return 0
+
+
+async def _migrate(settings: Settings) -> None:
+    async with AsyncExitStack() as stack:
+        if settings.database_url is not None:
+            url = settings.database_url.get_secret_value()
+        else:
+            url = await stack.enter_async_context(embedded_postgres(settings.data_dir))
+        engine = create_engine(url, pool_size=1)
+        stack.push_async_callback(engine.dispose)
+        await migrate.upgrade(engine)
+        print(f"database at revision {await migrate.current_revision(engine)}")
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    asyncio.run(_migrate(settings))
+    return 0
+
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="API, webhooks and workers in one process").set_defaults(
+        func=cmd_serve
+    )
+    sub.add_parser("worker", help="background workers only (scale out)").set_defaults(
+        func=cmd_worker
+    )
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(
+        func=cmd_migrate
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    func: Command = args.func
+    return func(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Database access: the async SQLAlchemy engine on asyncpg, and a raw asyncpg seam.
+
+SQLAlchemy owns the schema, migrations and ordinary queries. Hot paths (settlement, usage
+batches, inbox claims) take the pool's underlying asyncpg connection through `raw_connection`
+and run set-based statements or database functions in as few round trips as possible: the
+same pool, without SQLAlchemy's per-statement overhead."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gateway import limits
+
+metadata = MetaData()
+"""One MetaData for every table the service defines (each feature's `tables.py` adds to it)."""
+
+SERIALIZATION_FAILURE = "40001"
+DEADLOCK_DETECTED = "40P01"
+
+
+def asyncpg_url(url: str) -> str:
+    """Normalize a PostgreSQL URL to the asyncpg driver."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    raise ValueError("database URL must be a postgresql:// URL")
+
+
+def create_engine(url: str, *, pool_size: int = limits.DB_POOL_SIZE) -> AsyncEngine:
+    """An engine whose connections time out fast and are checked before use, so an outage
+    is a quick error and recovery needs no restart."""
+    return create_async_engine(
+        asyncpg_url(url),
+        pool_size=pool_size,
+        max_overflow=limits.DB_POOL_OVERFLOW,
+        pool_pre_ping=True,
+        pool_timeout=limits.DB_CONNECT_TIMEOUT_SECONDS,
+        connect_args={
+            "timeout": limits.DB_CONNECT_TIMEOUT_SECONDS,
+            "server_settings": {
+                "statement_timeout": str(limits.DB_STATEMENT_TIMEOUT_MS),
+                "application_name": "gateway",
+            },
+        },
+    )
+
+
+@asynccontextmanager
+async def raw_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """Borrow a pooled connection as a plain asyncpg connection (for hot paths). Use its own
+    `transaction()`; the connection goes back to the pool afterwards."""
+    async with engine.connect() as conn:
+        dbapi = await conn.get_raw_connection()
+        driver: asyncpg.Connection[Any] = dbapi.driver_connection  # type: ignore[assignment]
+        yield driver
+
+
+def is_retryable_transaction_error(exc: BaseException) -> bool:
+    """Serialization failures and deadlocks mean: run the whole transaction again."""
+    code = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return code in (SERIALIZATION_FAILURE, DEADLOCK_DETECTED)

@@ -1,0 +1,30 @@
+"""Every limit the service enforces, named in one place, units last.
+
+A limit protects the service and its callers from unbounded work: request bodies, batches,
+queues, retries and waits. Change one here and the API, the workers and the docs follow."""
+
+from typing import Final
+
+# HTTP edge
+BODY_BYTES_MAX: Final = 1_048_576  # 1 MiB: a full usage batch of 1000 records is ~150 KiB
+WEBHOOK_BODY_BYTES_MAX: Final = 262_144  # processors send small events; refuse floods early
+IDEMPOTENCY_KEY_LENGTH_MAX: Final = 255
+PAGE_LIMIT_DEFAULT: Final = 10
+PAGE_LIMIT_MAX: Final = 100
+METADATA_KEYS_MAX: Final = 50
+METADATA_KEY_LENGTH_MAX: Final = 40
+METADATA_VALUE_LENGTH_MAX: Final = 500
+DESCRIPTION_LENGTH_MAX: Final = 1000
+ID_LENGTH_MAX: Final = 255
+
+# Database
+DB_POOL_SIZE: Final = 10
+DB_POOL_OVERFLOW: Final = 10
+DB_CONNECT_TIMEOUT_SECONDS: Final = 5.0
+DB_STATEMENT_TIMEOUT_MS: Final = 15_000
+READINESS_TIMEOUT_SECONDS: Final = 2.0
+TRANSACTION_RETRIES_MAX: Final = 5  # serialization failures and deadlocks
+
+# Background work
+WORKER_RESTART_BACKOFF_SECONDS_MAX: Final = 30.0
+SHUTDOWN_GRACE_SECONDS: Final = 10.0

@@ -1,0 +1,56 @@
+"""Structured logging: structlog configured once, JSON or console.
+
+Request ids are bound into contextvars by the request middleware, so every line logged while
+handling a request carries it. Tracebacks never include local variables (they may hold keys
+or card data)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from gateway.settings import LogFormat
+
+
+def configure_logging(fmt: LogFormat | None, level: str = "info") -> None:
+    """Configure structlog and the stdlib root logger to one format. Idempotent."""
+    if fmt is None:
+        fmt = LogFormat.CONSOLE if sys.stderr.isatty() else LogFormat.JSON
+    level_no = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.types.Processor
+    if fmt is LogFormat.JSON:
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        # Plain tracebacks: structlog's rich formatter would print local variables.
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level_no),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Library loggers (aiohttp, alembic) go through the same renderer.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(level_no, logging.INFO))
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # we log one line ourselves
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # logs every pg_ctl call at INFO

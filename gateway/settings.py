@@ -1,0 +1,55 @@
+"""Service settings, read once from `GATEWAY_*` environment variables into one object.
+
+Secrets are `SecretStr` (masked in every repr and log) and the database URL's password is
+masked by `Settings.database_url_safe`. Providers read their own `GATEWAY_<NAME>_*` variables
+(see `providers.registry`), so adding a provider never edits this file."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    database_url: SecretStr | None = None
+    data_dir: Path = Path(".gateway")
+    redis_url: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    worker_port: int = Field(default=8082, ge=0, le=65535)
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    default_provider: str = "sandbox"
+    log_format: LogFormat | None = None
+    log_level: str = "info"
+    migrate_on_start: bool = True
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(SecretStr(k.strip()) for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def database_url_safe(self) -> str:
+        """The database URL with its password masked, for logs."""
+        if self.database_url is None:
+            return "embedded"
+        return make_url(self.database_url.get_secret_value()).render_as_string(hide_password=True)

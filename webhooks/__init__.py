@@ -1,0 +1,1 @@
+"""Inbound processor webhooks: the route that verifies and stores, the inbox, the worker."""
