@@ -1,0 +1,93 @@
+"""What every benchmark shares: a real PostgreSQL (`GATEWAY_BENCH_DATABASE_URL`, else an
+embedded one under `.gateway/bench-postgres`), a fresh migrated database per run, timing
+and the printed table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from gateway import migrate
+from gateway.db import create_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def server_url(database: str) -> str:
+    """A `postgresql://` URL of `database` on the bench server (not yet created)."""
+    configured = os.environ.get("GATEWAY_BENCH_DATABASE_URL")
+    if configured:
+        return make_url(configured).set(database=database).render_as_string(hide_password=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pgserver: XDG_RUNTIME_DIR unset
+        import pgserver
+
+        pgdata = ROOT / ".gateway" / "bench-postgres"
+        pgdata.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        url = make_url(str(server.get_uri())).set(database=database)
+        return url.render_as_string(hide_password=False)
+
+
+async def fresh_database(name: str) -> str:
+    """Drop and recreate database `name`, migrate it, and return its URL."""
+    url = server_url(name)
+    parsed = make_url(url)
+    socket_dir = parsed.query.get("host")
+    admin = await asyncpg.connect(
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        database="postgres",
+        host=socket_dir if isinstance(socket_dir, str) else parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+    )
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    engine = create_engine(url, pool_size=1)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+    return url
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    operations: int
+    seconds: float
+    latencies_ms: tuple[float, ...] = ()
+
+    @property
+    def per_second(self) -> float:
+        return self.operations / self.seconds if self.seconds else 0.0
+
+    def row(self) -> str:
+        text = (
+            f"  {self.name:<58} {self.per_second:>11,.0f}/s"
+            f"  ({self.operations:,} in {self.seconds:.2f} s)"
+        )
+        if len(self.latencies_ms) >= 2:
+            q = statistics.quantiles(self.latencies_ms, n=100)
+            text += f"  p50 {q[49]:.1f} ms  p99 {q[98]:.1f} ms"
+        return text
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def report(title: str, figures: list[Figure]) -> None:
+    print(f"\n{title}  [{machine()}]")
+    for figure in figures:
+        print(figure.row())
