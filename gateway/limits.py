@@ -28,3 +28,18 @@ TRANSACTION_RETRIES_MAX: Final = 5  # serialization failures and deadlocks
 # Background work
 WORKER_RESTART_BACKOFF_SECONDS_MAX: Final = 30.0
 SHUTDOWN_GRACE_SECONDS: Final = 10.0
+
+# Webhooks (inbox writes, settlement worker)
+WEBHOOK_EVENTS_PER_DELIVERY_MAX: Final = 100  # Adyen batches up to a few dozen items
+WEBHOOK_HEADERS_KEPT_MAX: Final = 64  # headers stored with each event, as evidence
+WEBHOOK_HEADER_VALUE_LENGTH_MAX: Final = 1024
+WEBHOOK_INSERT_WINDOW_SECONDS: Final = 0.001  # group commit: wait this long to gather writes
+WEBHOOK_INSERT_ROWS_MAX: Final = 1000  # rows per group-commit INSERT
+WEBHOOK_INSERT_FLUSHES_MAX: Final = 4  # group commits in flight at once (pool connections)
+WEBHOOK_SETTLE_BATCH_MAX: Final = 500  # events claimed and settled in one transaction
+WEBHOOK_ATTEMPTS_MAX: Final = 15  # then the event is dead-lettered (~1 h of retries)
+WEBHOOK_RETRY_BACKOFF_SECONDS_BASE: Final = 0.5  # doubles per attempt, +-20 % jitter
+WEBHOOK_RETRY_BACKOFF_SECONDS_MAX: Final = 600.0
+WEBHOOK_POLL_SECONDS: Final = 1.0  # the worker polls this often when no wake-up comes
+WEBHOOK_ERROR_LENGTH_MAX: Final = 4000  # error text kept on a failed event
+WEBHOOK_METRICS_REFRESH_SECONDS: Final = 5.0  # inbox depth and lag gauges
