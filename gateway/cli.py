@@ -7,12 +7,13 @@ import argparse
 import asyncio
 import secrets
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits, migrate
 from gateway.app import create_app
@@ -21,6 +22,7 @@ from gateway.embedded_pg import embedded_postgres
 from gateway.logs import configure_logging
 from gateway.settings import Settings
 from gateway.state import Role
+from webhooks import commands as webhook_commands
 
 
 def _dev_api_key(data_dir: Path) -> str:
@@ -79,7 +81,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _migrate(settings: Settings) -> None:
+@asynccontextmanager
+async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """A one-connection engine for a command (the embedded server when no URL is set)."""
     async with AsyncExitStack() as stack:
         if settings.database_url is not None:
             url = settings.database_url.get_secret_value()
@@ -87,6 +91,11 @@ async def _migrate(settings: Settings) -> None:
             url = await stack.enter_async_context(embedded_postgres(settings.data_dir))
         engine = create_engine(url, pool_size=1)
         stack.push_async_callback(engine.dispose)
+        yield engine
+
+
+async def _migrate(settings: Settings) -> None:
+    async with _engine(settings) as engine:
         await migrate.upgrade(engine)
         print(f"database at revision {await migrate.current_revision(engine)}")
 
@@ -94,6 +103,14 @@ async def _migrate(settings: Settings) -> None:
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(_migrate(settings))
     return 0
+
+
+def cmd_webhooks(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> int:
+        async with _engine(settings) as engine:
+            return await webhook_commands.run(engine, args)
+
+    return asyncio.run(run())
 
 
 Command = Callable[[Settings, argparse.Namespace], int]
@@ -111,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(
         func=cmd_migrate
     )
+    webhook_commands.register(sub, cmd_webhooks)
     return parser
 
 

@@ -144,7 +144,7 @@ async def replay_event(request: web.Request) -> web.Response:
         event = await operations.replay(request.app[ENGINE], event_id)
     except operations.UnknownEvent:
         raise not_found("webhook event", event_id) from None
-    log.info("webhooks.replayed", event=event_id)
+    log.info("webhooks.replayed", inbox_event=event_id)
     return json_response(event)
 
 

@@ -154,7 +154,7 @@ class Worker:
         except Exception as exc:
             if is_retryable_transaction_error(exc):
                 return
-            log.exception("webhooks.event_failed", event=event_id)
+            log.exception("webhooks.event_failed", inbox_event=event_id)
             error = "".join(traceback.format_exception(exc))[-limits.WEBHOOK_ERROR_LENGTH_MAX :]
             async with conn.transaction():
                 await self._record(conn, [Result(event_id, RETRY, None, error)])
