@@ -10,6 +10,7 @@ import resource
 import socket
 import time
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -18,20 +19,26 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import webhooks
 from bench.support import Figure, fresh_database, report
+from gateway import limits
 from gateway.app import create_app
+from gateway.db import create_engine
 from gateway.logs import configure_logging
 from gateway.settings import LogFormat, Settings
 from gateway.state import Role
 from providers.base import WebhookEvent
 from tests.support.webhook_fakes import FakeProvider, delivery
+from webhooks.inbox import InboxRow, InboxWriter
 from webhooks.routes import PROVIDERS
+from webhooks.worker import Settle, Worker
 
 DELIVERIES = 40_000
 WARMUP = 2_000
 CONCURRENCY = 128
+QUEUED = 20_000
 
 
 async def _parked(
@@ -136,8 +143,65 @@ async def acknowledgements(url: str) -> tuple[Figure, str]:
     return figure, cpu
 
 
+class _Applied(StrEnum):
+    APPLIED = "applied"
+
+
+async def _record_only(
+    conn: asyncpg.Connection[Any], provider: str, events: Sequence[WebhookEvent]
+) -> list[_Applied]:
+    return [_Applied.APPLIED] * len(events)
+
+
+async def _queue(engine: AsyncEngine, count: int) -> None:
+    """`count` pending inbox events, written as the route writes them."""
+    provider = FakeProvider()
+    writer = InboxWriter(engine)
+    for start in range(0, count, 1000):
+        rows = []
+        for n in range(start, min(start + 1000, count)):
+            body, headers = delivery(f"evt_queued_{n}", charge_id=f"ch_{n}")
+            rows += [
+                InboxRow(provider.name, e, body, headers)
+                for e in provider.parse_webhook(body, headers)
+            ]
+        await writer.write(rows)
+
+
+async def drain(engine: AsyncEngine, settle: Settle, count: int, workers: int) -> float:
+    """Seconds for `workers` concurrent workers to settle `count` queued events."""
+    started = time.perf_counter()
+    done = 0
+
+    async def work() -> None:
+        nonlocal done
+        worker = Worker(engine, settle)
+        while claimed := await worker.run_once():
+            done += claimed
+
+    await asyncio.gather(*(work() for _ in range(workers)))
+    if done != count:
+        raise RuntimeError(f"drained {done} of {count} events")
+    return time.perf_counter() - started
+
+
+async def machinery(url: str) -> Figure:
+    """The worker's own cost (claim, decode, record) with a settle that does nothing."""
+    engine = create_engine(url)
+    try:
+        await _queue(engine, QUEUED)
+        seconds = await drain(engine, _record_only, QUEUED, workers=2)
+    finally:
+        await engine.dispose()
+    return Figure(
+        f"worker machinery alone (claim + record, {limits.WEBHOOK_SETTLE_BATCH_MAX}/batch)",
+        QUEUED,
+        seconds,
+    )
+
+
 async def main() -> None:
     url = await fresh_database("bench_webhooks")
     acks, acks_cpu = await acknowledgements(url)
-    report("Webhooks", [acks])
+    report("Webhooks", [acks, await machinery(await fresh_database("bench_webhooks"))])
     print(f"    {acks_cpu}")
