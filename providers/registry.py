@@ -13,11 +13,12 @@ from collections.abc import Iterator, Mapping
 import structlog
 
 from providers.base import Provider, ProviderContext, ProviderNotConfigured
+from providers.sandbox.provider import SandboxProvider
 
 log = structlog.get_logger(__name__)
 
 # One line per provider. Keep this tuple the only place that lists them.
-PROVIDER_CLASSES: tuple[type[Provider], ...] = ()
+PROVIDER_CLASSES: tuple[type[Provider], ...] = (SandboxProvider,)
 
 
 class NoSuchProvider(LookupError):

@@ -1,0 +1,184 @@
+"""The sandbox's webhook sender: Standard Webhooks-signed POSTs, redelivered with capped
+exponential backoff until a 2xx, for a bounded number of attempts, from a bounded queue.
+
+Test knobs (see `Knobs`) make it misbehave the way real processors do: deliver each event
+several times, delay deliveries, hold them (pause) and release them in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+
+from providers import limits
+from providers.sandbox import signing
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Knobs:
+    """How the sandbox misbehaves; tests change these through `/_sandbox/knobs`."""
+
+    duplicate_deliveries: int = 0  # extra copies of every delivered event
+    delivery_delay_seconds: float = 0.0  # before an event's first attempt
+    reorder: bool = False  # release held (paused) events newest first
+    async_settle_seconds: float = limits.SANDBOX_ASYNC_SETTLE_SECONDS
+    dispute_after_seconds: float = limits.SANDBOX_DISPUTE_AFTER_SECONDS
+    slow_answer_seconds: float = limits.SANDBOX_SLOW_ANSWER_SECONDS
+    backoff_base_seconds: float = limits.SANDBOX_WEBHOOK_BACKOFF_BASE_SECONDS
+    attempts_max: int = limits.SANDBOX_WEBHOOK_ATTEMPTS_MAX
+
+    def update(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            if name not in self.__dataclass_fields__:
+                raise ValueError(f"unknown knob {name!r}")
+            current = getattr(self, name)
+            if isinstance(value, bool) != isinstance(current, bool):
+                raise ValueError(f"knob {name!r} has the wrong type")
+            if not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"knob {name!r} must be a non-negative number")
+            if name == "duplicate_deliveries" and value > limits.SANDBOX_DUPLICATE_DELIVERIES_MAX:
+                raise ValueError("duplicate_deliveries is capped")
+            setattr(self, name, type(current)(value))
+
+
+@dataclass(order=True, slots=True)
+class _Due:
+    at: float
+    seq: int
+    event_id: str
+    attempt: int
+
+
+class Deliverer:
+    def __init__(
+        self,
+        *,
+        url: str | None,
+        secret: str,
+        knobs: Knobs,
+        client: httpx.AsyncClient,
+        events: dict[str, dict[str, Any]],
+        on_settled: Callable[[str, str], None],
+    ) -> None:
+        self.url = url
+        self._secret = secret
+        self._knobs = knobs
+        self._client = client
+        self._events = events  # the server's store, by event id
+        self._on_settled = on_settled  # (event_id, "delivered" | "abandoned")
+        self._heap: list[_Due] = []
+        self._held: list[str] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(limits.SANDBOX_WEBHOOK_CONCURRENCY)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.paused = False
+        self.log: deque[dict[str, Any]] = deque(maxlen=1000)  # recent attempts, for tests
+
+    def enqueue(self, event_id: str) -> bool:
+        """Queue an event's first attempt; False (and logged) when the queue is full: the
+        event stays undelivered in the journal and is queued again on the next start."""
+        if self.url is None:
+            return False
+        if len(self._heap) + len(self._held) >= limits.SANDBOX_WEBHOOK_QUEUE_MAX:
+            log.warning("sandbox.webhook.queue_full", event_id=event_id)
+            return False
+        if self.paused:
+            self._held.append(event_id)
+        else:
+            self._push(event_id, 1, self._knobs.delivery_delay_seconds)
+        return True
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        held, self._held = self._held, []
+        for event_id in reversed(held) if self._knobs.reorder else held:
+            self._push(event_id, 1, 0.0)
+
+    def pending(self) -> int:
+        return len(self._heap) + len(self._held) + len(self._tasks)
+
+    def _push(self, event_id: str, attempt: int, delay_seconds: float) -> None:
+        due = _Due(time.monotonic() + delay_seconds, next(self._seq), event_id, attempt)
+        heapq.heappush(self._heap, due)
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                due = await self._next_due()
+                await self._slots.acquire()
+                task = asyncio.create_task(self._attempt(due))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _next_due(self) -> _Due:
+        while True:
+            self._wake.clear()
+            timeout: float | None = None
+            if self._heap:
+                timeout = self._heap[0].at - time.monotonic()
+                if timeout <= 0:
+                    return heapq.heappop(self._heap)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _attempt(self, due: _Due) -> None:
+        try:
+            if await self._post(due):
+                for _ in range(self._knobs.duplicate_deliveries):
+                    await self._post(due)
+                self._on_settled(due.event_id, "delivered")
+            elif due.attempt >= self._knobs.attempts_max:
+                log.error("sandbox.webhook.abandoned", event_id=due.event_id, attempts=due.attempt)
+                self._on_settled(due.event_id, "abandoned")
+            else:
+                backoff = min(
+                    self._knobs.backoff_base_seconds * 2 ** (due.attempt - 1),
+                    limits.SANDBOX_WEBHOOK_BACKOFF_MAX_SECONDS,
+                )
+                self._push(due.event_id, due.attempt + 1, backoff)
+        finally:
+            self._slots.release()
+
+    async def _post(self, due: _Due) -> bool:
+        if self.url is None:
+            return False
+        body = json.dumps(self._events[due.event_id], separators=(",", ":")).encode()
+        headers = signing.sign(self._secret, due.event_id, int(time.time()), body)
+        headers["content-type"] = "application/json"
+        entry: dict[str, Any] = {"event_id": due.event_id, "attempt": due.attempt}
+        try:
+            response = await self._client.post(
+                self.url,
+                content=body,
+                headers=headers,
+                timeout=limits.SANDBOX_WEBHOOK_TIMEOUT_SECONDS,
+            )
+        except httpx.HTTPError as exc:
+            entry["error"] = type(exc).__name__
+        else:
+            entry["status"] = response.status_code
+        self.log.append(entry)
+        log.info("sandbox.webhook.attempt", **entry)
+        status: int = entry.get("status", 0)
+        return 200 <= status < 300
