@@ -90,12 +90,10 @@ class Deliverer:
     def enqueue(self, event_id: str) -> bool:
         """Queue an event's first attempt; False (and logged) when the queue is full: the
         event stays undelivered in the journal and is queued again on the next start."""
-        if self.url is None:
-            return False
         if len(self._heap) + len(self._held) >= limits.SANDBOX_WEBHOOK_QUEUE_MAX:
             log.warning("sandbox.webhook.queue_full", event_id=event_id)
             return False
-        if self.paused:
+        if self.paused or self.url is None:
             self._held.append(event_id)
         else:
             self._push(event_id, 1, self._knobs.delivery_delay_seconds)
@@ -104,8 +102,19 @@ class Deliverer:
     def pause(self) -> None:
         self.paused = True
 
+    def set_url(self, url: str | None) -> None:
+        """Point deliveries somewhere (None: hold them). A service bound to port 0 learns its
+        own address only after startup, so it sets this then."""
+        self.url = url
+        if url is not None and not self.paused:
+            self._release()
+
     def resume(self) -> None:
         self.paused = False
+        if self.url is not None:
+            self._release()
+
+    def _release(self) -> None:
         held, self._held = self._held, []
         for event_id in reversed(held) if self._knobs.reorder else held:
             self._push(event_id, 1, 0.0)
@@ -144,7 +153,9 @@ class Deliverer:
 
     async def _attempt(self, due: _Due) -> None:
         try:
-            if await self._post(due):
+            if self.url is None:  # unset while this one waited: hold it until a URL is set
+                self._held.append(due.event_id)
+            elif await self._post(due):
                 for _ in range(self._knobs.duplicate_deliveries):
                     await self._post(due)
                 self._on_settled(due.event_id, "delivered")

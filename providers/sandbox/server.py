@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import json
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from aiohttp import web
 from providers import http, limits
 from providers.sandbox.delivery import Deliverer, Knobs
 from providers.sandbox.journal import Journal
+from providers.sandbox.settings import SandboxSettings, state_dir, webhook_secret
 
 log = structlog.get_logger(__name__)
 
@@ -113,7 +115,7 @@ class SandboxProcessor:
         knobs: Knobs | None = None,
     ) -> None:
         self.knobs = knobs or Knobs()
-        self.webhook_url = webhook_url
+        self._webhook_url = webhook_url
         self._secret = webhook_secret
         self._journal = Journal(state_dir / "journal.jsonl")
         self.charges: dict[str, Json] = {}  # insertion order = creation order
@@ -125,6 +127,12 @@ class SandboxProcessor:
         self._in_flight: set[str] = set()
         self._timers: set[asyncio.Task[None]] = set()
         self.deliverer: Deliverer | None = None
+
+    def set_webhook_url(self, url: str | None) -> None:
+        """Where events go from now on (None: hold them until a URL is set)."""
+        self._webhook_url = url
+        if self.deliverer is not None:
+            self.deliverer.set_url(url)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -148,7 +156,7 @@ class SandboxProcessor:
         self._replay()
         client = http.create_client()
         self.deliverer = Deliverer(
-            url=self.webhook_url,
+            url=self._webhook_url,
             secret=self._secret,
             knobs=self.knobs,
             client=client,
@@ -588,3 +596,18 @@ async def start(processor: SandboxProcessor, host: str, port: int) -> RunningSan
     await site.start()
     bound_host, bound_port = runner.addresses[0][:2]
     return RunningSandbox(processor, runner, f"http://{bound_host}:{bound_port}")
+
+
+def serve_forever(settings: SandboxSettings | None = None) -> None:
+    """`gateway sandbox`: a standalone sandbox configured by `GATEWAY_SANDBOX_*` and
+    `GATEWAY_DATA_DIR`, serving until interrupted."""
+    settings = settings or SandboxSettings()
+    processor = SandboxProcessor(
+        state_dir(settings.data_dir),
+        webhook_url=settings.webhook_url,
+        webhook_secret=webhook_secret(settings, settings.data_dir),
+    )
+    print(f"  sandbox processor on {settings.local_url()}", file=sys.stderr, flush=True)
+    web.run_app(
+        processor.app(), host=settings.host, port=settings.port, access_log=None, print=None
+    )
