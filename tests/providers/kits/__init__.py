@@ -19,6 +19,9 @@ built by the suite itself with `cls.from_env(context)` where `context.overrides`
 - `charge_route(router)`: the respx route `create_charge` calls (e.g.
   `router.post("http://stripe.test/v1/payment_intents")`). The suite sets its
   `return_value` (an answer) or `side_effect` (a transport fault) and calls `create_charge`.
+  It also checks the calls that reached the route: an `Idempotency-Key` header equal to
+  `request.idempotency_key` on every call, and `request.charge_id` / `request.account_id`
+  somewhere in the body (the processor's metadata).
 - `charge_answer(outcome, request)`: the processor's HTTP answer meaning `outcome` (a
   `WireOutcome`) for `request`, exactly as the processor sends it (status code, body shape; a
   decline the way the processor declines, e.g. Stripe's 402 `card_error`).
