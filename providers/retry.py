@@ -116,4 +116,10 @@ async def call_with_retry(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await retrying(operation)
+
+    async def attempt() -> T:
+        # tenacity awaits only what it recognises as a coroutine function; a lambda or a
+        # callable object returning an awaitable would come back unawaited.
+        return await operation()
+
+    return await retrying(attempt)
