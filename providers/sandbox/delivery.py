@@ -38,6 +38,7 @@ class Knobs:
     slow_answer_seconds: float = limits.SANDBOX_SLOW_ANSWER_SECONDS
     backoff_base_seconds: float = limits.SANDBOX_WEBHOOK_BACKOFF_BASE_SECONDS
     attempts_max: int = limits.SANDBOX_WEBHOOK_ATTEMPTS_MAX
+    concurrency: int = limits.SANDBOX_WEBHOOK_CONCURRENCY  # 1: strictly one after another
 
     def update(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -50,6 +51,8 @@ class Knobs:
                 raise ValueError(f"knob {name!r} must be a non-negative number")
             if name == "duplicate_deliveries" and value > limits.SANDBOX_DUPLICATE_DELIVERIES_MAX:
                 raise ValueError("duplicate_deliveries is capped")
+            if name == "concurrency" and not 1 <= value <= limits.SANDBOX_WEBHOOK_CONCURRENCY:
+                raise ValueError(f"concurrency must be 1 to {limits.SANDBOX_WEBHOOK_CONCURRENCY}")
             setattr(self, name, type(current)(value))
 
 
@@ -82,7 +85,6 @@ class Deliverer:
         self._held: list[str] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(limits.SANDBOX_WEBHOOK_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self.paused = False
         self.log: deque[dict[str, Any]] = deque(maxlen=1000)  # recent attempts, for tests
@@ -131,7 +133,8 @@ class Deliverer:
         try:
             while True:
                 due = await self._next_due()
-                await self._slots.acquire()
+                while len(self._tasks) >= self._knobs.concurrency:
+                    await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
                 task = asyncio.create_task(self._attempt(due))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -152,24 +155,21 @@ class Deliverer:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _attempt(self, due: _Due) -> None:
-        try:
-            if self.url is None:  # unset while this one waited: hold it until a URL is set
-                self._held.append(due.event_id)
-            elif await self._post(due):
-                for _ in range(self._knobs.duplicate_deliveries):
-                    await self._post(due)
-                self._on_settled(due.event_id, "delivered")
-            elif due.attempt >= self._knobs.attempts_max:
-                log.error("sandbox.webhook.abandoned", event_id=due.event_id, attempts=due.attempt)
-                self._on_settled(due.event_id, "abandoned")
-            else:
-                backoff = min(
-                    self._knobs.backoff_base_seconds * 2 ** (due.attempt - 1),
-                    limits.SANDBOX_WEBHOOK_BACKOFF_MAX_SECONDS,
-                )
-                self._push(due.event_id, due.attempt + 1, backoff)
-        finally:
-            self._slots.release()
+        if self.url is None:  # unset while this one waited: hold it until a URL is set
+            self._held.append(due.event_id)
+        elif await self._post(due):
+            for _ in range(self._knobs.duplicate_deliveries):
+                await self._post(due)
+            self._on_settled(due.event_id, "delivered")
+        elif due.attempt >= self._knobs.attempts_max:
+            log.error("sandbox.webhook.abandoned", event_id=due.event_id, attempts=due.attempt)
+            self._on_settled(due.event_id, "abandoned")
+        else:
+            backoff = min(
+                self._knobs.backoff_base_seconds * 2 ** (due.attempt - 1),
+                limits.SANDBOX_WEBHOOK_BACKOFF_MAX_SECONDS,
+            )
+            self._push(due.event_id, due.attempt + 1, backoff)
 
     async def _post(self, due: _Due) -> bool:
         if self.url is None:

@@ -52,6 +52,7 @@ class WebhookSink:
     url: str = ""
     fail_first: int = 0
     received: list[Delivery] = field(default_factory=list)
+    refused: list[Delivery] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -60,6 +61,7 @@ class WebhookSink:
         )
         if self.fail_first > 0:
             self.fail_first -= 1
+            self.refused.append(delivery)
             return web.Response(status=500)
         self.received.append(delivery)
         self.arrived.set()
