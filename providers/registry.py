@@ -8,7 +8,7 @@ missing; `build()` keeps the configured ones. The conformance suite
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import structlog
 
@@ -38,14 +38,15 @@ class NoSuchProvider(LookupError):
 class ProviderSet:
     """The providers configured in this process, by name."""
 
-    def __init__(self, providers: Mapping[str, Provider]) -> None:
+    def __init__(self, providers: Mapping[str, Provider], registered: Iterable[str] = ()) -> None:
         self._providers = dict(providers)
+        self._registered = frozenset(registered) | self._providers.keys()
 
     def get(self, name: str) -> Provider:
         """The provider called `name`, or `NoSuchProvider` saying why not."""
         provider = self._providers.get(name)
         if provider is None:
-            raise NoSuchProvider(name, known=name in registered_names())
+            raise NoSuchProvider(name, known=name in self._registered)
         return provider
 
     def __contains__(self, name: object) -> bool:
@@ -79,4 +80,4 @@ def build(
         except ProviderNotConfigured as exc:
             log.info("provider.not_configured", provider=cls.name, reason=str(exc))
     log.info("providers.ready", providers=sorted(built))
-    return ProviderSet(built)
+    return ProviderSet(built, registered_names(classes))
