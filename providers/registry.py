@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import structlog
 
-from providers.base import Provider, ProviderContext, ProviderNotConfigured
+from providers.base import Capability, Provider, ProviderContext, ProviderNotConfigured
 from providers.sandbox.provider import SandboxProvider
 
 log = structlog.get_logger(__name__)
@@ -81,3 +81,21 @@ def build(
             log.info("provider.not_configured", provider=cls.name, reason=str(exc))
     log.info("providers.ready", providers=sorted(built))
     return ProviderSet(built, registered_names(classes))
+
+
+def capability_table(classes: tuple[type[Provider], ...] = PROVIDER_CLASSES) -> str:
+    """The README's provider table, generated from each class's `capabilities`
+    (`python -m providers.registry` prints it)."""
+    columns = list(Capability)
+    lines = [
+        "| provider | " + " | ".join(c.value.replace("_", " ") for c in columns) + " |",
+        "| --- |" + " :-: |" * len(columns),
+    ]
+    for cls in classes:
+        marks = ("yes" if c in cls.capabilities else "no" for c in columns)
+        lines.append(f"| `{cls.name}` | " + " | ".join(marks) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(capability_table())

@@ -12,7 +12,7 @@ import pytest
 
 from providers import http
 from providers.base import ProviderContext, ProviderNotConfigured
-from providers.registry import NoSuchProvider, build
+from providers.registry import NoSuchProvider, build, capability_table
 from providers.sandbox.provider import SandboxProvider
 from providers.sandbox.settings import state_dir
 
@@ -84,3 +84,12 @@ async def test_an_unset_sandbox_webhook_secret_is_generated_once_and_shared(
     assert first == second
     assert first[0].startswith("whsec_")
     assert (state_dir(context.data_dir) / "webhook-secret").read_text().strip() == first[0]
+
+
+def test_the_readme_provider_table_is_generated_from_capabilities() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("<!-- providers-table:start -->\n") + len(
+        "<!-- providers-table:start -->\n"
+    )
+    end = readme.index("\n<!-- providers-table:end -->")
+    assert readme[start:end] == capability_table(), "run: python -m providers.registry"
