@@ -2,13 +2,16 @@
 
 Every change is one line `{"t": <kind>, "v": <object>}` appended and flushed before the
 answer that depends on it is sent; replay applies them in order (later lines replace earlier
-ones with the same id). A torn last line (a crash mid-write) is skipped. This is a test
+ones with the same id). Changes that must land together (a charge, its events and the answer
+stored under its idempotency key) are written as one `batch` line, so a crash keeps all or
+none of them. A torn last line (a crash mid-write) is skipped. This is a test
 processor: lines are flushed to the OS, not fsynced, which survives process restarts."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,6 +26,7 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: TextIO | None = None
+        self._batch: list[Record] | None = None
 
     def replay(self) -> Iterator[tuple[str, Record]]:
         if not self.path.exists():
@@ -34,14 +38,45 @@ class Journal:
                 except json.JSONDecodeError:
                     log.warning("sandbox.journal.torn_line", line=number)
                     continue
-                yield entry["t"], entry["v"]
+                entries = entry["v"] if entry["t"] == "batch" else [entry]
+                for item in entries:
+                    yield item["t"], item["v"]
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Write every `append` inside the block as one line, when the block ends."""
+        if self._batch is not None:
+            raise RuntimeError("journal batches do not nest")
+        self._batch = []
+        try:
+            yield
+        finally:
+            entries, self._batch = self._batch, None
+        if entries:
+            self._write({"t": "batch", "v": entries})
 
     def append(self, kind: str, value: Record) -> None:
+        if self._batch is not None:
+            self._batch.append({"t": kind, "v": value})
+        else:
+            self._write({"t": kind, "v": value})
+
+    def _write(self, entry: Record) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            torn = self._ends_torn()
             self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(json.dumps({"t": kind, "v": value}, separators=(",", ":")) + "\n")
+            if torn:
+                self._file.write("\n")  # end a torn line so the next record stands alone
+        self._file.write(json.dumps(entry, separators=(",", ":")) + "\n")
         self._file.flush()
+
+    def _ends_torn(self) -> bool:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return False
+        with self.path.open("rb") as file:
+            file.seek(-1, 2)
+            return file.read(1) != b"\n"
 
     def close(self) -> None:
         if self._file is not None:

@@ -23,7 +23,7 @@ import json
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -266,11 +266,11 @@ class SandboxProcessor:
         request: web.Request,
         scope: str,
         params: Json,
-        create: Callable[[Json], Awaitable[Answer]],
+        create: Callable[[Json], Answer],
     ) -> web.Response:
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            answer = await create({})
+            answer = create({})
             return await self._answer(request, answer, None)
         if not 0 < len(key) <= limits.SANDBOX_IDEMPOTENCY_KEY_LENGTH_MAX:
             raise Invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 characters")
@@ -306,10 +306,13 @@ class SandboxProcessor:
             return _json_response(status, body, {"Idempotent-Replayed": "true"})
         self._in_flight.add(record_id)
         try:
-            answer = await create(record)
-            if answer.status < 500:
-                record = {**record, "answer": [answer.status, answer.body]}
-            self._save("key", record)
+            # The charge, its events and the stored answer land together or not at all.
+            # `create` is synchronous, so no other request's changes can slip into the batch.
+            with self._journal.batch():
+                answer = create(record)
+                if answer.status < 500:
+                    record = {**record, "answer": [answer.status, answer.body]}
+                self._save("key", record)
             return await self._answer(request, answer, record_id)
         finally:
             self._in_flight.discard(record_id)
@@ -335,7 +338,7 @@ class SandboxProcessor:
         except Invalid as exc:
             return _invalid(exc)
 
-    async def _charge(self, params: Json, record: Json) -> Answer:
+    def _charge(self, params: Json, record: Json) -> Answer:
         behaviour, decline_code = PAYMENT_METHODS[params["payment_method"]]
         if (
             behaviour is Behaviour.FLAKY
@@ -439,7 +442,7 @@ class SandboxProcessor:
         except Invalid as exc:
             return _invalid(exc)
 
-    async def _refund(self, charge_id: str, amount: int, record: Json) -> Answer:
+    def _refund(self, charge_id: str, amount: int, record: Json) -> Answer:
         charge = self.charges[charge_id]  # re-read: another refund may have landed meanwhile
         if charge["status"] != "succeeded":
             return Answer(
