@@ -432,9 +432,13 @@ class SandboxProcessor:
             charge = self.charges.get(charge_id) if isinstance(charge_id, str) else None
             if charge is None:
                 raise Invalid("charge", "no such charge", status=404, code="resource_missing")
-            amount = body.get("amount", charge["amount"] - charge["amount_refunded"])
-            if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            amount = body.get("amount")  # None: whatever is left, decided when it runs
+            if amount is not None and (
+                not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0
+            ):
                 raise Invalid("amount", "amount must be a positive integer")
+            # The key's fingerprint is the request as sent, so a replay of "refund the rest"
+            # still matches after the rest has been refunded.
             params = {"charge": charge["id"], "amount": amount}
             return await self._idempotent(
                 request, "refund", params, lambda record: self._refund(charge["id"], amount, record)
@@ -442,8 +446,10 @@ class SandboxProcessor:
         except Invalid as exc:
             return _invalid(exc)
 
-    def _refund(self, charge_id: str, amount: int, record: Json) -> Answer:
+    def _refund(self, charge_id: str, requested: int | None, record: Json) -> Answer:
         charge = self.charges[charge_id]  # re-read: another refund may have landed meanwhile
+        left = charge["amount"] - charge["amount_refunded"]
+        amount = left if requested is None else requested
         if charge["status"] != "succeeded":
             return Answer(
                 400,
@@ -453,7 +459,7 @@ class SandboxProcessor:
                     "only succeeded charges can be refunded",
                 ),
             )
-        if amount > charge["amount"] - charge["amount_refunded"]:
+        if not 0 < amount <= left:
             return Answer(
                 400,
                 error_body(

@@ -245,3 +245,15 @@ async def test_bad_charge_parameters_are_a_400_naming_the_field(
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
     assert await charges_under(sandbox) == []
+
+
+async def test_refunding_the_rest_without_an_amount_replays_under_its_key(sandbox: Sandbox) -> None:
+    charge = (await post(sandbox.url, "/v1/charges", CHARGE, key="c")).json()
+    await post(sandbox.url, "/v1/refunds", {"charge": charge["id"], "amount": 200}, key="r1")
+    rest = await post(sandbox.url, "/v1/refunds", {"charge": charge["id"]}, key="r2")
+    again = await post(sandbox.url, "/v1/refunds", {"charge": charge["id"]}, key="r2")
+    assert rest.json()["amount"] == 300
+    assert again.json() == rest.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    nothing_left = await post(sandbox.url, "/v1/refunds", {"charge": charge["id"]}, key="r3")
+    assert nothing_left.json()["error"]["code"] == "amount_too_large"
