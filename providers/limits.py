@@ -42,6 +42,7 @@ SANDBOX_WEBHOOK_BACKOFF_MAX_SECONDS: Final = 60.0
 SANDBOX_WEBHOOK_TIMEOUT_SECONDS: Final = 10.0
 SANDBOX_WEBHOOK_CONCURRENCY: Final = 4
 SANDBOX_DUPLICATE_DELIVERIES_MAX: Final = 10
+SANDBOX_KNOB_SECONDS_MAX: Final = 3600.0  # no test knob delays anything longer than this
 
 # Webhook verification (Standard Webhooks)
 WEBHOOK_TOLERANCE_SECONDS: Final = 300  # older or newer timestamps are refused (replay guard)

@@ -1,8 +1,8 @@
 """The sandbox's webhook sender: Standard Webhooks-signed POSTs, redelivered with capped
 exponential backoff until a 2xx, for a bounded number of attempts, from a bounded queue.
 
-Test knobs (see `Knobs`) make it misbehave the way real processors do: deliver each event
-several times, delay deliveries, hold them (pause) and release them in reverse order."""
+Test knobs (`providers.sandbox.knobs`) make it misbehave the way real processors do: deliver
+each event several times, delay deliveries, hold them (pause), release them in reverse order."""
 
 from __future__ import annotations
 
@@ -22,38 +22,9 @@ import structlog
 
 from providers import limits
 from providers.sandbox import signing
+from providers.sandbox.knobs import Knobs
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(slots=True)
-class Knobs:
-    """How the sandbox misbehaves; tests change these through `/_sandbox/knobs`."""
-
-    duplicate_deliveries: int = 0  # extra copies of every delivered event
-    delivery_delay_seconds: float = 0.0  # before an event's first attempt
-    reorder: bool = False  # release held (paused) events newest first
-    async_settle_seconds: float = limits.SANDBOX_ASYNC_SETTLE_SECONDS
-    dispute_after_seconds: float = limits.SANDBOX_DISPUTE_AFTER_SECONDS
-    slow_answer_seconds: float = limits.SANDBOX_SLOW_ANSWER_SECONDS
-    backoff_base_seconds: float = limits.SANDBOX_WEBHOOK_BACKOFF_BASE_SECONDS
-    attempts_max: int = limits.SANDBOX_WEBHOOK_ATTEMPTS_MAX
-    concurrency: int = limits.SANDBOX_WEBHOOK_CONCURRENCY  # 1: strictly one after another
-
-    def update(self, values: dict[str, Any]) -> None:
-        for name, value in values.items():
-            if name not in self.__dataclass_fields__:
-                raise ValueError(f"unknown knob {name!r}")
-            current = getattr(self, name)
-            if isinstance(value, bool) != isinstance(current, bool):
-                raise ValueError(f"knob {name!r} has the wrong type")
-            if not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"knob {name!r} must be a non-negative number")
-            if name == "duplicate_deliveries" and value > limits.SANDBOX_DUPLICATE_DELIVERIES_MAX:
-                raise ValueError("duplicate_deliveries is capped")
-            if name == "concurrency" and not 1 <= value <= limits.SANDBOX_WEBHOOK_CONCURRENCY:
-                raise ValueError(f"concurrency must be 1 to {limits.SANDBOX_WEBHOOK_CONCURRENCY}")
-            setattr(self, name, type(current)(value))
 
 
 @dataclass(order=True, slots=True)

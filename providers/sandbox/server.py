@@ -28,19 +28,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import structlog
 from aiohttp import web
 
 from providers import http, limits
-from providers.sandbox.delivery import Deliverer, Knobs
+from providers.sandbox import controls
+from providers.sandbox.delivery import Deliverer
 from providers.sandbox.journal import Journal
+from providers.sandbox.knobs import Knobs
 from providers.sandbox.settings import SandboxSettings, state_dir, webhook_secret
+from providers.sandbox.wire import Invalid, Json, error_body, invalid, json_response, read_json
 
 log = structlog.get_logger(__name__)
-
-Json = dict[str, Any]
 
 
 class Behaviour(StrEnum):
@@ -69,12 +69,6 @@ PAYMENT_METHODS: dict[str, tuple[Behaviour, str | None]] = {
 }
 
 
-class Invalid(Exception):
-    def __init__(self, param: str, message: str, status: int = 400, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.param, self.status, self.code = param, status, code
-
-
 @dataclass(slots=True)
 class Answer:
     """What the sandbox answers a create call. `drop` closes the connection instead of
@@ -88,19 +82,6 @@ class Answer:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_sb_{secrets.token_hex(12)}"
-
-
-def error_body(kind: str, code: str, message: str, **extra: Any) -> Json:
-    return {"error": {"type": kind, "code": code, "message": message, **extra}}
-
-
-def _json_response(status: int, body: Json, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
 
 
 class SandboxProcessor:
@@ -142,13 +123,7 @@ class SandboxProcessor:
         app.router.add_get("/v1/charges", self.list_charges)
         app.router.add_get("/v1/charges/{id}", self.get_charge)
         app.router.add_post("/v1/refunds", self.create_refund)
-        app.router.add_get("/_sandbox/health", self.health)
-        app.router.add_get("/_sandbox/knobs", self.get_knobs)
-        app.router.add_post("/_sandbox/knobs", self.set_knobs)
-        app.router.add_post("/_sandbox/webhooks/pause", self.pause)
-        app.router.add_post("/_sandbox/webhooks/resume", self.resume)
-        app.router.add_get("/_sandbox/webhooks/attempts", self.attempts)
-        app.router.add_post("/_sandbox/disputes/{id}/close", self.close_dispute)
+        controls.add_routes(app, self)
         app.cleanup_ctx.append(self._lifecycle)
         return app
 
@@ -276,7 +251,7 @@ class SandboxProcessor:
             raise Invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 characters")
         record_id = f"{scope}:{key}"
         if record_id in self._in_flight:
-            return _json_response(
+            return json_response(
                 409,
                 error_body(
                     "idempotency_error",
@@ -293,7 +268,7 @@ class SandboxProcessor:
             "failures": 0,
         }
         if record["fingerprint"] != fingerprint:
-            return _json_response(
+            return json_response(
                 422,
                 error_body(
                     "idempotency_error",
@@ -303,7 +278,7 @@ class SandboxProcessor:
             )
         if "answer" in record:
             status, body = record["answer"]
-            return _json_response(status, body, {"Idempotent-Replayed": "true"})
+            return json_response(status, body, {"Idempotent-Replayed": "true"})
         self._in_flight.add(record_id)
         try:
             # The charge, its events and the stored answer land together or not at all.
@@ -325,18 +300,18 @@ class SandboxProcessor:
             request.transport.abort()  # the client sees the connection die, no answer
             return web.Response(status=204)  # never written: the transport is gone
         headers = {"Retry-After": str(limits.SANDBOX_FLAKY_RETRY_AFTER_SECONDS)}
-        return _json_response(answer.status, answer.body, headers if answer.status == 503 else None)
+        return json_response(answer.status, answer.body, headers if answer.status == 503 else None)
 
     # -- charges ----------------------------------------------------------------------------
 
     async def create_charge(self, request: web.Request) -> web.Response:
         try:
-            params = _charge_params(await _read_json(request))
+            params = _charge_params(await read_json(request))
             return await self._idempotent(
                 request, "charge", params, lambda record: self._charge(params, record)
             )
         except Invalid as exc:
-            return _invalid(exc)
+            return invalid(exc)
 
     def _charge(self, params: Json, record: Json) -> Answer:
         behaviour, decline_code = PAYMENT_METHODS[params["payment_method"]]
@@ -388,10 +363,10 @@ class SandboxProcessor:
     async def get_charge(self, request: web.Request) -> web.Response:
         charge = self.charges.get(request.match_info["id"])
         if charge is None:
-            return _json_response(
+            return json_response(
                 404, error_body("invalid_request_error", "resource_missing", "no such charge")
             )
-        return _json_response(200, charge)
+        return json_response(200, charge)
 
     async def list_charges(self, request: web.Request) -> web.Response:
         query = request.query
@@ -400,7 +375,7 @@ class SandboxProcessor:
         except ValueError:
             limit = -1
         if not 1 <= limit <= limits.SANDBOX_PAGE_LIMIT_MAX:
-            return _invalid(Invalid("limit", f"limit must be 1 to {limits.SANDBOX_PAGE_LIMIT_MAX}"))
+            return invalid(Invalid("limit", f"limit must be 1 to {limits.SANDBOX_PAGE_LIMIT_MAX}"))
         wanted_meta = {
             name[len("metadata[") : -1]: value
             for name, value in query.items()
@@ -417,9 +392,9 @@ class SandboxProcessor:
         if after is not None:
             ids = [charge["id"] for charge in matches]
             if after not in ids:
-                return _invalid(Invalid("starting_after", "no such charge in this list"))
+                return invalid(Invalid("starting_after", "no such charge in this list"))
             matches = matches[ids.index(after) + 1 :]
-        return _json_response(
+        return json_response(
             200, {"object": "list", "data": matches[:limit], "has_more": len(matches) > limit}
         )
 
@@ -427,7 +402,7 @@ class SandboxProcessor:
 
     async def create_refund(self, request: web.Request) -> web.Response:
         try:
-            body = await _read_json(request)
+            body = await read_json(request)
             charge_id = body.get("charge")
             charge = self.charges.get(charge_id) if isinstance(charge_id, str) else None
             if charge is None:
@@ -444,7 +419,7 @@ class SandboxProcessor:
                 request, "refund", params, lambda record: self._refund(charge["id"], amount, record)
             )
         except Invalid as exc:
-            return _invalid(exc)
+            return invalid(exc)
 
     def _refund(self, charge_id: str, requested: int | None, record: Json) -> Answer:
         charge = self.charges[charge_id]  # re-read: another refund may have landed meanwhile
@@ -484,73 +459,20 @@ class SandboxProcessor:
         self._set_charge(refunded, "charge.refunded")
         return Answer(200, refund)
 
-    # -- test controls ----------------------------------------------------------------------
+    # -- test controls (see providers.sandbox.controls) --------------------------------------
 
-    async def health(self, request: web.Request) -> web.Response:
-        pending = self.deliverer.pending() if self.deliverer else 0
-        return _json_response(
-            200, {"ok": True, "charges": len(self.charges), "webhooks_pending": pending}
-        )
-
-    async def get_knobs(self, request: web.Request) -> web.Response:
-        return _json_response(
-            200, {name: getattr(self.knobs, name) for name in self.knobs.__dataclass_fields__}
-        )
-
-    async def set_knobs(self, request: web.Request) -> web.Response:
-        try:
-            self.knobs.update(await _read_json(request))
-        except ValueError as exc:
-            return _invalid(Invalid("knobs", str(exc)))
-        except Invalid as exc:
-            return _invalid(exc)
-        return await self.get_knobs(request)
-
-    async def pause(self, request: web.Request) -> web.Response:
-        if self.deliverer is not None:
-            self.deliverer.pause()
-        return _json_response(200, {"paused": True})
-
-    async def resume(self, request: web.Request) -> web.Response:
-        if self.deliverer is not None:
-            self.deliverer.resume()
-        return _json_response(200, {"paused": False})
-
-    async def attempts(self, request: web.Request) -> web.Response:
-        entries = list(self.deliverer.log) if self.deliverer else []
-        return _json_response(200, {"data": entries, "has_more": False})
-
-    async def close_dispute(self, request: web.Request) -> web.Response:
-        try:
-            dispute = self.disputes.get(request.match_info["id"])
-            if dispute is None:
-                raise Invalid("id", "no such dispute", status=404, code="resource_missing")
-            outcome = (await _read_json(request)).get("outcome")
-            if outcome not in ("won", "lost"):
-                raise Invalid("outcome", "outcome must be won or lost")
-            if dispute["status"] != "needs_response":
-                raise Invalid("id", "dispute already closed")
-        except Invalid as exc:
-            return _invalid(exc)
+    def close_dispute(self, dispute_id: str, outcome: object) -> Json:
+        dispute = self.disputes.get(dispute_id)
+        if dispute is None:
+            raise Invalid("id", "no such dispute", status=404, code="resource_missing")
+        if outcome not in ("won", "lost"):
+            raise Invalid("outcome", "outcome must be won or lost")
+        if dispute["status"] != "needs_response":
+            raise Invalid("id", "dispute already closed")
         closed = {**dispute, "status": outcome}
         self._save("dispute", closed)
         self._emit("dispute.closed", closed)
-        return _json_response(200, closed)
-
-
-def _invalid(exc: Invalid) -> web.Response:
-    kind = "invalid_request_error"
-    return _json_response(exc.status, error_body(kind, exc.code, str(exc), param=exc.param))
-
-
-async def _read_json(request: web.Request) -> Json:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise Invalid("body", "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise Invalid("body", "the body must be a JSON object")
-    return body
+        return closed
 
 
 def _charge_params(body: Json) -> Json:

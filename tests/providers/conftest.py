@@ -16,7 +16,7 @@ from aiohttp import web
 from providers import http
 from providers.retry import RetryPolicy
 from providers.sandbox import signing
-from providers.sandbox.delivery import Knobs
+from providers.sandbox.knobs import Knobs
 from providers.sandbox.provider import SandboxProvider
 from providers.sandbox.server import RunningSandbox, SandboxProcessor, start
 

@@ -208,9 +208,16 @@ async def test_duplicate_deliveries_repeat_the_same_event_id(
     assert len({d.headers["webhook-id"] for d in deliveries}) == 1
 
 
-async def test_unknown_knobs_are_refused(sandbox: Sandbox) -> None:
-    response = await post(sandbox.url, "/_sandbox/knobs", {"explode": True})
+@pytest.mark.parametrize(
+    "bad",
+    [{"explode": True}, {"reorder": 1}, {"concurrency": 0}, {"delivery_delay_seconds": 86_400}],
+)
+async def test_bad_knobs_are_refused_and_none_of_the_batch_applies(
+    sandbox: Sandbox, bad: dict[str, Any]
+) -> None:
+    response = await post(sandbox.url, "/_sandbox/knobs", {"duplicate_deliveries": 3, **bad})
     assert response.status_code == 400
+    assert sandbox.processor.knobs.duplicate_deliveries == 0
 
 
 async def test_undelivered_webhooks_are_sent_after_a_restart(
