@@ -12,6 +12,9 @@ built by the suite itself with `cls.from_env(context)` where `context.overrides`
 - `overrides`: the provider's `GATEWAY_<NAME>_*` settings for the test, e.g.
   `{"GATEWAY_STRIPE_API_KEY": "sk_test_…", "GATEWAY_STRIPE_API_BASE": "http://stripe.test",
   "GATEWAY_STRIPE_WEBHOOK_SECRETS": "whsec_…"}`. The API base must be a host respx intercepts.
+  They are passed as `ProviderContext.overrides` (read them with
+  `providers.config.read_settings(MySettings, context)`) and also set in the environment for
+  the test, so a `from_env` that builds its settings class directly works too.
 - `secrets`: every secret in `overrides` (the scrub check requires `provider.scrub` to mask them).
 - `wrong_secret`: a webhook secret the provider does NOT hold (a delivery signed with it must fail).
 - `signature_headers`: lower-case header names carrying the signature; removing any one of
