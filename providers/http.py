@@ -5,6 +5,7 @@ and connection limits from `providers.limits`) and through `send()`, which turns
 failures and error statuses into the `ProviderError` tree of `providers.base`:
 
     httpx.ConnectError / ConnectTimeout / PoolTimeout   -> ProviderUnavailable (nothing sent)
+      (and UnsupportedProtocol: a misconfigured URL)
     httpx.ReadTimeout / RemoteProtocolError / other      -> ProviderOutcomeUnknown (sent, no answer)
     HTTP 409 / 429 / 5xx                                 -> ProviderRetryableError (+ Retry-After)
     any other 4xx not listed in `accept`                 -> ProviderRequestError
@@ -85,10 +86,18 @@ async def send(
     raise map_status(response, provider)
 
 
+_NOTHING_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
+
+
 def map_transport_error(exc: httpx.HTTPError, provider: str) -> ProviderError:
     """A transport failure: did the request leave this process?"""
     kind = type(exc).__name__
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+    if isinstance(exc, _NOTHING_SENT):
         return ProviderUnavailable(f"{provider}: could not connect ({kind})")
     # ReadTimeout, WriteTimeout, RemoteProtocolError, ReadError, WriteError, and anything
     # else: the request may have been (partly) sent, so the processor may have acted on it.
