@@ -20,8 +20,7 @@ from providers.base import (
     WebhookVerificationError,
 )
 from providers.sandbox.provider import SandboxProvider
-from tests.providers.conftest import Sandbox, WebhookSink
-from tests.providers.test_sandbox_through_retries import charges_under, request_for
+from tests.support.sandbox import Sandbox, WebhookSink, charges_under, request_for
 
 
 async def post(url: str, path: str, body: dict[str, Any], key: str | None = None) -> httpx.Response:

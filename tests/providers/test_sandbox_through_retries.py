@@ -22,18 +22,8 @@ from providers.base import (
 )
 from providers.retry import RetryPolicy, call_with_retry
 from providers.sandbox.provider import SandboxProvider
-from tests.providers.conftest import FAST, Sandbox, closed_port
-
-
-def request_for(payment_method: str, key: str = "gw_key_1", amount: int = 1000) -> ChargeRequest:
-    return ChargeRequest(
-        idempotency_key=key,
-        charge_id="ch_" + key,
-        account_id="acct_1",
-        amount_minor=amount,
-        currency="usd",
-        payment_method=payment_method,
-    )
+from tests.support.sandbox import FAST, Sandbox, charges_under, request_for
+from tests.support.service import free_port
 
 
 class CountingCharge:
@@ -45,14 +35,6 @@ class CountingCharge:
     def __call__(self) -> Awaitable[ChargeResult]:
         self.attempts += 1
         return self.provider.create_charge(self.request)
-
-
-async def charges_under(sandbox: Sandbox, key: str | None = None) -> list[dict[str, object]]:
-    params = {"limit": "100", **({"idempotency_key": key} if key else {})}
-    async with httpx.AsyncClient() as raw:
-        response = await raw.get(f"{sandbox.url}/v1/charges", params=params)
-    data: list[dict[str, object]] = response.json()["data"]
-    return data
 
 
 async def retried(
@@ -124,10 +106,13 @@ async def test_a_request_the_processor_refuses_is_not_retried(provider: SandboxP
     assert charge.attempts == 1
 
 
+# free_port() binds a port and releases it: nothing listens there.
+
+
 async def test_an_unreachable_processor_is_retried_until_attempts_run_out(
     http_client: httpx.AsyncClient, secret: str
 ) -> None:
-    nowhere = SandboxProvider(http_client, f"http://127.0.0.1:{closed_port()}", secret)
+    nowhere = SandboxProvider(http_client, f"http://127.0.0.1:{free_port()}", secret)
     charge = CountingCharge(nowhere, request_for("pm_card_visa"))
     with pytest.raises(ProviderUnavailable) as caught:
         await retried(charge)
@@ -138,7 +123,7 @@ async def test_an_unreachable_processor_is_retried_until_attempts_run_out(
 async def test_the_deadline_stops_retries_before_the_attempts_do(
     http_client: httpx.AsyncClient, secret: str
 ) -> None:
-    nowhere = SandboxProvider(http_client, f"http://127.0.0.1:{closed_port()}", secret)
+    nowhere = SandboxProvider(http_client, f"http://127.0.0.1:{free_port()}", secret)
     charge = CountingCharge(nowhere, request_for("pm_card_visa"))
     policy = RetryPolicy(
         attempts_max=50, deadline_seconds=0.3, backoff_base_seconds=0.1, backoff_max_seconds=0.1

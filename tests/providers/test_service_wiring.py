@@ -13,8 +13,7 @@ from gateway.processors import PROVIDERS, SANDBOX, point_sandbox_webhooks
 from gateway.settings import Settings
 from providers.base import ChargeStatus, EventKind
 from providers.sandbox.settings import state_dir
-from tests.providers.conftest import WebhookSink
-from tests.providers.test_sandbox_through_retries import request_for
+from tests.support.sandbox import WebhookSink, request_for
 from tests.support.service import ServiceProcess, free_port
 
 
