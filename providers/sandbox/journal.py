@@ -4,13 +4,16 @@ Every change is one line `{"t": <kind>, "v": <object>}` appended and flushed bef
 answer that depends on it is sent; replay applies them in order (later lines replace earlier
 ones with the same id). Changes that must land together (a charge, its events and the answer
 stored under its idempotency key) are written as one `batch` line, so a crash keeps all or
-none of them. A torn last line (a crash mid-write) is skipped. This is a test
+none of them. A torn last line (a crash mid-write) is skipped. On start the processor
+rewrites the journal as a snapshot of its live state (`compact`), so it does not grow forever
+across restarts. This is a test
 processor: lines are flushed to the OS, not fsynced, which survives process restarts."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -77,6 +80,19 @@ class Journal:
         with self.path.open("rb") as file:
             file.seek(-1, 2)
             return file.read(1) != b"\n"
+
+    def compact(self, records: Iterable[tuple[str, Record]]) -> None:
+        """Replace the journal with `records` (the live state), atomically: a crash leaves
+        either the old journal or the new one."""
+        self.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = self.path.with_suffix(".compacting")
+        with fresh.open("w", encoding="utf-8") as file:
+            for kind, value in records:
+                file.write(json.dumps({"t": kind, "v": value}, separators=(",", ":")) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(fresh, self.path)
 
     def close(self) -> None:
         if self._file is not None:

@@ -23,7 +23,7 @@ import json
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -163,6 +163,19 @@ class SandboxProcessor:
                 self._undelivered[value["id"]] = None
             elif kind == "settled":
                 self._undelivered.pop(value["id"], None)
+                self.events.pop(value["id"], None)
+        self._journal.compact(self._snapshot())
+
+    def _snapshot(self) -> Iterator[tuple[str, Json]]:
+        for kind, table in (
+            ("charge", self.charges),
+            ("refund", self.refunds),
+            ("dispute", self.disputes),
+            ("key", self.keys),
+            ("event", self.events),  # only undelivered ones are kept after replay
+        ):
+            for value in table.values():
+                yield kind, value
 
     def _resume_timers(self) -> None:
         """Work a restart interrupted: async charges still pending, disputes not yet opened."""
@@ -207,6 +220,7 @@ class SandboxProcessor:
     def _settled(self, event_id: str, how: str) -> None:
         self._journal.append("settled", {"id": event_id, "how": how})
         self._undelivered.pop(event_id, None)
+        self.events.pop(event_id, None)  # delivered or given up: memory stays bounded
 
     def _set_charge(self, charge: Json, event_type: str | None) -> None:
         self._save("charge", charge)

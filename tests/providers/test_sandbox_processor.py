@@ -4,6 +4,7 @@ its webhooks are signed, redelivered until acknowledged, and can be made to misb
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,6 +69,27 @@ async def test_charges_and_keys_survive_a_sandbox_restart(
     assert (await restarted.retrieve_charge(before.provider_charge_id)) == before
     assert (await restarted.create_charge(request)) == before  # replayed, not charged again
     assert len(await charges_under(sandbox)) == 1
+
+
+async def test_a_restart_compacts_the_journal_to_the_live_state(
+    sandbox: Sandbox, provider: SandboxProvider, sink: WebhookSink, http_client: httpx.AsyncClient
+) -> None:
+    request = request_for("pm_card_visa", amount=1000)
+    charge = await provider.create_charge(request)
+    for key in ("r1", "r2"):
+        await provider.refund(RefundRequest(key, key, charge.provider_charge_id or "", 100, "usd"))
+    await sink.wait_for(3)
+    journal = sandbox.state_dir / "journal.jsonl"
+    size_before = journal.stat().st_size
+    await sandbox.stop()
+    await sandbox.start()
+    assert journal.stat().st_size < size_before  # superseded charges and delivered events gone
+    charges = await charges_under(sandbox)
+    assert [(c["id"], c["amount_refunded"]) for c in charges] == [(charge.provider_charge_id, 200)]
+    restarted = SandboxProvider(http_client, sandbox.url, sandbox.secret)
+    assert await restarted.create_charge(request) == dataclasses.replace(
+        charge, amount_refunded_minor=0
+    )  # the stored answer under the key survives compaction
 
 
 async def test_charge_list_is_paginated_newest_first_with_its_keys(sandbox: Sandbox) -> None:
