@@ -126,6 +126,8 @@ class Deliverer:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _attempt(self, due: _Due) -> None:
+        if due.event_id not in self._events:
+            return  # settled meanwhile (queued twice): nothing left to send
         if self.url is None:  # unset while this one waited: hold it until a URL is set
             self._held.append(due.event_id)
         elif await self._post(due):
