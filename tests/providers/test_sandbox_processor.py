@@ -4,6 +4,7 @@ its webhooks are signed, redelivered until acknowledged, and can be made to misb
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime
 from typing import Any
@@ -155,6 +156,19 @@ async def test_webhooks_are_redelivered_until_acknowledged(
     (delivery,) = await sink.wait_for(1)
     event_ids = [d.headers["webhook-id"] for d in [*sink.refused, delivery]]
     assert event_ids == [delivery.headers["webhook-id"]] * 3
+
+
+async def test_a_webhook_never_acknowledged_is_abandoned_after_bounded_attempts(
+    provider: SandboxProvider, sink: WebhookSink, sandbox: Sandbox
+) -> None:
+    await post(sandbox.url, "/_sandbox/knobs", {"attempts_max": 3})
+    sink.fail_first = 100
+    await provider.create_charge(request_for("pm_card_visa"))
+    async with asyncio.timeout(5):
+        while sandbox.processor.deliverer and sandbox.processor.deliverer.pending():  # noqa: ASYNC110 - the sandbox exposes no event for "queue drained"
+            await asyncio.sleep(0.02)
+    assert len(sink.refused) == 3
+    assert sandbox.processor.events == {}  # given up: nothing left queued or held
 
 
 async def test_async_charge_answers_pending_and_succeeds_later_by_webhook(
