@@ -176,6 +176,14 @@ class SandboxProvider(Provider):
 
 
 def charge_result(charge: Json) -> ChargeResult:
+    """A sandbox charge object as a result; one we cannot read means the outcome is unknown."""
+    try:
+        return _charge_result(charge)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProviderOutcomeUnknown(f"sandbox: unreadable charge ({type(exc).__name__})") from None
+
+
+def _charge_result(charge: Json) -> ChargeResult:
     raw_status = str(charge.get("status", ""))
     status = STATUSES.get(raw_status, ChargeStatus.PENDING)  # unknown: never success
     raw_decline = charge.get("failure_code")

@@ -112,6 +112,23 @@ async def check_unknown_status_is_pending(kit: Kit, cls: type[Provider], harness
     assert result.status is ChargeStatus.PENDING, "an unknown status is pending, never final"
 
 
+async def check_unreadable_answer_is_never_final(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    request = charge_request()
+    for answer in (httpx.Response(200, json={"unexpected": True}), httpx.Response(200, text="<")):
+        with respx.mock(assert_all_called=True) as router:
+            kit.charge_route(router).return_value = answer
+            try:
+                result = await provider.create_charge(request)
+            except ProviderError as error:
+                safe = error.may_have_reached_processor  # an unknown outcome
+            else:
+                safe = result.status is ChargeStatus.PENDING
+        assert safe, "an unreadable answer is pending or an unknown outcome, never final"
+
+
 async def check_charge_sends_our_idempotency_key_and_ids(
     kit: Kit, cls: type[Provider], harness: Harness
 ) -> None:
@@ -266,6 +283,7 @@ CHECKS: dict[str, Check] = {
     for check in (
         check_charge_outcomes_map_to_statuses_and_declines,
         check_unknown_status_is_pending,
+        check_unreadable_answer_is_never_final,
         check_charge_sends_our_idempotency_key_and_ids,
         check_faults_are_classified_for_retry,
         check_genuine_webhooks_verify_and_parse,

@@ -17,6 +17,7 @@ from providers.base import (
     ChargeStatus,
     Provider,
     ProviderError,
+    ProviderOutcomeUnknown,
     ProviderRequestError,
 )
 from providers.sandbox.provider import STATUSES, SandboxProvider
@@ -38,6 +39,14 @@ class DeclineIsAnError(SandboxProvider):
         if result.status is ChargeStatus.FAILED:
             raise ProviderRequestError("declined")
         return result
+
+
+class UnreadableIsSuccess(SandboxProvider):
+    async def create_charge(self, request: ChargeRequest) -> ChargeResult:
+        try:
+            return await super().create_charge(request)
+        except ProviderOutcomeUnknown:
+            return ChargeResult(ChargeStatus.SUCCEEDED, None, request.amount_minor, "usd")
 
 
 class EveryFaultIsFinal(SandboxProvider):
@@ -76,6 +85,7 @@ class LogsSecrets(SandboxProvider):
 BROKEN: list[tuple[type[Provider], str]] = [
     (UnknownStatusIsSuccess, "unknown_status_is_pending"),
     (DeclineIsAnError, "charge_outcomes_map_to_statuses_and_declines"),
+    (UnreadableIsSuccess, "unreadable_answer_is_never_final"),
     (EveryFaultIsFinal, "faults_are_classified_for_retry"),
     (FreshKeyPerCall, "charge_sends_our_idempotency_key_and_ids"),
     (TrustsEveryWebhook, "webhook_without_signature_is_rejected"),
