@@ -7,7 +7,10 @@ import argparse
 import asyncio
 import importlib
 
-BENCHES: list[str] = ["webhooks"]  # module names under bench/, each with `async def main() -> None`
+BENCHES: list[str] = [
+    "providers",
+    "webhooks",
+]  # module names under bench/, each with `async def main() -> None`
 
 
 def main() -> None:

@@ -5,11 +5,14 @@ delivery stored before its 200), and settlements per second by the worker."""
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
+import os
 import resource
 import socket
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -30,15 +33,16 @@ from gateway.logs import configure_logging
 from gateway.settings import LogFormat, Settings
 from gateway.state import Role
 from providers.base import WebhookEvent
+from providers.sandbox import signing
 from tests.support.webhook_fakes import FakeProvider, delivery
 from webhooks.inbox import InboxRow, InboxWriter
-from webhooks.routes import PROVIDERS
 from webhooks.worker import Settle, Worker
 
 DELIVERIES = 40_000
 WARMUP = 2_000
 CONCURRENCY = 128
 QUEUED = 20_000
+SECRET = signing.generate_secret()  # made once here, handed to the server process
 
 
 async def _parked(
@@ -50,20 +54,41 @@ async def _parked(
     return []
 
 
-def _serve(url: str, port: int, data_dir: str) -> None:
+def _serve(url: str, port: int, data_dir: str, secret: str) -> None:
     """The server process: the app as `gateway serve` builds it, on uvloop."""
     import uvloop
 
     configure_logging(LogFormat.JSON, "warning")
+    os.environ["GATEWAY_SANDBOX_WEBHOOK_SECRET"] = secret
+    os.environ["GATEWAY_SANDBOX_PORT"] = "0"
     settings = Settings(
         database_url=SecretStr(url), data_dir=Path(data_dir), port=port, log_level="warning"
     )
     app = create_app(settings, Role.SERVE)
     webhooks.setup(app, _parked)
-    app[PROVIDERS] = {FakeProvider.name: FakeProvider()}
     web.run_app(
         app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop()
     )
+
+
+def sandbox_delivery(n: int) -> tuple[bytes, dict[str, str]]:
+    """A `charge.succeeded` delivery as the sandbox sends it, signed."""
+    body = json.dumps(
+        {
+            "id": f"evt_bench_{n}",
+            "type": "charge.succeeded",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "data": {
+                "id": f"py_bench_{n}",
+                "amount": 100,
+                "currency": "usd",
+                "status": "succeeded",
+                "metadata": {"charge_id": f"ch_bench_{n}"},
+            },
+        }
+    ).encode()
+    headers = signing.sign(SECRET, f"msg_{n}", int(time.time()), body)
+    return body, headers | {"content-type": "application/json"}
 
 
 def _cpu_seconds(who: int) -> float:
@@ -97,29 +122,34 @@ async def _post_all(
     return latencies
 
 
+async def _until_ready(session: aiohttp.ClientSession, base: str) -> None:
+    for _ in range(300):
+        try:
+            async with session.get(f"{base}/readyz") as ready:
+                if ready.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the server did not become ready")
+
+
 async def acknowledgements(url: str) -> tuple[Figure, str]:
     """The figure, and where the CPU went (the usual limit on a 2-core box)."""
     port = _free_port()
     client_cpu = _cpu_seconds(resource.RUSAGE_SELF)
     with TemporaryDirectory() as data_dir:
         server = multiprocessing.get_context("spawn").Process(
-            target=_serve, args=(url, port, data_dir), daemon=True
+            target=_serve, args=(url, port, data_dir, SECRET), daemon=True
         )
         server.start()
         try:
             base = f"http://127.0.0.1:{port}"
-            deliveries = [delivery(f"evt_bench_{n}") for n in range(DELIVERIES + WARMUP)]
+            deliveries = [sandbox_delivery(n) for n in range(DELIVERIES + WARMUP)]
             connector = aiohttp.TCPConnector(limit=CONCURRENCY)
             async with aiohttp.ClientSession(connector=connector) as session:
-                for _ in range(200):
-                    try:
-                        async with session.get(f"{base}/readyz") as ready:
-                            if ready.status == 200:
-                                break
-                    except aiohttp.ClientConnectionError:
-                        pass
-                    await asyncio.sleep(0.1)
-                hook = f"{base}/webhooks/{FakeProvider.name}"
+                await _until_ready(session, base)
+                hook = f"{base}/webhooks/sandbox"
                 await _post_all(session, hook, deliveries[:WARMUP])
                 started = time.perf_counter()
                 latencies = await _post_all(session, hook, deliveries[WARMUP:])

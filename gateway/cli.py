@@ -22,6 +22,7 @@ from gateway.embedded_pg import embedded_postgres
 from gateway.logs import configure_logging
 from gateway.settings import Settings
 from gateway.state import Role
+from providers.sandbox.server import serve_forever
 from webhooks import commands as webhook_commands
 
 
@@ -105,6 +106,11 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    serve_forever()
+    return 0
+
+
 def cmd_webhooks(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> int:
         async with _engine(settings) as engine:
@@ -128,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(
         func=cmd_migrate
     )
+    sub.add_parser("sandbox", help="a standalone sandbox processor").set_defaults(func=cmd_sandbox)
     webhook_commands.register(sub, cmd_webhooks)
     return parser
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
 from webhooks.inbox import InboxWriter
-from webhooks.routes import INBOX, PROVIDERS, setup_routes
+from webhooks.routes import INBOX, setup_routes
 from webhooks.worker import Settle, Worker
 
 WAKE: web.AppKey[asyncio.Event] = web.AppKey("webhook_wake", asyncio.Event)
@@ -21,7 +21,6 @@ WAKE: web.AppKey[asyncio.Event] = web.AppKey("webhook_wake", asyncio.Event)
 
 def setup(app: web.Application, settle: Settle) -> None:
     app[WAKE] = asyncio.Event()
-    app.setdefault(PROVIDERS, {})
 
     async def settle_forever(app: web.Application) -> None:
         await Worker(app[ENGINE], settle).run(app[WAKE])

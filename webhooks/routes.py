@@ -8,7 +8,6 @@ down the answer is a 503 so the processor delivers again."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import structlog
@@ -17,14 +16,14 @@ from aiohttp import web
 from gateway import limits
 from gateway.api.errors import ApiError, invalid, json_response, not_found
 from gateway.api.routing import add_route
+from gateway.processors import PROVIDERS
 from gateway.state import ENGINE
-from providers.base import Capability, Provider, WebhookVerificationError
+from providers.base import Capability, WebhookVerificationError
 from webhooks import metrics, operations
 from webhooks.inbox import InboxRow, InboxWriter, kept_headers
 
 log = structlog.get_logger(__name__)
 
-PROVIDERS: web.AppKey[Mapping[str, Provider]] = web.AppKey("webhook_providers")
 INBOX: web.AppKey[InboxWriter] = web.AppKey("webhook_inbox", InboxWriter)
 
 
@@ -62,7 +61,8 @@ def _reject(provider: str, reason: str, message: str) -> ApiError:
 async def receive(request: web.Request) -> web.Response:
     body = await _read_capped(request)
     name = request.match_info["provider"]
-    provider = request.app[PROVIDERS].get(name)
+    providers = request.app[PROVIDERS]
+    provider = providers.get(name) if name in providers else None
     if provider is None or Capability.WEBHOOKS not in provider.capabilities:
         metrics.REJECTED.labels("-", "unknown_provider").inc()
         raise not_found("webhook provider", name, param="provider")

@@ -19,7 +19,6 @@ from tests.integration.webhook_app import webhook_app
 from tests.support import postgres
 from tests.support.proxy import FaultProxy
 from tests.support.webhook_fakes import FakeProvider, FakeSettle, delivery
-from webhooks.routes import PROVIDERS
 
 Client = TestClient[web.Request, web.Application]
 URL = "/webhooks/fakepay"
@@ -142,9 +141,7 @@ async def test_the_acknowledgement_is_the_providers_own(
         def webhook_ack(self) -> tuple[str, bytes]:
             return "text/plain", b"[accepted]"
 
-    app = webhook_app(settings, fake_settle)
-    app[PROVIDERS] = {"fakepay": AckingProvider()}
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(webhook_app(settings, fake_settle, provider=AckingProvider()))
     body, headers = delivery("evt_ack")
     response = await client.post(URL, data=body, headers=headers)
     assert response.status == 200
