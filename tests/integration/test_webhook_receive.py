@@ -4,16 +4,19 @@ store nothing otherwise; a 5xx (never an acknowledgement) when the inbox is unre
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
 from gateway import limits
 from gateway.settings import Settings
+from providers.sandbox import signing
 from tests.conftest import AiohttpClient, make_settings
 from tests.integration.webhook_app import webhook_app
 from tests.support import postgres
@@ -172,3 +175,34 @@ async def test_database_down_is_a_503_never_an_acknowledgement(
     finally:
         await proxy.close()
     assert [r["event_id"] for r in await inbox(db_url)] == ["evt_down"]
+
+
+async def test_a_sandbox_delivery_is_verified_with_standard_webhooks_and_stored(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    fake_settle: FakeSettle,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = signing.generate_secret()
+    monkeypatch.setenv("GATEWAY_SANDBOX_WEBHOOK_SECRET", secret)
+    client = await hook_client(aiohttp_client, settings, fake_settle)
+    event = {
+        "id": "evt_sandbox_1",
+        "type": "charge.succeeded",
+        "timestamp": "2026-11-24T05:00:00+00:00",
+        "data": {"id": "py_1", "amount": 100, "currency": "usd", "metadata": {"charge_id": "ch_1"}},
+    }
+    body = json.dumps(event).encode()
+    headers = signing.sign(secret, "msg_1", int(time.time()), body)
+    tampered = await client.post("/webhooks/sandbox", data=body + b" ", headers=headers)
+    assert tampered.status == 400
+    assert (await tampered.json())["error"]["reason"] == "bad_signature"
+    response = await client.post("/webhooks/sandbox", data=body, headers=headers)
+    assert response.status == 200
+    [row] = await inbox(db_url)
+    assert (row["provider"], row["event_id"], row["kind"]) == (
+        "sandbox",
+        "evt_sandbox_1",
+        "charge.succeeded",
+    )
