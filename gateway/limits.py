@@ -32,7 +32,7 @@ SHUTDOWN_GRACE_SECONDS: Final = 10.0
 # Ledger
 LEDGER_BATCH_TRANSACTIONS_MAX: Final = 10_000  # one post_transactions call
 LEDGER_LEGS_MAX: Final = 100  # entries in one ledger transaction
-LEDGER_REFERENCE_LENGTH_MAX: Final = 255
+LEDGER_REFERENCE_LENGTH_MAX: Final = 512  # fits "usage:<account id>:<usage reference>"
 LEDGER_CODE_LENGTH_MAX: Final = 64
 LEDGER_CHECK_PROBLEMS_MAX: Final = 100  # problems listed by /v1/ledger/check (all are counted)
 USAGE_BATCH_RECORDS_MAX: Final = 1000

@@ -94,9 +94,13 @@ def validate(spec: TransactionSpec) -> None:
     """Explicit double-entry checks (not `assert`: `python -O` must not remove them)."""
     where = f"ledger transaction '{spec.reference[:80]}'"
     if not 1 <= len(spec.reference) <= limits.LEDGER_REFERENCE_LENGTH_MAX:
-        raise LedgerInvariantError(f"{where}: reference must be 1 to 255 characters")
+        raise LedgerInvariantError(
+            f"{where}: reference must be 1 to {limits.LEDGER_REFERENCE_LENGTH_MAX} characters"
+        )
     if not 1 <= len(spec.code) <= limits.LEDGER_CODE_LENGTH_MAX:
-        raise LedgerInvariantError(f"{where}: code must be 1 to 64 characters")
+        raise LedgerInvariantError(
+            f"{where}: code must be 1 to {limits.LEDGER_CODE_LENGTH_MAX} characters"
+        )
     try:
         money.currency(spec.currency)
     except money.UnknownCurrency as exc:
@@ -193,9 +197,7 @@ async def post_transactions(
     unique = [specs[i] for i in sorted(first.values())]
     await _check_accounts(conn, unique)
     posted = await _insert(conn, unique)
-    existing = await _existing_keys(
-        conn, [s.reference for s in unique if s.reference not in posted]
-    )
+    existing = await existing_legs(conn, [s.reference for s in unique if s.reference not in posted])
     outcomes: list[PostOutcome] = []
     for i, spec in enumerate(specs):
         head = specs[first[spec.reference]]
@@ -262,9 +264,10 @@ async def _insert(conn: asyncpg.Connection[Any], specs: Sequence[TransactionSpec
     return {row["reference"] for row in rows}
 
 
-async def _existing_keys(
+async def existing_legs(
     conn: asyncpg.Connection[Any], references: Sequence[str]
 ) -> dict[str, LegKey]:
+    """The `leg_key` of each of `references` already in the ledger (missing ones absent)."""
     if not references:
         return {}
     legs: dict[str, list[tuple[int, str, int]]] = {}

@@ -43,7 +43,7 @@ def upgrade() -> None:
         """
         CREATE TABLE ledger_transactions (
           id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-          reference text NOT NULL UNIQUE CHECK (length(reference) BETWEEN 1 AND 255),
+          reference text NOT NULL UNIQUE CHECK (length(reference) BETWEEN 1 AND 512),
           code text NOT NULL CHECK (length(code) BETWEEN 1 AND 64),
           currency text NOT NULL,
           metadata jsonb NOT NULL DEFAULT '{}',

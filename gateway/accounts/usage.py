@@ -1,0 +1,165 @@
+"""Usage debits: per-message charges against a customer's prepaid balance, one record or a
+batch, each record idempotent by its reference.
+
+`debit_usage(conn, account_id, records)` runs inside the caller's transaction. It locks the
+customer's balance, then walks the records in order: a reference already booked with the
+same amount is a `duplicate` (a no-op), with another amount it is `refused` with
+`reference_reused`; a debit that would take the balance below minus the credit limit is
+`refused` with `insufficient_balance`; everything else is `applied`. The applied records
+are posted as one batch (one ledger transaction each: debit the customer, credit usage
+revenue) and the balance after the batch is returned, for the recharge flow to decide on a
+top-up. `record_usage(engine, ...)` does the same in a transaction of its own, retried on
+serialization failures and deadlocks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.db import in_transaction
+from gateway.ledger.chart import CUSTOMER_BALANCE, SystemAccount, system_account
+from gateway.ledger.posting import (
+    Leg,
+    PostOutcome,
+    Side,
+    TransactionSpec,
+    existing_legs,
+    leg_key,
+    post_transactions,
+)
+
+USAGE_CODE = "usage"
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    amount_micros: int
+    reference: str
+    description: str | None = None
+
+
+class UsageStatus(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+
+
+class RefusalCode(StrEnum):
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    REFERENCE_REUSED = "reference_reused"
+
+
+@dataclass(frozen=True)
+class UsageResult:
+    reference: str
+    status: UsageStatus
+    code: RefusalCode | None = None
+
+
+@dataclass(frozen=True)
+class UsageOutcome:
+    results: list[UsageResult]
+    balance_micros: int
+    currency: str
+
+
+class AccountNotFound(Exception):
+    def __init__(self, account_id: str) -> None:
+        super().__init__(account_id)
+        self.account_id = account_id
+
+
+def usage_reference(account_id: str, reference: str) -> str:
+    """The ledger reference of a usage record. References are unique per account, so the
+    account id is part of it; escaping ':' (and '%') in it keeps two accounts' references
+    from ever colliding."""
+    escaped = account_id.replace("%", "%25").replace(":", "%3A")
+    return f"usage:{escaped}:{reference}"
+
+
+# Lock the settings row and the balance row together (the same order as a settings change),
+# so a currency change cannot slip between reading the settings and posting.
+_LOCK_ACCOUNT = """
+SELECT c.currency, c.credit_limit_micros, l.id AS ledger_id, l.balance_micros
+  FROM customer_accounts c
+  JOIN ledger_accounts l
+    ON l.kind = $2 AND l.owner = c.account_id AND l.currency = c.currency
+ WHERE c.account_id = $1
+   FOR UPDATE
+"""
+
+
+async def debit_usage(
+    conn: asyncpg.Connection[Any], account_id: str, records: Sequence[UsageRecord]
+) -> UsageOutcome:
+    """Debit `records` from `account_id`'s balance in order, inside the caller's transaction."""
+    row = await conn.fetchrow(_LOCK_ACCOUNT, account_id, CUSTOMER_BALANCE)
+    if row is None:
+        raise AccountNotFound(account_id)
+    currency: str = row["currency"]
+    customer: int = row["ledger_id"]
+    balance: int = row["balance_micros"]
+    floor = -row["credit_limit_micros"]
+    revenue = await system_account(conn, SystemAccount.USAGE_REVENUE, currency)
+
+    def spec(record: UsageRecord) -> TransactionSpec:
+        metadata = {"account_id": account_id, "reference": record.reference}
+        if record.description is not None:
+            metadata["description"] = record.description
+        return TransactionSpec(
+            reference=usage_reference(account_id, record.reference),
+            code=USAGE_CODE,
+            currency=currency,
+            legs=(
+                Leg(customer, Side.DEBIT, record.amount_micros),
+                Leg(revenue, Side.CREDIT, record.amount_micros),
+            ),
+            metadata=metadata,
+        )
+
+    specs = [spec(r) for r in records]
+    booked = await existing_legs(conn, [s.reference for s in specs])
+    seen = dict(booked)
+    results: list[UsageResult] = []
+    to_post: list[TransactionSpec] = []
+    for record, s in zip(records, specs, strict=True):
+        key = leg_key(s.currency, [(g.account_id, g.side.value, g.amount_micros) for g in s.legs])
+        if s.reference in seen:
+            same = seen[s.reference] == key
+            results.append(
+                UsageResult(record.reference, UsageStatus.DUPLICATE)
+                if same
+                else UsageResult(
+                    record.reference, UsageStatus.REFUSED, RefusalCode.REFERENCE_REUSED
+                )
+            )
+        elif balance - record.amount_micros < floor:
+            results.append(
+                UsageResult(record.reference, UsageStatus.REFUSED, RefusalCode.INSUFFICIENT_BALANCE)
+            )
+        else:
+            balance -= record.amount_micros
+            seen[s.reference] = key
+            to_post.append(s)
+            results.append(UsageResult(record.reference, UsageStatus.APPLIED))
+    outcomes = await post_transactions(conn, to_post)
+    if any(o is not PostOutcome.POSTED for o in outcomes):
+        # We hold the balance lock and checked these references under it: impossible.
+        raise RuntimeError(f"usage postings for {account_id} not all new: {outcomes}")
+    return UsageOutcome(results, balance, currency)
+
+
+async def record_usage(
+    engine: AsyncEngine, account_id: str, records: Sequence[UsageRecord]
+) -> UsageOutcome:
+    """`debit_usage` in a transaction of its own, committed (retried when PostgreSQL asks)."""
+
+    async def run(conn: asyncpg.Connection[Any]) -> UsageOutcome:
+        return await debit_usage(conn, account_id, records)
+
+    return await in_transaction(engine, run)
