@@ -126,7 +126,11 @@ async def statement(
             t.c.metadata,
             e.c.created_at,
         )
-        .select_from(_balance_join().join(e, e.c.account_id == ledger_accounts.c.id).join(t))
+        .select_from(
+            _balance_join()
+            .join(e, e.c.account_id == ledger_accounts.c.id)
+            .join(t, t.c.id == e.c.transaction_id)
+        )
         .where(customer_accounts.c.account_id == account_id)
         .order_by(e.c.id.desc())
         .limit(limit + 1)

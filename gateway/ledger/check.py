@@ -1,6 +1,7 @@
 """The ledger's invariants, checked on demand: every transaction has two or more entries in
-its own currency whose debits equal its credits, and every cached balance equals the sum of
-its account's entries (on the account's normal side). The triggers prevent violations; this
+its own currency, on accounts that exist, whose debits equal its credits; every entry
+belongs to a transaction that exists; and every cached balance equals the sum of its
+account's entries (on the account's normal side). The triggers prevent violations; this
 finds any that got in anyway (a disabled trigger, a restored backup, a replica-mode write).
 
 Both queries read one snapshot (REPEATABLE READ, read only), so concurrent postings never
@@ -16,21 +17,24 @@ import asyncpg
 from gateway import limits
 
 _TRANSACTIONS = """
-SELECT t.id, t.reference, t.currency,
+SELECT coalesce(t.id, e.transaction_id) AS id, t.reference, t.currency,
        coalesce(sum(e.amount_micros) FILTER (WHERE e.side = 'debit'), 0) AS debits,
        coalesce(sum(e.amount_micros) FILTER (WHERE e.side = 'credit'), 0) AS credits,
        count(e.id) AS entries,
-       coalesce(bool_or(a.currency <> t.currency), false) AS mixed_currencies,
+       coalesce(bool_or(a.currency IS DISTINCT FROM t.currency), false) AS mixed_currencies,
+       count(e.id) - count(a.id) AS unknown_accounts,
+       t.id IS NULL AS missing,
        count(*) OVER () AS problems
   FROM ledger_transactions t
-  LEFT JOIN ledger_entries e ON e.transaction_id = t.id
+  FULL JOIN ledger_entries e ON e.transaction_id = t.id
   LEFT JOIN ledger_accounts a ON a.id = e.account_id
- GROUP BY t.id
+ GROUP BY coalesce(t.id, e.transaction_id), t.id
 HAVING coalesce(sum(CASE WHEN e.side = 'debit' THEN e.amount_micros
                          ELSE -e.amount_micros END), 0) <> 0
     OR count(e.id) < 2
-    OR coalesce(bool_or(a.currency <> t.currency), false)
- ORDER BY t.id
+    OR coalesce(bool_or(a.currency IS DISTINCT FROM t.currency), false)
+    OR t.id IS NULL
+ ORDER BY 1
  LIMIT $1
 """
 
@@ -82,6 +86,8 @@ async def check_ledger(conn: asyncpg.Connection[Any]) -> LedgerReport:
             "credits_micros": int(row["credits"]),
             "entries": row["entries"],
             "mixed_currencies": row["mixed_currencies"],
+            "unknown_accounts": row["unknown_accounts"],
+            "transaction_missing": row["missing"],
         }
         for row in unbalanced
     ]

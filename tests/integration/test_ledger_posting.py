@@ -203,6 +203,34 @@ async def test_a_one_legged_transaction_is_refused(conn: Conn) -> None:
         await transaction.commit()
 
 
+async def test_an_entry_on_an_unknown_account_is_refused(conn: Conn) -> None:
+    transaction = conn.transaction()
+    await transaction.start()
+    tx, customer, _ = await raw_transaction(conn)
+    await conn.execute(ENTRY, tx, customer, "debit", 100)
+    await conn.execute(ENTRY, tx, 999_999, "credit", 100)
+    with pytest.raises(asyncpg.CheckViolationError, match="unknown accounts 1"):
+        await transaction.commit()
+
+
+async def test_entries_of_a_transaction_that_does_not_exist_are_refused(conn: Conn) -> None:
+    customer = await customer_account(conn, "acct_1", "USD")
+    revenue = await system_account(conn, SystemAccount.USAGE_REVENUE, "USD")
+    transaction = conn.transaction()
+    await transaction.start()
+    await conn.execute(ENTRY, 424_242, customer, "debit", 100)
+    await conn.execute(ENTRY, 424_242, revenue, "credit", 100)
+    with pytest.raises(asyncpg.CheckViolationError, match=r"missing t$"):
+        await transaction.commit()
+
+
+@pytest.mark.parametrize("statement", ["DELETE FROM ledger_accounts", "TRUNCATE ledger_accounts"])
+async def test_ledger_accounts_cannot_be_deleted(conn: Conn, statement: str) -> None:
+    await customer_account(conn, "acct_1", "USD")
+    with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+        await conn.execute(statement)
+
+
 async def test_an_entry_appended_later_to_an_old_transaction_is_refused(conn: Conn) -> None:
     spec = await usage(conn, "usage:acct_1:r1", 7_900)
     async with conn.transaction():

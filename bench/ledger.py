@@ -1,0 +1,210 @@
+"""Ledger: usage debits per second, one at a time and in batches of 1000, beside a plain
+insert-and-update baseline on the same database; the cost of the commit-time balance check
+(the shipped per-commit check, none, and a naive check per entry); and the hot-row cliff (a
+cached balance on the revenue account every debit touches) against the shipped design.
+
+Every debit is a full usage debit through `record_usage`: lock the account, dedupe by
+reference, check the credit limit, post one ledger transaction (two entries), commit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.support import Figure, fresh_database, report
+from gateway.accounts.store import configure
+from gateway.accounts.usage import UsageRecord, record_usage
+from gateway.db import create_engine, in_transaction, raw_connection
+
+BATCH = 1000
+BATCHES_PER_RUN = 40
+SINGLES_PER_WORKER = 150
+WORKERS = 16
+ACCOUNTS = 64
+AMOUNT_MICROS = 7_900  # $0.0079
+
+_NAIVE_CHECK = """
+CREATE OR REPLACE FUNCTION ledger_entries_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF (SELECT sum(CASE WHEN side = 'debit' THEN amount_micros ELSE -amount_micros END)
+        FROM ledger_entries WHERE transaction_id = NEW.transaction_id) <> 0 THEN
+    RAISE EXCEPTION 'unbalanced' USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NULL;
+END $$
+"""
+_BASELINE_TABLES = """
+CREATE TABLE baseline_usage (account text, reference text, amount bigint,
+                             PRIMARY KEY (account, reference));
+CREATE TABLE baseline_balances (account text PRIMARY KEY, balance bigint NOT NULL);
+"""
+
+
+class Run:
+    """Unique references across runs, so every debit is new."""
+
+    def __init__(self) -> None:
+        self.serial = 0
+
+    def records(self, count: int) -> list[UsageRecord]:
+        self.serial += 1
+        return [UsageRecord(AMOUNT_MICROS, f"r{self.serial}-{i}") for i in range(count)]
+
+
+async def _timed(
+    name: str, workers: int, per_worker: int, size: int, op: Callable[[int], Awaitable[None]]
+) -> Figure:
+    latencies: list[float] = []
+
+    async def worker(w: int) -> None:
+        for _ in range(per_worker):
+            started = time.perf_counter()
+            await op(w)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(workers)))
+    elapsed = time.perf_counter() - started
+    return Figure(name, workers * per_worker * size, elapsed, tuple(latencies))
+
+
+async def _setup(engine: AsyncEngine) -> None:
+    async def accounts(conn: Any) -> None:
+        for i in range(ACCOUNTS):
+            await configure(conn, f"acct_{i}", "USD", 10**15)
+        await conn.execute(_BASELINE_TABLES)
+        await conn.execute(
+            "INSERT INTO baseline_balances SELECT 'acct_' || i, 0 FROM generate_series(0, $1) i",
+            ACCOUNTS,
+        )
+
+    await in_transaction(engine, accounts)
+
+
+def _baseline(engine: AsyncEngine, run: Run, size: int) -> Callable[[int], Awaitable[None]]:
+    async def op(w: int) -> None:
+        refs = [r.reference for r in run.records(size)]
+        async with raw_connection(engine) as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO baseline_usage SELECT $1, r, $3 FROM unnest($2::text[]) r",
+                f"acct_{w}",
+                refs,
+                AMOUNT_MICROS,
+            )
+            await conn.execute(
+                "UPDATE baseline_balances SET balance = balance - $2 WHERE account = $1",
+                f"acct_{w}",
+                AMOUNT_MICROS * size,
+            )
+
+    return op
+
+
+def _debits(engine: AsyncEngine, run: Run, size: int) -> Callable[[int], Awaitable[None]]:
+    async def op(w: int) -> None:
+        await record_usage(engine, f"acct_{w % ACCOUNTS}", run.records(size))
+
+    return op
+
+
+async def _sql(engine: AsyncEngine, statement: str) -> None:
+    async with raw_connection(engine) as conn:
+        await conn.execute(statement)
+
+
+async def main() -> None:
+    url = await fresh_database("bench_ledger")
+    engine = create_engine(url, pool_size=WORKERS + 4)
+    run = Run()
+    try:
+        await _setup(engine)
+        await _timed("warm-up", 2, 2, BATCH, _debits(engine, run, BATCH))
+        figures = [
+            await _timed(
+                f"baseline insert+update, one at a time ({WORKERS} conns)",
+                WORKERS,
+                SINGLES_PER_WORKER,
+                1,
+                _baseline(engine, run, 1),
+            ),
+            await _timed(
+                f"usage debit, one at a time ({WORKERS} conns)",
+                WORKERS,
+                SINGLES_PER_WORKER,
+                1,
+                _debits(engine, run, 1),
+            ),
+            await _timed(
+                f"baseline insert+update, batches of {BATCH} (2 conns)",
+                2,
+                BATCHES_PER_RUN // 2,
+                BATCH,
+                _baseline(engine, run, BATCH),
+            ),
+            await _timed(
+                f"usage debits, batches of {BATCH} (1 conn)",
+                1,
+                BATCHES_PER_RUN,
+                BATCH,
+                _debits(engine, run, BATCH),
+            ),
+            await _timed(
+                f"usage debits, batches of {BATCH} (2 conns)",
+                2,
+                BATCHES_PER_RUN // 2,
+                BATCH,
+                _debits(engine, run, BATCH),
+            ),
+        ]
+        report("Ledger: usage debits (shipped design)", figures)
+
+        # The cliff the design avoids: give usage revenue a cached balance, so every debit
+        # must lock that one row, and compare one-at-a-time debits at high concurrency.
+        hot = [figures[1]]
+        await _sql(
+            engine, "UPDATE ledger_accounts SET balance_micros = 0 WHERE kind = 'usage_revenue'"
+        )
+        hot.append(
+            await _timed(
+                f"usage debit, one at a time, CACHED revenue row ({WORKERS} conns)",
+                WORKERS,
+                SINGLES_PER_WORKER,
+                1,
+                _debits(engine, run, 1),
+            )
+        )
+        report("Ledger: hot row, shipped (derived revenue balance) / cached revenue balance", hot)
+        await _sql(
+            engine, "UPDATE ledger_accounts SET balance_micros = NULL WHERE kind = 'usage_revenue'"
+        )
+
+        trigger = [figures[-1]]
+        await _sql(engine, "ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_balanced")
+        trigger.append(
+            await _timed(
+                "balance check OFF, batches (2 conns)",
+                2,
+                BATCHES_PER_RUN // 2,
+                BATCH,
+                _debits(engine, run, BATCH),
+            )
+        )
+        await _sql(engine, "ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_balanced")
+        await _sql(engine, _NAIVE_CHECK)
+        trigger.append(
+            await _timed(
+                "balance check per entry (naive), batches (2 conns)",
+                2,
+                BATCHES_PER_RUN // 2,
+                BATCH,
+                _debits(engine, run, BATCH),
+            )
+        )
+        report("Ledger: commit-time balance check, per commit (shipped) / off / per entry", trigger)
+
+    finally:
+        await engine.dispose()
