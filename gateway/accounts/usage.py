@@ -25,11 +25,11 @@ from gateway.db import in_transaction
 from gateway.ledger.chart import CUSTOMER_BALANCE, SystemAccount, system_account
 from gateway.ledger.posting import (
     Leg,
+    LegKey,
     PostOutcome,
     Side,
     TransactionSpec,
     existing_legs,
-    leg_key,
     post_transactions,
 )
 
@@ -94,6 +94,16 @@ SELECT c.currency, c.credit_limit_micros, l.id AS ledger_id, l.balance_micros
 """
 
 
+_NO_METADATA: dict[str, str] = {}
+
+
+def _debited(key: LegKey, customer: int) -> tuple[str, int] | None:
+    """(currency, amount) when `key` is a usage debit of `customer`, else None."""
+    currency, legs = key
+    debits = [amount for account, side, amount in legs if account == customer and side == "debit"]
+    return (currency, debits[0]) if len(legs) == 2 and len(debits) == 1 else None
+
+
 async def debit_usage(
     conn: asyncpg.Connection[Any], account_id: str, records: Sequence[UsageRecord]
 ) -> UsageOutcome:
@@ -107,30 +117,18 @@ async def debit_usage(
     floor = -row["credit_limit_micros"]
     revenue = await system_account(conn, SystemAccount.USAGE_REVENUE, currency)
 
-    def spec(record: UsageRecord) -> TransactionSpec:
-        metadata = {"account_id": account_id, "reference": record.reference}
-        if record.description is not None:
-            metadata["description"] = record.description
-        return TransactionSpec(
-            reference=usage_reference(account_id, record.reference),
-            code=USAGE_CODE,
-            currency=currency,
-            legs=(
-                Leg(customer, Side.DEBIT, record.amount_micros),
-                Leg(revenue, Side.CREDIT, record.amount_micros),
-            ),
-            metadata=metadata,
-        )
-
-    specs = [spec(r) for r in records]
-    booked = await existing_legs(conn, [s.reference for s in specs])
-    seen = dict(booked)
+    references = [usage_reference(account_id, r.reference) for r in records]
+    # What each reference is already booked as: its debit on this customer (a reference
+    # booked in another currency or shape never equals a fresh debit, so it is "reused").
+    booked = {
+        ref: _debited(key, customer) for ref, key in (await existing_legs(conn, references)).items()
+    }
     results: list[UsageResult] = []
     to_post: list[TransactionSpec] = []
-    for record, s in zip(records, specs, strict=True):
-        key = leg_key(s.currency, [(g.account_id, g.side.value, g.amount_micros) for g in s.legs])
-        if s.reference in seen:
-            same = seen[s.reference] == key
+    for record, reference in zip(records, references, strict=True):
+        amount = record.amount_micros
+        if reference in booked:
+            same = booked[reference] == (currency, amount)
             results.append(
                 UsageResult(record.reference, UsageStatus.DUPLICATE)
                 if same
@@ -138,14 +136,24 @@ async def debit_usage(
                     record.reference, UsageStatus.REFUSED, RefusalCode.REFERENCE_REUSED
                 )
             )
-        elif balance - record.amount_micros < floor:
+        elif balance - amount < floor:
             results.append(
                 UsageResult(record.reference, UsageStatus.REFUSED, RefusalCode.INSUFFICIENT_BALANCE)
             )
         else:
-            balance -= record.amount_micros
-            seen[s.reference] = key
-            to_post.append(s)
+            balance -= amount
+            booked[reference] = (currency, amount)
+            to_post.append(
+                TransactionSpec(
+                    reference=reference,
+                    code=USAGE_CODE,
+                    currency=currency,
+                    legs=(Leg(customer, Side.DEBIT, amount), Leg(revenue, Side.CREDIT, amount)),
+                    metadata=_NO_METADATA
+                    if record.description is None
+                    else {"description": record.description},
+                )
+            )
             results.append(UsageResult(record.reference, UsageStatus.APPLIED))
     outcomes = await post_transactions(conn, to_post)
     if any(o is not PostOutcome.POSTED for o in outcomes):

@@ -255,7 +255,10 @@ async def _insert(conn: asyncpg.Connection[Any], specs: Sequence[TransactionSpec
         [s.reference for s in specs],
         [s.code for s in specs],
         [s.currency for s in specs],
-        [json.dumps(dict(s.metadata), separators=(",", ":")) for s in specs],
+        [
+            json.dumps(dict(s.metadata), separators=(",", ":")) if s.metadata else "{}"
+            for s in specs
+        ],
         leg_n,
         leg_account,
         leg_side,

@@ -198,7 +198,7 @@ async def test_the_statement_pages_newest_first_by_cursor(client: Client) -> Non
     await usage(client, {"records": [{"amount": "0.01", "reference": f"m{i}"} for i in range(5)]})
     first = await (await client.get("/v1/accounts/acct_1/entries?limit=3", headers=auth())).json()
     assert first["has_more"] is True
-    assert [e["metadata"]["reference"] for e in first["data"]] == ["m4", "m3", "m2"]
+    assert [e["reference"] for e in first["data"]] == [f"usage:acct_1:m{i}" for i in (4, 3, 2)]
     assert first["data"][0]["side"] == "debit"
     assert first["data"][0]["amount"] == "0.010000"
     cursor = first["data"][-1]["id"]
@@ -208,7 +208,7 @@ async def test_the_statement_pages_newest_first_by_cursor(client: Client) -> Non
         )
     ).json()
     assert rest["has_more"] is False
-    assert [e["metadata"]["reference"] for e in rest["data"]] == ["m1", "m0"]
+    assert [e["reference"] for e in rest["data"]] == ["usage:acct_1:m1", "usage:acct_1:m0"]
     bad = await client.get("/v1/accounts/acct_1/entries?limit=1000", headers=auth())
     assert (await bad.json())["error"]["param"] == "limit"
 
