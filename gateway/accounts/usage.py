@@ -85,7 +85,9 @@ def usage_reference(account_id: str, reference: str) -> str:
 # Lock the settings row and the balance row together (the same order as a settings change),
 # so a currency change cannot slip between reading the settings and posting.
 _LOCK_ACCOUNT = """
-SELECT c.currency, c.credit_limit_micros, l.id AS ledger_id, l.balance_micros
+SELECT c.currency, c.credit_limit_micros, l.id AS ledger_id, l.balance_micros,
+       (SELECT r.id FROM ledger_accounts r
+         WHERE r.kind = $3 AND r.owner = '' AND r.currency = c.currency) AS revenue_id
   FROM customer_accounts c
   JOIN ledger_accounts l
     ON l.kind = $2 AND l.owner = c.account_id AND l.currency = c.currency
@@ -108,14 +110,18 @@ async def debit_usage(
     conn: asyncpg.Connection[Any], account_id: str, records: Sequence[UsageRecord]
 ) -> UsageOutcome:
     """Debit `records` from `account_id`'s balance in order, inside the caller's transaction."""
-    row = await conn.fetchrow(_LOCK_ACCOUNT, account_id, CUSTOMER_BALANCE)
+    row = await conn.fetchrow(
+        _LOCK_ACCOUNT, account_id, CUSTOMER_BALANCE, SystemAccount.USAGE_REVENUE.value
+    )
     if row is None:
         raise AccountNotFound(account_id)
     currency: str = row["currency"]
     customer: int = row["ledger_id"]
     balance: int = row["balance_micros"]
     floor = -row["credit_limit_micros"]
-    revenue = await system_account(conn, SystemAccount.USAGE_REVENUE, currency)
+    revenue: int = row["revenue_id"] or await system_account(
+        conn, SystemAccount.USAGE_REVENUE, currency
+    )
 
     references = [usage_reference(account_id, r.reference) for r in records]
     # What each reference is already booked as: its debit on this customer (a reference
