@@ -7,7 +7,10 @@ import argparse
 import asyncio
 import importlib
 
-BENCHES: list[str] = ["ledger"]  # module names under bench/, each with `async def main() -> None`
+BENCHES: list[str] = [
+    "providers",
+    "ledger",
+]  # module names under bench/, each with `async def main() -> None`
 
 
 def main() -> None:
