@@ -244,15 +244,7 @@ async def post_usage(request: web.Request) -> web.Response:
 async def ledger_check(request: web.Request) -> web.Response:
     async with raw_connection(request.app[ENGINE]) as conn:
         report = await check_ledger(conn)
-    return json_response(
-        {
-            "balanced": report.balanced,
-            "transactions": report.transactions,
-            "accounts": report.accounts,
-            "problems_total": report.problems_total,
-            "problems": report.problems,
-        }
-    )
+    return json_response(report.as_dict())
 
 
 def setup(app: web.Application) -> None:

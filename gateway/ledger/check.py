@@ -66,6 +66,16 @@ class LedgerReport:
     def balanced(self) -> bool:
         return self.problems_total == 0
 
+    def as_dict(self) -> dict[str, Any]:
+        """The report as `/v1/ledger/check` and `gateway check-ledger` print it."""
+        return {
+            "balanced": self.balanced,
+            "transactions": self.transactions,
+            "accounts": self.accounts,
+            "problems_total": self.problems_total,
+            "problems": self.problems,
+        }
+
 
 async def check_ledger(conn: asyncpg.Connection[Any]) -> LedgerReport:
     """Run every invariant now; lists at most `LEDGER_CHECK_PROBLEMS_MAX` problems (all are

@@ -10,7 +10,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway import limits
-from tests.conftest import auth
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.state import Role
+from tests.conftest import AiohttpClient, auth
 from tests.support import postgres
 
 Client = TestClient[web.Request, web.Application]
@@ -265,3 +268,22 @@ async def test_the_ledger_check_reports_a_deliberately_corrupted_entry_and_balan
     assert kinds["unbalanced_transaction"]["credits_micros"] == 10_000
     assert kinds["cached_balance_mismatch"]["cached_micros"] == -30_000
     assert kinds["cached_balance_mismatch"]["entries_micros"] == -30_001
+
+
+async def test_openapi_describes_the_account_and_ledger_routes(client: Client) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    assert {
+        "/v1/accounts/{account_id}",
+        "/v1/accounts/{account_id}/entries",
+        "/v1/accounts/{account_id}/usage",
+        "/v1/ledger/check",
+    } <= set(document["paths"])
+    assert "UsageBatchIn" in document["components"]["schemas"]
+
+
+async def test_a_worker_serves_no_account_routes(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    worker = await aiohttp_client(create_app(settings, Role.WORKER))
+    response = await worker.get("/v1/accounts/acct_1")
+    assert response.status == 404
