@@ -56,7 +56,8 @@ class AccountSettings(BaseModel):
     @field_validator("credit_limit")
     @classmethod
     def _decimal(cls, value: str) -> str:
-        money.parse_micros(value)
+        if money.parse_micros(value) > limits.CREDIT_LIMIT_MICROS_MAX:
+            raise ValueError(f"at most {money.format_micros(limits.CREDIT_LIMIT_MICROS_MAX)}")
         return value
 
 
@@ -69,8 +70,11 @@ class UsageIn(BaseModel):
     @field_validator("amount")
     @classmethod
     def _positive_micros(cls, value: str) -> str:
-        if money.parse_micros(value) <= 0:
+        micros = money.parse_micros(value)
+        if micros <= 0:
             raise ValueError("must be greater than 0")
+        if micros > limits.USAGE_AMOUNT_MICROS_MAX:
+            raise ValueError(f"at most {money.format_micros(limits.USAGE_AMOUNT_MICROS_MAX)}")
         return value
 
     def record(self) -> UsageRecord:

@@ -139,6 +139,7 @@ async def test_floats_and_malformed_amounts_are_400_naming_the_field(client: Cli
         (b'{"amount": "0.0000001", "reference": "r"}', "amount", "parameter_invalid"),
         (b'{"amount": "0", "reference": "r"}', "amount", "parameter_invalid"),
         (b'{"amount": "-1", "reference": "r"}', "amount", "parameter_invalid"),
+        (b'{"amount": "1000000.000001", "reference": "r"}', "amount", "parameter_invalid"),
         (b'{"amount": 1, "reference": "r"}', "amount", "parameter_invalid"),
         (b'{"amount": "1"}', "reference", "parameter_invalid"),
         (
