@@ -9,6 +9,7 @@ import importlib
 
 BENCHES: list[str] = [
     "providers",
+    "ledger",
     "webhooks",
 ]  # module names under bench/, each with `async def main() -> None`
 
