@@ -196,6 +196,7 @@ async def _queue(engine: AsyncEngine, count: int) -> None:
                 for e in provider.parse_webhook(body, headers)
             ]
         await writer.write(rows)
+    await writer.aclose()
 
 
 async def drain(engine: AsyncEngine, settle: Settle, count: int, workers: int) -> float:

@@ -5,11 +5,13 @@ Writes are group-committed: concurrent deliveries that arrive within
 `WEBHOOK_INSERT_WINDOW_SECONDS` share one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO
 NOTHING` on a raw asyncpg connection, and each delivery's `write` returns only after the
 statement holding its rows has committed. A failed statement fails every delivery in it
-(none is acknowledged; the processor redelivers)."""
+(none is acknowledged; the processor redelivers). Up to `WEBHOOK_INSERT_FLUSHES_MAX` pooled
+connections are kept between flushes, so a flush is one round trip."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -17,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway import limits
-from gateway.db import raw_connection
 from providers.base import DeclineCode, DisputeOutcome, EventKind, WebhookEvent
 
 _NOT_KEPT_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -98,6 +100,15 @@ RETURNING provider, event_id
 
 
 @dataclass(slots=True)
+class _Held:
+    """A pooled connection the writer keeps between flushes (no checkout, ping and reset per
+    flush): the SQLAlchemy connection that owns it, and its asyncpg driver."""
+
+    owner: AsyncConnection
+    driver: asyncpg.Connection[Any]
+
+
+@dataclass(slots=True)
 class _Write:
     rows: Sequence[InboxRow]
     done: asyncio.Future[list[bool]]
@@ -116,6 +127,7 @@ class InboxWriter:
         default_factory=lambda: asyncio.Semaphore(limits.WEBHOOK_INSERT_FLUSHES_MAX)
     )
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _idle: list[_Held] = field(default_factory=list)
 
     async def write(self, rows: Sequence[InboxRow]) -> list[bool]:
         if not rows:
@@ -178,11 +190,30 @@ class InboxWriter:
             [r.body for r in rows],
             [json.dumps(dict(r.headers), separators=(",", ":")) for r in rows],
         )
-        async with raw_connection(self.engine) as conn:
-            records = await conn.fetch(_INSERT, *args)
+        held = self._idle.pop() if self._idle else await self._open()
+        try:
+            records = await held.driver.fetch(_INSERT, *args)
+        except BaseException:
+            await _discard(held)  # a broken or interrupted connection is never reused
+            raise
+        self._idle.append(held)
         return {(r["provider"], r["event_id"]) for r in records}
+
+    async def _open(self) -> _Held:
+        owner = await self.engine.connect()
+        raw = await owner.get_raw_connection()
+        driver: asyncpg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
+        return _Held(owner, driver)
 
     async def aclose(self) -> None:
         """Let in-flight flushes finish (their deliveries are waiting for an answer)."""
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._idle:
+            await self._idle.pop().owner.close()
+
+
+async def _discard(held: _Held) -> None:
+    with contextlib.suppress(Exception):
+        await held.owner.invalidate()
+        await held.owner.close()

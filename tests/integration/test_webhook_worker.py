@@ -34,7 +34,11 @@ async def enqueue(engine: AsyncEngine, *charges: str, type_: str = "charge.succe
         body, headers = delivery(f"evt_{type_}_{charge}_{n}", type_, charge_id=charge)
         [event] = provider.parse_webhook(body, headers)
         rows.append(InboxRow("fakepay", event, body, headers))
-    await InboxWriter(engine).write(rows)
+    writer = InboxWriter(engine)
+    try:
+        await writer.write(rows)
+    finally:
+        await writer.aclose()
 
 
 async def statuses(db: asyncpg.Connection[Any]) -> dict[str, int]:
