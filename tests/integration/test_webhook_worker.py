@@ -208,3 +208,27 @@ async def test_concurrent_workers_share_the_inbox_and_settle_each_event_once(
     assert await statuses(db) == {"settled": 3000}
     assert await facts(db) == 3000
     assert fake_settle.calls >= 30
+
+
+async def test_a_sleeping_worker_is_woken_by_a_notification_from_another_process(
+    engine: AsyncEngine,
+    fake_settle: FakeSettle,
+    db: asyncpg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Polling is pushed out of reach, so only the NOTIFY sent by the insert can wake it.
+    monkeypatch.setattr(limits, "WEBHOOK_POLL_SECONDS", 3600.0)
+    wake = asyncio.Event()
+    task = asyncio.create_task(Worker(engine, fake_settle).run(wake))
+    try:
+        await asyncio.sleep(0.2)  # it has looked, found nothing and gone to sleep
+        await enqueue(engine, "ch_1")  # a writer with no in-process link to this worker
+        for _ in range(100):
+            if await statuses(db) == {"settled": 1}:
+                break
+            await asyncio.sleep(0.05)
+        assert await statuses(db) == {"settled": 1}
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
