@@ -1,0 +1,126 @@
+"""The ledger postings settlement makes, collected for one batch and posted in one call.
+
+Each posting's reference is derived from the fact it books (`sandbox:ch_123:captured`,
+`sandbox:ch_123:refunded_total:500`, `sandbox:ch_123:dispute:dp_1:opened`), so the same fact
+settled twice, by the charge path and by a webhook, is posted once. Accounts are looked up
+once per batch, whatever the number of events naming them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from gateway.ledger import (
+    Leg,
+    PostOutcome,
+    Side,
+    TransactionSpec,
+    customer_account,
+    post_transactions,
+    system_account,
+)
+from gateway.money import minor_to_micros
+from providers.base import DisputeOutcome
+
+if TYPE_CHECKING:
+    from gateway.settlement import ChargeState
+
+CLEARING = "clearing"
+DISPUTES = "disputes"
+
+
+class LedgerBatch:
+    """Postings for one settlement batch, each remembered with the event index it books."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.specs: list[tuple[int, _Posting]] = []
+
+    def capture(self, index: int, charge: ChargeState) -> None:
+        self._add(index, charge, "captured", charge.amount_minor, CLEARING, "customer")
+
+    def refund(self, index: int, charge: ChargeState, total_minor: int) -> None:
+        delta = total_minor - charge.amount_refunded_minor
+        self._add(index, charge, f"refunded_total:{total_minor}", delta, "customer", CLEARING)
+
+    def dispute_opened(self, index: int, charge: ChargeState) -> None:
+        reference = f"dispute:{charge.dispute_id}:opened"
+        self._add(index, charge, reference, charge.amount_disputed_minor, "customer", DISPUTES)
+
+    def dispute_closed(self, index: int, charge: ChargeState, outcome: DisputeOutcome) -> None:
+        # Won: the money comes back to the customer. Lost: it leaves through the processor.
+        credit = "customer" if outcome is DisputeOutcome.WON else CLEARING
+        reference = f"dispute:{charge.dispute_id}:{outcome.value}"
+        self._add(index, charge, reference, charge.amount_disputed_minor, DISPUTES, credit)
+
+    def _add(
+        self, index: int, charge: ChargeState, fact: str, amount_minor: int, debit: str, credit: str
+    ) -> None:
+        posting = _Posting(
+            reference=f"{self.provider}:{charge.id}:{fact}",
+            code=fact.split(":", 1)[0],
+            charge=charge,
+            amount_minor=amount_minor,
+            debit=debit,
+            credit=credit,
+        )
+        self.specs.append((index, posting))
+
+    async def post(self, conn: asyncpg.Connection[Any]) -> dict[int, bool]:
+        """Post every collected posting; for each event index, whether it was new."""
+        accounts: dict[tuple[str, str], int] = {}
+
+        async def account(role: str, charge: ChargeState) -> int:
+            key = (charge.account_id if role == "customer" else role, charge.currency)
+            if key not in accounts:
+                if role == "customer":
+                    accounts[key] = await customer_account(conn, charge.account_id, charge.currency)
+                else:
+                    provider = self.provider if role == CLEARING else None
+                    accounts[key] = await system_account(
+                        conn, role, charge.currency, provider=provider
+                    )
+            return accounts[key]
+
+        specs = []
+        for _, p in self.specs:
+            micros = minor_to_micros(p.amount_minor, p.charge.currency)
+            specs.append(
+                TransactionSpec(
+                    reference=p.reference,
+                    code=p.code,
+                    currency=p.charge.currency,
+                    legs=(
+                        Leg(await account(p.debit, p.charge), Side.DEBIT, micros),
+                        Leg(await account(p.credit, p.charge), Side.CREDIT, micros),
+                    ),
+                    metadata={"charge_id": p.charge.id},
+                )
+            )
+        outcomes = await post_transactions(conn, specs)
+        return {
+            index: outcome is PostOutcome.POSTED
+            for (index, _), outcome in zip(self.specs, outcomes, strict=True)
+        }
+
+
+class _Posting:
+    __slots__ = ("amount_minor", "charge", "code", "credit", "debit", "reference")
+
+    def __init__(
+        self,
+        *,
+        reference: str,
+        code: str,
+        charge: ChargeState,
+        amount_minor: int,
+        debit: str,
+        credit: str,
+    ) -> None:
+        self.reference = reference
+        self.code = code
+        self.charge = charge
+        self.amount_minor = amount_minor
+        self.debit = debit
+        self.credit = credit
