@@ -28,3 +28,14 @@ TRANSACTION_RETRIES_MAX: Final = 5  # serialization failures and deadlocks
 # Background work
 WORKER_RESTART_BACKOFF_SECONDS_MAX: Final = 30.0
 SHUTDOWN_GRACE_SECONDS: Final = 10.0
+
+# Charges
+CHARGE_AMOUNT_MINOR_MAX: Final = 99_999_999  # Stripe's own ceiling for most currencies
+CHARGE_LOCK_TIMEOUT_SECONDS: Final = 75.0  # > the retry deadline plus one read timeout
+IDEMPOTENCY_KEY_RETENTION_HOURS_MIN: Final = 24  # the contract: keys live at least a day
+COMPLETER_BATCH_MAX: Final = 50  # unfinished charges resolved per completer pass
+COMPLETER_CONCURRENCY_MAX: Final = 8  # processor lookups in flight per pass
+COMPLETER_IDLE_SECONDS: Final = 1.0  # pause between passes when there was nothing to do
+COMPLETER_BACKOFF_SECONDS_MAX: Final = 30.0  # pause after a pass failed (database down)
+REAPER_BATCH_MAX: Final = 1_000  # idempotency keys deleted per statement
+REAPER_INTERVAL_SECONDS: Final = 300.0

@@ -15,19 +15,21 @@ from gateway.ledger import (
     Leg,
     PostOutcome,
     Side,
+    SystemAccount,
     TransactionSpec,
     customer_account,
     post_transactions,
     system_account,
 )
-from gateway.money import minor_to_micros
+from gateway.money import currency, minor_to_micros
 from providers.base import DisputeOutcome
 
 if TYPE_CHECKING:
     from gateway.settlement import ChargeState
 
-CLEARING = "clearing"
-DISPUTES = "disputes"
+CUSTOMER = "customer"
+CLEARING = SystemAccount.PROVIDER_CLEARING
+DISPUTES = SystemAccount.DISPUTES
 
 
 class LedgerBatch:
@@ -38,19 +40,19 @@ class LedgerBatch:
         self.specs: list[tuple[int, _Posting]] = []
 
     def capture(self, index: int, charge: ChargeState) -> None:
-        self._add(index, charge, "captured", charge.amount_minor, CLEARING, "customer")
+        self._add(index, charge, "captured", charge.amount_minor, CLEARING, CUSTOMER)
 
     def refund(self, index: int, charge: ChargeState, total_minor: int) -> None:
         delta = total_minor - charge.amount_refunded_minor
-        self._add(index, charge, f"refunded_total:{total_minor}", delta, "customer", CLEARING)
+        self._add(index, charge, f"refunded_total:{total_minor}", delta, CUSTOMER, CLEARING)
 
     def dispute_opened(self, index: int, charge: ChargeState) -> None:
         reference = f"dispute:{charge.dispute_id}:opened"
-        self._add(index, charge, reference, charge.amount_disputed_minor, "customer", DISPUTES)
+        self._add(index, charge, reference, charge.amount_disputed_minor, CUSTOMER, DISPUTES)
 
     def dispute_closed(self, index: int, charge: ChargeState, outcome: DisputeOutcome) -> None:
         # Won: the money comes back to the customer. Lost: it leaves through the processor.
-        credit = "customer" if outcome is DisputeOutcome.WON else CLEARING
+        credit = CUSTOMER if outcome is DisputeOutcome.WON else CLEARING
         reference = f"dispute:{charge.dispute_id}:{outcome.value}"
         self._add(index, charge, reference, charge.amount_disputed_minor, DISPUTES, credit)
 
@@ -69,23 +71,22 @@ class LedgerBatch:
 
     async def post(self, conn: asyncpg.Connection[Any]) -> dict[int, bool]:
         """Post every collected posting; for each event index, whether it was new."""
-        accounts: dict[tuple[str, str], int] = {}
+        accounts: dict[tuple[str, str, str], int] = {}
 
         async def account(role: str, charge: ChargeState) -> int:
-            key = (charge.account_id if role == "customer" else role, charge.currency)
+            key = (role, charge.account_id if role == CUSTOMER else "", charge.currency)
             if key not in accounts:
-                if role == "customer":
+                if role == CUSTOMER:
                     accounts[key] = await customer_account(conn, charge.account_id, charge.currency)
                 else:
-                    provider = self.provider if role == CLEARING else None
                     accounts[key] = await system_account(
-                        conn, role, charge.currency, provider=provider
+                        conn, SystemAccount(role), charge.currency, provider=self.provider
                     )
             return accounts[key]
 
         specs = []
         for _, p in self.specs:
-            micros = minor_to_micros(p.amount_minor, p.charge.currency)
+            micros = minor_to_micros(p.amount_minor, currency(p.charge.currency))
             specs.append(
                 TransactionSpec(
                     reference=p.reference,
