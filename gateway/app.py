@@ -18,6 +18,7 @@ from gateway import limits, migrate
 from gateway.api import health
 from gateway.api.middleware import authentication, errors, idempotency_key_check, request_context
 from gateway.api.routing import OPERATIONS
+from gateway.charges import routes as charges
 from gateway.db import create_engine
 from gateway.embedded_pg import embedded_postgres
 from gateway.settings import Settings
@@ -69,4 +70,5 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(redis_client)
     health.setup_routes(app)
+    charges.setup(app)  # after the database and the providers: its deps need both
     return app

@@ -11,16 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from gateway.ledger import (
-    Leg,
-    PostOutcome,
-    Side,
-    SystemAccount,
-    TransactionSpec,
-    customer_account,
-    post_transactions,
-    system_account,
-)
+from gateway.ledger.chart import SystemAccount, customer_account, system_account
+from gateway.ledger.posting import Leg, PostOutcome, Side, TransactionSpec, post_transactions
 from gateway.money import currency, minor_to_micros
 from providers.base import DisputeOutcome
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 import structlog
@@ -28,13 +30,14 @@ from providers.base import (
 from providers.retry import call_with_retry
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 CHARGES = Counter(
     "gateway_charges_total", "Charge requests by provider and outcome", ["provider", "outcome"]
 )
 UNKNOWN_OUTCOMES = Counter(
     "gateway_charge_unknown_outcomes_total",
-    "Processor calls that ended without an answer (the charge stays pending)",
+    "Processor calls that ended without an answer (the charge or refund stays pending)",
     ["provider"],
 )
 PROCESSOR_LATENCY = Histogram(
@@ -85,34 +88,37 @@ def charge_request(row: asyncpg.Record) -> ChargeRequest:
     )
 
 
-async def send_charge(provider: Provider, request: ChargeRequest) -> Sent:
-    """Create the charge at the processor (retried); faults come back as values."""
+async def call_once(
+    provider: Provider, op: str, operation: Callable[[], Awaitable[T]]
+) -> T | Unreached | Unknown | Refused:
+    """Run a processor operation under the retry policy; faults come back as values."""
     reached = False
 
-    async def attempt() -> ChargeResult:
+    async def attempt() -> T:
         nonlocal reached
         try:
-            return await provider.create_charge(request)
+            return await operation()
         except ProviderError as exc:
             reached = reached or exc.may_have_reached_processor
             raise
 
-    started = time.perf_counter()
     try:
-        return await call_with_retry(attempt, provider=provider.name, op="create_charge")
+        return await call_with_retry(attempt, provider=provider.name, op=op)
     except ProviderRequestError as exc:
         return Refused(exc)
     except ProviderError as exc:
         if not reached:
             return Unreached(exc)
         UNKNOWN_OUTCOMES.labels(provider.name).inc()
-        log.warning(
-            "charge.outcome_unknown",
-            charge_id=request.charge_id,
-            provider=provider.name,
-            error=type(exc).__name__,
-        )
+        log.warning("processor.outcome_unknown", provider=provider.name, op=op, error=str(exc))
         return Unknown(exc)
+
+
+async def send_charge(provider: Provider, request: ChargeRequest) -> Sent:
+    """Create the charge at the processor, same processor key on every attempt."""
+    started = time.perf_counter()
+    try:
+        return await call_once(provider, "create_charge", lambda: provider.create_charge(request))
     finally:
         PROCESSOR_LATENCY.labels(provider.name).observe(time.perf_counter() - started)
 
