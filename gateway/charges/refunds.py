@@ -36,11 +36,16 @@ RETURNING id
 """
 
 _LOCK_CHARGE = """
-SELECT c.id, c.status, c.amount_minor, c.currency, c.provider, c.provider_charge_id,
-       coalesce((SELECT sum(r.amount_minor) FROM refunds r
-                 WHERE r.charge_id = c.id AND r.status <> 'failed'), 0)::bigint AS reserved
-FROM charges c WHERE c.id = $1
-FOR UPDATE OF c
+SELECT id, status, amount_minor, currency, provider, provider_charge_id
+FROM charges WHERE id = $1
+FOR UPDATE
+"""
+
+# A separate statement, after the lock: under READ COMMITTED it takes a new snapshot, so it
+# sees every refund committed by whoever held the lock before us.
+_RESERVED = """
+SELECT coalesce(sum(amount_minor), 0)::bigint FROM refunds
+WHERE charge_id = $1 AND status <> 'failed'
 """
 
 _CREATE = """
@@ -133,7 +138,7 @@ async def _begin(
             f"Charge '{charge_id}' is {charge['status']}: only a succeeded charge is refundable",
             param="id",
         )
-    left = charge["amount_minor"] - charge["reserved"]
+    left = charge["amount_minor"] - await conn.fetchval(_RESERVED, charge_id)
     amount = request.amount if request.amount is not None else left
     if left <= 0:
         raise ApiError(
