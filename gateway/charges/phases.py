@@ -101,7 +101,7 @@ async def begin(
 
 
 async def load(conn: asyncpg.Connection[Any], charge_id: str) -> asyncpg.Record:
-    row = await conn.fetchrow(_LOAD, charge_id)
+    row: asyncpg.Record | None = await conn.fetchrow(_LOAD, charge_id)
     if row is None:
         raise RuntimeError(f"charge {charge_id} named by an idempotency key does not exist")
     return row
@@ -156,7 +156,9 @@ async def settle_result(
 ) -> asyncpg.Record:
     """Inside a transaction: settle the processor's answer and return the charge row."""
     await settle(conn, provider, [fact(charge_id, result)])
-    row = await conn.fetchrow(_RECORD_PROVIDER_ID, charge_id, result.provider_charge_id)
+    row: asyncpg.Record | None = await conn.fetchrow(
+        _RECORD_PROVIDER_ID, charge_id, result.provider_charge_id
+    )
     if row is None:
         raise RuntimeError(f"charge {charge_id} vanished while settling")
     return row

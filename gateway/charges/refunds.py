@@ -84,39 +84,38 @@ async def create_refund(
     path = f"/v1/charges/{charge_id}/refunds"
     fingerprint = idempotency.fingerprint("POST", path, request.model_dump(exclude_unset=True))
     try:
-        async with raw_connection(deps.engine) as conn:
-            async with conn.transaction():
-                key_id = await conn.fetchval(_NEW_KEY, scope, idempotency_key, path, fingerprint)
-                if key_id is not None:
-                    refund, provider_name = await _begin(conn, key_id, charge_id, request)
-                    first_run = True
-                else:
-                    claimed = await idempotency.claim_existing(
-                        conn,
-                        scope=scope,
-                        key=idempotency_key,
-                        method="POST",
-                        path=path,
-                        fingerprint=fingerprint,
-                        lock_timeout_seconds=deps.lock_timeout_seconds,
+        async with raw_connection(deps.engine) as conn, conn.transaction():
+            key_id = await conn.fetchval(_NEW_KEY, scope, idempotency_key, path, fingerprint)
+            if key_id is not None:
+                refund, provider_name = await _begin(conn, key_id, charge_id, request)
+                first_run = True
+            else:
+                claimed = await idempotency.claim_existing(
+                    conn,
+                    scope=scope,
+                    key=idempotency_key,
+                    method="POST",
+                    path=path,
+                    fingerprint=fingerprint,
+                    lock_timeout_seconds=deps.lock_timeout_seconds,
+                )
+                if claimed is None:
+                    raise idempotency.in_use(deps.lock_timeout_seconds)
+                if isinstance(claimed, StoredResponse):
+                    return ChargeResponse(
+                        claimed.status, claimed.body, claimed.headers, replayed=True
                     )
-                    if claimed is None:
-                        raise idempotency.in_use(deps.lock_timeout_seconds)
-                    if isinstance(claimed, StoredResponse):
-                        return ChargeResponse(
-                            claimed.status, claimed.body, claimed.headers, replayed=True
-                        )
-                    key_id, first_run = claimed.key_id, False
-                    refund = await conn.fetchrow(
-                        f"SELECT {REFUND_COLUMNS}, "  # noqa: S608 - constant column list
-                        "(SELECT provider FROM charges WHERE id = charge_id) AS provider, "
-                        "(SELECT provider_charge_id FROM charges WHERE id = charge_id) AS pcid "
-                        "FROM refunds WHERE id = $1",
-                        claimed.refund_id,
-                    )
-                    if refund is None:
-                        raise RuntimeError(f"idempotency key {key_id} names no refund")
-                    provider_name = refund["provider"]
+                key_id, first_run = claimed.key_id, False
+                found = await conn.fetchrow(
+                    f"SELECT {REFUND_COLUMNS}, "  # noqa: S608 - constant column list
+                    "(SELECT provider FROM charges WHERE id = charge_id) AS provider, "
+                    "(SELECT provider_charge_id FROM charges WHERE id = charge_id) AS pcid "
+                    "FROM refunds WHERE id = $1",
+                    claimed.refund_id,
+                )
+                if found is None:
+                    raise RuntimeError(f"idempotency key {key_id} names no refund")
+                refund, provider_name = dict(found), found["provider"]
     except Exception as exc:
         if is_database_down(exc):
             raise database_unavailable() from exc
@@ -127,7 +126,7 @@ async def create_refund(
 
 async def _begin(
     conn: asyncpg.Connection[Any], key_id: int, charge_id: str, request: RefundCreate
-) -> tuple[asyncpg.Record, str]:
+) -> tuple[dict[str, Any], str]:
     charge = await conn.fetchrow(_LOCK_CHARGE, charge_id)
     if charge is None:
         raise not_found("charge", charge_id)
@@ -153,12 +152,16 @@ async def _begin(
     refund = await conn.fetchrow(_CREATE, charge_id, amount, charge["currency"], key_id)
     if refund is None:
         raise RuntimeError(f"refund for key {key_id} was not created")
-    row = dict(refund) | {"pcid": charge["provider_charge_id"]}
-    return row, charge["provider"]  # type: ignore[return-value]
+    return dict(refund) | {"pcid": charge["provider_charge_id"]}, charge["provider"]
 
 
 async def _drive(
-    deps: ChargeDeps, provider_name: str, key_id: int, refund: Any, *, first_run: bool
+    deps: ChargeDeps,
+    provider_name: str,
+    key_id: int,
+    refund: dict[str, Any],
+    *,
+    first_run: bool,
 ) -> StoredResponse:
     provider = provider_for(deps, provider_name)
     request = RefundRequest(
@@ -211,7 +214,7 @@ async def record_refund(
         "SELECT 1 FROM charges WHERE id = (SELECT charge_id FROM refunds WHERE id = $1) FOR UPDATE",
         refund_id,
     )
-    row = await conn.fetchrow(
+    row: asyncpg.Record | None = await conn.fetchrow(
         f"UPDATE refunds SET status = $2, provider_refund_id = coalesce($3, provider_refund_id), "  # noqa: S608
         f"failure_message = $4, updated_at = now() WHERE id = $1 RETURNING {REFUND_COLUMNS}",
         refund_id,
