@@ -27,7 +27,7 @@ from providers.base import ChargeResult, ChargeStatus, DeclineCode, EventKind, W
 # The account check, the key and the charge in one round trip. The key row names the charge id
 # made up front, so both rows exist together or not at all; a key that already exists makes
 # the whole statement insert nothing (the caller then reads the key).
-_BEGIN = f"""
+BEGIN_SQL = f"""
 WITH account AS (
   SELECT currency FROM customer_accounts WHERE account_id = $6
 ), new_charge AS (
@@ -67,7 +67,7 @@ async def begin(
     """Create the key and the charge; None when the key exists already. Raises the 400s for
     an unknown account or a currency the account does not use (nothing stored)."""
     row = await conn.fetchrow(
-        _BEGIN,
+        BEGIN_SQL,
         scope,
         key,
         method,

@@ -107,6 +107,9 @@ def upgrade() -> None:
         """
     )
     op.execute("CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)")
+    # Deleting an abandoned charge or refund cascades to its key: find it without a scan.
+    op.execute("CREATE INDEX idempotency_keys_charge ON idempotency_keys (charge_id)")
+    op.execute("CREATE INDEX idempotency_keys_refund ON idempotency_keys (refund_id)")
     op.execute(
         "CREATE INDEX idempotency_keys_unfinished ON idempotency_keys (last_run_at) "
         "WHERE response_status IS NULL"
