@@ -119,6 +119,9 @@ async def settle(
             )
             continue
         outcome, new_state = _apply(event, states[charge_id], batch, len(outcomes))
+        if new_state.provider_charge_id is None and event.provider_charge_id is not None:
+            # Whatever the event's outcome, the processor's id for our charge is a fact.
+            new_state = replace(new_state, provider_charge_id=event.provider_charge_id)
         states[charge_id] = new_state
         outcomes.append(outcome)
     if batch.specs:
@@ -186,7 +189,6 @@ def _succeeded(
     return SettlementOutcome.APPLIED, replace(
         state,
         status="succeeded",
-        provider_charge_id=state.provider_charge_id or event.provider_charge_id,
         failure_code=None,
         failure_message=None,
     )
@@ -200,7 +202,6 @@ def _failed(event: WebhookEvent, state: ChargeState) -> tuple[SettlementOutcome,
     return SettlementOutcome.APPLIED, replace(
         state,
         status="failed",
-        provider_charge_id=state.provider_charge_id or event.provider_charge_id,
         failure_code=(event.decline_code or "card_declined"),
         failure_message=event.failure_message,
     )

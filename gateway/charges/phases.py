@@ -103,15 +103,9 @@ async def begin(
 async def load(conn: asyncpg.Connection[Any], charge_id: str) -> asyncpg.Record:
     row: asyncpg.Record | None = await conn.fetchrow(_LOAD, charge_id)
     if row is None:
-        raise RuntimeError(f"charge {charge_id} named by an idempotency key does not exist")
+        raise RuntimeError(f"charge {charge_id} does not exist")
     return row
 
-
-_RECORD_PROVIDER_ID = f"""
-UPDATE charges SET provider_charge_id = coalesce(provider_charge_id, $2), updated_at = now()
-WHERE id = $1
-RETURNING {CHARGE_COLUMNS}
-"""  # noqa: S608 - constant column list
 
 _KIND_BY_STATUS = {
     ChargeStatus.SUCCEEDED: EventKind.CHARGE_SUCCEEDED,
@@ -155,13 +149,8 @@ async def settle_result(
     conn: asyncpg.Connection[Any], provider: str, charge_id: str, result: ChargeResult
 ) -> asyncpg.Record:
     """Inside a transaction: settle the processor's answer and return the charge row."""
-    await settle(conn, provider, [fact(charge_id, result)])
-    row: asyncpg.Record | None = await conn.fetchrow(
-        _RECORD_PROVIDER_ID, charge_id, result.provider_charge_id
-    )
-    if row is None:
-        raise RuntimeError(f"charge {charge_id} vanished while settling")
-    return row
+    await settle(conn, provider, [fact(charge_id, result)])  # records the processor's id too
+    return await load(conn, charge_id)
 
 
 async def finish(

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from gateway.ledger.chart import SystemAccount, customer_account, system_account
+from gateway.ledger.chart import (
+    CUSTOMER_BALANCE,
+    SystemAccount,
+    customer_account,
+    system_account,
+)
 from gateway.ledger.posting import Leg, PostOutcome, Side, TransactionSpec, post_transactions
 from gateway.money import currency, minor_to_micros
 from providers.base import DisputeOutcome
@@ -63,19 +68,7 @@ class LedgerBatch:
 
     async def post(self, conn: asyncpg.Connection[Any]) -> dict[int, bool]:
         """Post every collected posting; for each event index, whether it was new."""
-        accounts: dict[tuple[str, str, str], int] = {}
-
-        async def account(role: str, charge: ChargeState) -> int:
-            key = (role, charge.account_id if role == CUSTOMER else "", charge.currency)
-            if key not in accounts:
-                if role == CUSTOMER:
-                    accounts[key] = await customer_account(conn, charge.account_id, charge.currency)
-                else:
-                    accounts[key] = await system_account(
-                        conn, SystemAccount(role), charge.currency, provider=self.provider
-                    )
-            return accounts[key]
-
+        accounts = await self._accounts(conn)
         specs = []
         for _, p in self.specs:
             micros = minor_to_micros(p.amount_minor, currency(p.charge.currency))
@@ -85,8 +78,8 @@ class LedgerBatch:
                     code=p.code,
                     currency=p.charge.currency,
                     legs=(
-                        Leg(await account(p.debit, p.charge), Side.DEBIT, micros),
-                        Leg(await account(p.credit, p.charge), Side.CREDIT, micros),
+                        Leg(accounts[self._owner(p.debit, p.charge)], Side.DEBIT, micros),
+                        Leg(accounts[self._owner(p.credit, p.charge)], Side.CREDIT, micros),
                     ),
                     metadata={"charge_id": p.charge.id},
                 )
@@ -96,6 +89,43 @@ class LedgerBatch:
             index: outcome is PostOutcome.POSTED
             for (index, _), outcome in zip(self.specs, outcomes, strict=True)
         }
+
+    def _owner(self, role: str, charge: ChargeState) -> tuple[str, str, str]:
+        """The ledger's (kind, owner, currency) of a role for one charge."""
+        if role == CUSTOMER:
+            return CUSTOMER_BALANCE, charge.account_id, charge.currency
+        return role, self.provider, charge.currency
+
+    async def _accounts(self, conn: asyncpg.Connection[Any]) -> dict[tuple[str, str, str], int]:
+        """Every ledger account the batch touches, found in one query (a batch of webhook
+        events names many customers); the few that do not exist yet are created through the
+        ledger's own get-or-create."""
+        wanted = {
+            self._owner(role, p.charge) for _, p in self.specs for role in (p.debit, p.credit)
+        }
+        kinds, owners, currencies = (list(column) for column in zip(*wanted, strict=True))
+        found = {
+            (row["kind"], row["owner"], row["currency"]): row["id"]
+            for row in await conn.fetch(_FIND_ACCOUNTS, kinds, owners, currencies)
+        }
+        for kind, owner, code in wanted - found.keys():
+            if kind == CUSTOMER_BALANCE:
+                found[(kind, owner, code)] = await customer_account(conn, owner, code)
+            else:
+                found[(kind, owner, code)] = await system_account(
+                    conn, SystemAccount(kind), code, provider=owner
+                )
+        return found
+
+
+# The ledger's accounts are unique on (kind, owner, currency): customer balances are owned by
+# the customer's account id, per-provider system accounts by the provider.
+_FIND_ACCOUNTS = """
+SELECT a.id, a.kind, a.owner, a.currency
+FROM ledger_accounts a
+JOIN unnest($1::text[], $2::text[], $3::text[]) AS w(kind, owner, currency)
+  ON a.kind = w.kind AND a.owner = w.owner AND a.currency = w.currency
+"""
 
 
 class _Posting:
