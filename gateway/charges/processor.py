@@ -126,12 +126,14 @@ async def send_charge(provider: Provider, request: ChargeRequest) -> Sent:
 async def look_up_charge(provider: Provider, row: asyncpg.Record) -> ChargeResult | None:
     """The processor's view of a charge whose answer we do not have: by its processor id when
     we know it, else by our processor key. None: the processor has no such charge."""
-    if row["provider_charge_id"]:
-        charge_id: str = row["provider_charge_id"]
-        return await call_with_retry(
-            lambda: provider.retrieve_charge(charge_id), provider=provider.name, op="retrieve"
-        )
+    provider_charge_id: str | None = row["provider_charge_id"]
     request = charge_request(row)
-    return await call_with_retry(
-        lambda: provider.find_charge(request), provider=provider.name, op="find_charge"
-    )
+
+    # A coroutine function, not a lambda returning a coroutine: tenacity awaits only what it
+    # recognizes as async (a lambda's coroutine would come back unawaited).
+    async def look_up() -> ChargeResult | None:
+        if provider_charge_id:
+            return await provider.retrieve_charge(provider_charge_id)
+        return await provider.find_charge(request)
+
+    return await call_with_retry(look_up, provider=provider.name, op="look_up_charge")
