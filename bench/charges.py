@@ -132,6 +132,8 @@ async def bare_app(db_url: str, sandbox_url: str) -> web.Application:
                 None,
                 "{}",
             )
+        if row is None or row["id"] is None:
+            raise RuntimeError(f"the bench's key or account is wrong: {body}")
         charge_id = row["id"]
         answer = await processor.post(
             "/v1/charges",

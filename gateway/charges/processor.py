@@ -19,7 +19,6 @@ from typing import TypeVar
 import asyncpg
 import structlog
 from prometheus_client import Counter, Histogram
-from providers.retry import call_with_retry
 
 from providers.base import (
     ChargeRequest,
@@ -28,6 +27,7 @@ from providers.base import (
     ProviderError,
     ProviderRequestError,
 )
+from providers.retry import call_with_retry
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -19,7 +19,6 @@ from typing import Any
 import asyncpg
 import structlog
 from prometheus_client import Histogram
-from providers.registry import NoSuchProvider, ProviderSet
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.api.errors import ApiError, invalid
@@ -38,6 +37,7 @@ from gateway.charges.processor import (
 from gateway.db import raw_connection
 from gateway.settlement import UNRESOLVED
 from providers.base import Provider
+from providers.registry import NoSuchProvider, ProviderSet
 
 log = structlog.get_logger(__name__)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway.processors import SANDBOX
 
 from gateway.app import create_app
+from gateway.processors import SANDBOX
 from gateway.state import Role
 from tests.conftest import API_KEY, AiohttpClient, auth, make_settings
 from tests.support import postgres

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from gateway.processors import SANDBOX
 
 from gateway.app import create_app
+from gateway.processors import SANDBOX
 from gateway.settings import Settings
 from gateway.state import Role
 from tests.conftest import OTHER_API_KEY, AiohttpClient, auth, make_settings
