@@ -3,8 +3,9 @@
 The completer (one pass = bounded batches, then a pause; backoff while the database is down):
 - Unfinished keys: a request died (crash, kill, database lost before `finish`) or its
   processor call ended with no answer. The key is taken over once its lock is stale, and the
-  charge is driven from `charge_created` exactly as a client retry with the key would: the
-  same processor key is re-sent, the answer settled and the response stored.
+  charge (or refund) is driven from `charge_created` (`refund_created`) exactly as a client
+  retry with the key would: the same processor key is re-sent, the answer settled and the
+  response stored.
 - Unresolved charges whose request did finish (`pm_card_async` answered `pending`, or
   `requires_action`): the processor is asked for the charge (`retrieve_charge` by its id, or
   `find_charge` by our processor key) and its answer settled. Webhooks usually get there first;
@@ -24,7 +25,7 @@ from aiohttp import web
 
 from gateway import limits
 from gateway.api.errors import ApiError
-from gateway.charges import phases
+from gateway.charges import phases, refunds
 from gateway.charges.deps import CHARGE_DEPS
 from gateway.charges.errors import is_database_down
 from gateway.charges.model import CHARGE_COLUMNS
@@ -41,13 +42,13 @@ _CLAIM_KEYS = """
 UPDATE idempotency_keys SET locked_at = now(), last_run_at = now()
 WHERE id IN (
   SELECT id FROM idempotency_keys
-  WHERE response_status IS NULL AND charge_id IS NOT NULL AND refund_id IS NULL
+  WHERE response_status IS NULL AND (charge_id IS NOT NULL OR refund_id IS NOT NULL)
     AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => $1))
     AND last_run_at < now() - make_interval(secs => $2)
   ORDER BY last_run_at
   LIMIT $3
   FOR UPDATE SKIP LOCKED)
-RETURNING id, charge_id
+RETURNING id, charge_id, refund_id
 """
 
 _UNRESOLVED = f"""
@@ -76,7 +77,12 @@ async def complete_once(deps: ChargeDeps, *, after_seconds: float) -> int:
             _CLAIM_KEYS, deps.lock_timeout_seconds, after_seconds, limits.COMPLETER_BATCH_MAX
         )
         charges = await conn.fetch(_UNRESOLVED, after_seconds, limits.COMPLETER_BATCH_MAX)
-        loaded = [(key["id"], await phases.load(conn, key["charge_id"])) for key in keys]
+        refund_keys = [(key["id"], key["refund_id"]) for key in keys if key["refund_id"]]
+        loaded = [
+            (key["id"], await phases.load(conn, key["charge_id"]))
+            for key in keys
+            if not key["refund_id"]
+        ]
     gate = asyncio.Semaphore(limits.COMPLETER_CONCURRENCY_MAX)
 
     async def bounded(work: Any) -> None:
@@ -86,6 +92,7 @@ async def complete_once(deps: ChargeDeps, *, after_seconds: float) -> int:
     await asyncio.gather(
         *(bounded(_finish_key(deps, key_id, row)) for key_id, row in loaded),
         *(bounded(_resolve(deps, row)) for row in charges),
+        *(bounded(_finish_refund(deps, key_id, refund_id)) for key_id, refund_id in refund_keys),
     )
     return len(keys) + len(charges)
 
@@ -101,6 +108,14 @@ async def _finish_key(deps: ChargeDeps, key_id: int, row: asyncpg.Record) -> Non
         log.info("completer.key_finished", charge_id=row["id"])
     except ApiError as exc:  # still no answer: released, tried again next pass
         log.info("completer.key_unresolved", charge_id=row["id"], code=exc.code)
+
+
+async def _finish_refund(deps: ChargeDeps, key_id: int, refund_id: str) -> None:
+    try:
+        await refunds.resume(deps, key_id, refund_id)
+        log.info("completer.refund_finished", refund_id=refund_id)
+    except ApiError as exc:
+        log.info("completer.refund_unresolved", refund_id=refund_id, code=exc.code)
 
 
 async def _resolve(deps: ChargeDeps, row: asyncpg.Record) -> None:

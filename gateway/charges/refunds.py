@@ -106,22 +106,38 @@ async def create_refund(
                         claimed.status, claimed.body, claimed.headers, replayed=True
                     )
                 key_id, first_run = claimed.key_id, False
-                found = await conn.fetchrow(
-                    f"SELECT {REFUND_COLUMNS}, "  # noqa: S608 - constant column list
-                    "(SELECT provider FROM charges WHERE id = charge_id) AS provider, "
-                    "(SELECT provider_charge_id FROM charges WHERE id = charge_id) AS pcid "
-                    "FROM refunds WHERE id = $1",
-                    claimed.refund_id,
-                )
-                if found is None:
-                    raise RuntimeError(f"idempotency key {key_id} names no refund")
-                refund, provider_name = dict(found), found["provider"]
+                refund = await _load(conn, claimed.refund_id)
+                provider_name = refund["provider"]
     except Exception as exc:
         if is_database_down(exc):
             raise database_unavailable() from exc
         raise
     stored = await _drive(deps, provider_name, key_id, refund, first_run=first_run)
     return ChargeResponse(stored.status, stored.body, stored.headers, replayed=False)
+
+
+_LOAD = """
+SELECT r.id, r.charge_id, r.amount_minor, r.currency, r.status, r.provider_refund_id,
+       r.provider_idempotency_key, r.failure_message, r.created_at, r.updated_at,
+       c.provider, c.provider_charge_id AS pcid
+FROM refunds r JOIN charges c ON c.id = r.charge_id
+WHERE r.id = $1
+"""
+
+
+async def _load(conn: asyncpg.Connection[Any], refund_id: str | None) -> dict[str, Any]:
+    found = await conn.fetchrow(_LOAD, refund_id)
+    if found is None:
+        raise RuntimeError(f"refund {refund_id} named by an idempotency key does not exist")
+    return dict(found)
+
+
+async def resume(deps: ChargeDeps, key_id: int, refund_id: str) -> None:
+    """The completer's entry: finish a refund whose request died or got no answer, with the
+    refund's own processor key (raises the 503 `ApiError` while there is still no answer)."""
+    async with raw_connection(deps.engine) as conn:
+        refund = await _load(conn, refund_id)
+    await _drive(deps, refund["provider"], key_id, refund, first_run=False)
 
 
 async def _begin(

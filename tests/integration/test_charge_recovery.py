@@ -144,3 +144,34 @@ async def test_the_reaper_forgets_finished_keys_after_a_day_and_keeps_unfinished
     assert await reap_once(client.app[CHARGE_DEPS], retention_hours=24) == 1
     remaining = await fetch(db_url, "SELECT key FROM idempotency_keys")
     assert [row["key"] for row in remaining] == ["k-new"]
+
+
+async def test_a_refund_without_an_answer_is_finished_by_the_completer(
+    client: Client, db_url: str
+) -> None:
+    with respx.mock(base_url=PROCESSOR) as processor:
+        processor.post("/v1/charges").mock(side_effect=succeeded)
+        made = await client.post("/v1/charges", json=BODY, headers=auth(idempotency_key="k-r"))
+        charge_id = (await made.json())["id"]
+        route = processor.post("/v1/refunds").mock(side_effect=httpx.ReadTimeout("silence"))
+        refund = await client.post(
+            f"/v1/charges/{charge_id}/refunds",
+            json={"amount": 300},
+            headers=auth(idempotency_key="r-silent"),
+        )
+        assert refund.status == 503
+        assert (await refund.json())["error"]["code"] == "processor_outcome_unknown"
+        route.mock(
+            return_value=httpx.Response(
+                200, json={"id": "pr_1", "status": "succeeded", "amount": 300}
+            )
+        )
+        await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
+        keys = {call.request.headers["Idempotency-Key"] for call in route.calls}
+    assert len(keys) == 1, "every attempt and the recovery used the refund's one processor key"
+    rows = await fetch(db_url, "SELECT amount_refunded_minor FROM charges WHERE id = $1", charge_id)
+    assert rows[0]["amount_refunded_minor"] == 300
+    assert await postings(db_url, charge_id) == [
+        f"sandbox:{charge_id}:captured",
+        f"sandbox:{charge_id}:refunded_total:300",
+    ]
