@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import importlib
 
-BENCHES: list[str] = ["charges"]  # module names under bench/, each with `async def main() -> None`
+BENCHES: list[str] = ["charges", "providers"]  # modules under bench/, each with `async def main()`
 
 
 def main() -> None:
