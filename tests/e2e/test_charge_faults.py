@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -50,7 +51,7 @@ async def test_a_database_outage_is_a_503_before_any_processor_call(
 
 
 @pytest.fixture
-async def standalone_sandbox(tmp_path: Path) -> object:
+async def standalone_sandbox(tmp_path: Path) -> AsyncIterator[str]:
     port = free_port()
     sandbox = ServiceProcess(
         "sandbox",
