@@ -175,8 +175,13 @@ async def drive(
     attempt) and settle what it says. Raises the 503s that store nothing."""
     charge_id: str = row["id"]
     sent = await send_charge(provider, charge_request(row))
-    if isinstance(sent, Unreached) and first_run:
-        await _quietly(deps, phases.abandon, charge_id)
+    # Forget the charge only if the database lets us: a charge we could not delete stays
+    # pending, and whoever finishes it later resumes it, so the client hears "unknown".
+    if (
+        isinstance(sent, Unreached)
+        and first_run
+        and await _quietly(deps, phases.abandon, charge_id)
+    ):
         CHARGES.labels(provider.name, "unavailable").inc()
         raise ApiError(
             503,
@@ -210,9 +215,9 @@ async def drive(
     return stored
 
 
-async def _quietly(deps: ChargeDeps, step: Any, arg: Any) -> None:
-    """A clean-up step after a processor fault: if the database is gone as well, the lock
-    times out and the completer cleans up instead."""
+async def _quietly(deps: ChargeDeps, step: Any, arg: Any) -> bool:
+    """A clean-up step after a processor fault; False if the database is gone as well (the
+    lock then times out and the completer takes over)."""
     try:
         async with raw_connection(deps.engine) as conn:
             await step(conn, arg)
@@ -220,3 +225,5 @@ async def _quietly(deps: ChargeDeps, step: Any, arg: Any) -> None:
         if not is_database_down(exc):
             raise
         log.warning("charge.cleanup_deferred", step=step.__name__, error=type(exc).__name__)
+        return False
+    return True
