@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
 
 from gateway.app import create_app
 from gateway.processors import SANDBOX
@@ -120,7 +121,21 @@ async def test_keys_are_scoped_to_the_api_key(client: Client, db_url: str) -> No
     assert (await mine.json())["id"] != (await theirs.json())["id"]
 
 
+def retries() -> float:
+    """Processor charge attempts retried so far (the retry layer's counter)."""
+    total = 0.0
+    for metric in REGISTRY.collect():
+        for sample in metric.samples:
+            if (
+                sample.name == "gateway_provider_retries_total"
+                and sample.labels.get("operation") == "create_charge"
+            ):
+                total += sample.value
+    return total
+
+
 async def test_a_decline_is_a_stored_402_and_never_retried(client: Client, db_url: str) -> None:
+    retried_before = retries()
     declined = await charge(client, "k-decline", body("pm_card_insufficientFunds"))
     assert declined.status == 402
     error = (await declined.json())["error"]
@@ -132,6 +147,7 @@ async def test_a_decline_is_a_stored_402_and_never_retried(client: Client, db_ur
     assert await replay.read() == await declined.read()
     made = await processor_charges(sandbox_url(client), await processor_key(db_url, charge_id))
     assert len(made) == 1
+    assert retries() == retried_before
     assert await postings(db_url, charge_id) == []
     row = (
         await fetch(db_url, "SELECT status, failure_code FROM charges WHERE id = $1", charge_id)
@@ -149,10 +165,12 @@ async def test_a_lost_response_ends_in_one_charge(client: Client, db_url: str) -
 
 
 async def test_a_flaky_processor_ends_in_one_charge(client: Client, db_url: str) -> None:
+    retried_before = retries()
     response = await charge(client, "k-flaky", body("pm_card_flaky"))
     assert response.status == 200, await response.text()
     charge_id = (await response.json())["id"]
     assert (await response.json())["status"] == "succeeded"
+    assert retries() == retried_before + 2, "two 503s, retried with the same key"
     made = await processor_charges(sandbox_url(client), await processor_key(db_url, charge_id))
     assert len(made) == 1
 
