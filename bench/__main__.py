@@ -7,7 +7,11 @@ import argparse
 import asyncio
 import importlib
 
-BENCHES: list[str] = ["charges", "providers"]  # modules under bench/, each with `async def main()`
+BENCHES: list[str] = [
+    "providers",
+    "ledger",
+    "charges",
+]  # module names under bench/, each with `async def main() -> None`
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Middleware
 from redis.asyncio import Redis
 
 from gateway import limits, migrate, processors
+from gateway.accounts import api as accounts_api
 from gateway.api import health
 from gateway.api.middleware import authentication, errors, idempotency_key_check, request_context
 from gateway.api.routing import OPERATIONS
@@ -72,4 +73,5 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     processors.setup(app)
     health.setup_routes(app)
     charges.setup(app)  # after the database and the providers: its deps need both
+    accounts_api.setup(app)
     return app

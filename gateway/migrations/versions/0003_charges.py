@@ -1,13 +1,13 @@
 """Charges, refunds and API idempotency keys.
 
 Revision ID: 0003
-Revises: 0001 (until the ledger's 0002 lands; then 0002)
+Revises: 0002
 """
 
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
