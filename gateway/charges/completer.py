@@ -30,8 +30,8 @@ from gateway.charges.deps import CHARGE_DEPS
 from gateway.charges.errors import is_database_down
 from gateway.charges.model import CHARGE_COLUMNS
 from gateway.charges.processor import look_up_charge
-from gateway.charges.service import ChargeDeps, drive, provider_for
-from gateway.db import raw_connection
+from gateway.charges.service import ChargeDeps, drive, finish_settled, provider_for
+from gateway.db import in_transaction, raw_connection
 from gateway.settlement import UNRESOLVED
 from gateway.state import SETTINGS
 from providers.base import ProviderError
@@ -103,8 +103,7 @@ async def _finish_key(deps: ChargeDeps, key_id: int, row: asyncpg.Record) -> Non
         if row["status"] in UNRESOLVED:
             await drive(deps, provider, key_id, row, first_run=False)
         else:
-            async with raw_connection(deps.engine) as conn, conn.transaction():
-                await phases.finish_settled(conn, key_id, row)
+            await finish_settled(deps, key_id, row)
         log.info("completer.key_finished", charge_id=row["id"])
     except ApiError as exc:  # still no answer: released, tried again next pass
         log.info("completer.key_unresolved", charge_id=row["id"], code=exc.code)
@@ -128,8 +127,9 @@ async def _resolve(deps: ChargeDeps, row: asyncpg.Record) -> None:
     if result is None:
         log.error("completer.charge_unknown_to_processor", charge_id=row["id"])
         return
-    async with raw_connection(deps.engine) as conn, conn.transaction():
-        await phases.settle_result(conn, provider.name, row["id"], result)
+    await in_transaction(
+        deps.engine, lambda conn: phases.settle_result(conn, provider.name, row["id"], result)
+    )
 
 
 async def _forever(app: web.Application, name: str, step: Any, idle_seconds: float) -> None:

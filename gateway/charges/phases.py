@@ -161,13 +161,6 @@ async def finish(
     return await idempotency.finish(conn, key_id, final_response(row))
 
 
-async def finish_settled(
-    conn: asyncpg.Connection[Any], key_id: int, row: asyncpg.Record
-) -> StoredResponse:
-    """A resumed key whose charge was already resolved (by a webhook or the completer)."""
-    return await idempotency.finish(conn, key_id, final_response(row))
-
-
 async def abandon(conn: asyncpg.Connection[Any], charge_id: str) -> None:
     """Nothing reached the processor: forget the charge; its key goes with it (cascade), so
     the same key may be retried as if never used."""

@@ -23,7 +23,7 @@ from gateway.charges.idempotency import StoredResponse
 from gateway.charges.model import RefundCreate, timestamp
 from gateway.charges.processor import Refused, Unknown, Unreached, call_once
 from gateway.charges.service import ChargeDeps, ChargeResponse, provider_for
-from gateway.db import raw_connection
+from gateway.db import in_transaction, raw_connection
 from gateway.settlement import settle
 from providers.base import EventKind, RefundRequest, RefundResult, RefundStatus, WebhookEvent
 
@@ -188,35 +188,39 @@ async def _drive(
         currency=refund["currency"],
     )
     sent = await call_once(provider, "refund", lambda: provider.refund(request))
-    async with raw_connection(deps.engine) as conn:
-        if isinstance(sent, Unreached) and first_run:
+    if isinstance(sent, Unreached) and first_run:
+        async with raw_connection(deps.engine) as conn:
             await conn.execute("DELETE FROM refunds WHERE id = $1", refund["id"])
-            raise ApiError(
-                503,
-                "processor_unavailable",
-                "The processor could not be reached; nothing was refunded. Retry with the "
-                "same Idempotency-Key",
-                headers={"Retry-After": "1"},
-            )
-        if isinstance(sent, Unreached | Unknown):
-            await idempotency.release(conn, key_id)
-            raise ApiError(
-                503,
-                "processor_outcome_unknown",
-                "The processor did not answer; the refund is pending. Retry with the same "
-                "Idempotency-Key; it is never refunded twice",
-                headers={"Retry-After": "2"},
-                extra={"refund": refund["id"]},
-            )
-        result = (
-            RefundResult(RefundStatus.FAILED, None, request.amount_minor, str(sent.error))
-            if isinstance(sent, Refused)
-            else sent
+        raise ApiError(
+            503,
+            "processor_unavailable",
+            "The processor could not be reached; nothing was refunded. Retry with the "
+            "same Idempotency-Key",
+            headers={"Retry-After": "1"},
         )
-        async with conn.transaction():
-            row = await record_refund(conn, provider_name, refund["id"], result)
-            body = dumps(refund_object(row))
-            return await idempotency.finish(conn, key_id, StoredResponse(200, body, {}))
+    if isinstance(sent, Unreached | Unknown):
+        async with raw_connection(deps.engine) as conn:
+            await idempotency.release(conn, key_id)
+        raise ApiError(
+            503,
+            "processor_outcome_unknown",
+            "The processor did not answer; the refund is pending. Retry with the same "
+            "Idempotency-Key; it is never refunded twice",
+            headers={"Retry-After": "2"},
+            extra={"refund": refund["id"]},
+        )
+    result = (
+        RefundResult(RefundStatus.FAILED, None, request.amount_minor, str(sent.error))
+        if isinstance(sent, Refused)
+        else sent
+    )
+
+    async def finish(conn: asyncpg.Connection[Any]) -> StoredResponse:
+        row = await record_refund(conn, provider_name, refund["id"], result)
+        body = dumps(refund_object(row))
+        return await idempotency.finish(conn, key_id, StoredResponse(200, body, {}))
+
+    return await in_transaction(deps.engine, finish)
 
 
 async def record_refund(

@@ -34,7 +34,7 @@ from gateway.charges.processor import (
     charge_request,
     send_charge,
 )
-from gateway.db import raw_connection
+from gateway.db import in_transaction, raw_connection
 from gateway.settlement import UNRESOLVED
 from providers.base import Provider
 from providers.registry import NoSuchProvider, ProviderSet
@@ -124,7 +124,7 @@ async def create_charge(
         raise
     try:
         if row["status"] not in UNRESOLVED:
-            stored = await _finish_settled(deps, key_id, row)
+            stored = await finish_settled(deps, key_id, row)
         else:
             stored = await drive(deps, provider, key_id, row, first_run=begun is not None)
     finally:
@@ -163,9 +163,11 @@ def _charge_id(claim: Claim) -> str:
     return claim.charge_id
 
 
-async def _finish_settled(deps: ChargeDeps, key_id: int, row: asyncpg.Record) -> StoredResponse:
-    async with raw_connection(deps.engine) as conn, conn.transaction():
-        return await idempotency.finish(conn, key_id, final_response(row))
+async def finish_settled(deps: ChargeDeps, key_id: int, row: asyncpg.Record) -> StoredResponse:
+    """A resumed key whose charge was already resolved (by a webhook or the completer)."""
+    return await in_transaction(
+        deps.engine, lambda conn: idempotency.finish(conn, key_id, final_response(row))
+    )
 
 
 async def drive(
@@ -203,8 +205,10 @@ async def drive(
         )
     result = phases.refused_result(row, str(sent.error)) if isinstance(sent, Refused) else sent
     try:
-        async with raw_connection(deps.engine) as conn, conn.transaction():
-            stored = await phases.finish(conn, key_id, provider.name, charge_id, result)
+        # Deadlocks and serialization failures re-run the whole phase: it is idempotent.
+        stored = await in_transaction(
+            deps.engine, lambda conn: phases.finish(conn, key_id, provider.name, charge_id, result)
+        )
     except Exception as exc:
         if not is_database_down(exc):
             raise
