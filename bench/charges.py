@@ -3,6 +3,7 @@ standalone sandbox processor (both real subprocesses), at concurrency 1 and 64, 
 
 - the sandbox alone (the processor's own ceiling on this machine), and
 - a bare aiohttp endpoint (`python -m bench.charges bare …`) making the same processor call
+  (once with httpx and the gateway's connection limits, once with aiohttp's client)
   and the same database round trips as the gateway's charge path (the key+charge statement;
   then one transaction: lock the charge, two account look-ups, lock accounts, insert the
   ledger transaction and entries, update the charge twice, store the response), with none
@@ -31,6 +32,7 @@ from aiohttp import web
 
 from bench.support import Figure, fresh_database, report
 from gateway.charges.phases import BEGIN_SQL
+from providers.http import DEFAULT_LIMITS
 from tests.support.service import ServiceProcess, free_port
 
 API_KEY = "sk_bench_" + "b" * 24
@@ -109,9 +111,32 @@ WHERE id = $5 AND balance_micros IS NOT NULL
 """
 
 
-async def bare_app(db_url: str, sandbox_url: str) -> web.Application:
+class Processor:
+    """The bare endpoint's processor client: httpx with the gateway's limits (the gateway's
+    providers use httpx), or aiohttp's client, to show what the HTTP client costs."""
+
+    def __init__(self, kind: str, sandbox_url: str) -> None:
+        self.kind = kind
+        self.url = sandbox_url + "/v1/charges"
+        self.httpx = httpx.AsyncClient(limits=DEFAULT_LIMITS)
+        self.aiohttp: aiohttp.ClientSession | None = None
+
+    async def charge(self, payload: dict[str, Any], key: str) -> str:
+        headers = {"Idempotency-Key": key}
+        if self.kind == "httpx":
+            answer = await self.httpx.post(self.url, json=payload, headers=headers)
+            charge_id: str = answer.json()["id"]
+            return charge_id
+        if self.aiohttp is None:
+            self.aiohttp = aiohttp.ClientSession()
+        async with self.aiohttp.post(self.url, json=payload, headers=headers) as response:
+            charge_id = (await response.json())["id"]
+            return charge_id
+
+
+async def bare_app(db_url: str, sandbox_url: str, client: str) -> web.Application:
     pool = await asyncpg.create_pool(db_url, min_size=10, max_size=20)
-    processor = httpx.AsyncClient(base_url=sandbox_url)
+    processor = Processor(client, sandbox_url)
 
     async def charge(request: web.Request) -> web.Response:
         body = await request.json()
@@ -135,17 +160,15 @@ async def bare_app(db_url: str, sandbox_url: str) -> web.Application:
         if row is None or row["id"] is None:
             raise RuntimeError(f"the bench's key or account is wrong: {body}")
         charge_id = row["id"]
-        answer = await processor.post(
-            "/v1/charges",
-            json={
+        provider_charge_id = await processor.charge(
+            {
                 "amount": body["amount"],
                 "currency": body["currency"],
                 "payment_method": body["payment_method"],
                 "metadata": {"charge_id": charge_id},
             },
-            headers={"Idempotency-Key": f"gw_{charge_id}"},
+            f"gw_{charge_id}",
         )
-        provider_charge_id = answer.json()["id"]
         async with pool.acquire() as conn, conn.transaction():
             await conn.fetchrow(_LOCK, charge_id)
             customer = await conn.fetchval(_FIND, "customer_balance", body["account_id"], "USD")
@@ -179,11 +202,11 @@ async def bare_app(db_url: str, sandbox_url: str) -> web.Application:
     return app
 
 
-def run_bare(port: int, db_url: str, sandbox_url: str) -> None:
+def run_bare(port: int, db_url: str, sandbox_url: str, client: str) -> None:
     import uvloop
 
     async def make() -> web.Application:
-        return await bare_app(db_url, sandbox_url)
+        return await bare_app(db_url, sandbox_url, client)
 
     web.run_app(
         make(),
@@ -245,19 +268,23 @@ async def main() -> None:
                     )
                 )
             figures += await _gateway(tmp_path, db_url, sandbox_url)
-            figures += await _bare(tmp_path, db_url, sandbox_url)
+            figures += await _bare(tmp_path, db_url, sandbox_url, "httpx")
+            figures += await _bare(tmp_path, db_url, sandbox_url, "aiohttp")
         finally:
             await sandbox.stop(signal.SIGTERM)
     report("Charges: end to end over HTTP against the sandbox processor", figures)
-    by_name = {f.name.split(" (")[0]: f for f in figures}
+    by_name = {
+        f.name.rsplit(" (", 1)[0] if f.name.endswith("failed)") else f.name: f for f in figures
+    }
     for concurrency in (1, 64):
         gateway = by_name.get(f"gateway, concurrency {concurrency}")
-        bare = by_name.get(f"bare endpoint, concurrency {concurrency}")
-        if gateway and bare and gateway.per_second:
-            print(
-                f"  gateway overhead at concurrency {concurrency}: bare/gateway throughput "
-                f"{bare.per_second / gateway.per_second:.2f}x"
-            )
+        for client in ("httpx", "aiohttp"):
+            bare = by_name.get(f"bare endpoint ({client}), concurrency {concurrency}")
+            if gateway and bare and gateway.per_second:
+                print(
+                    f"  concurrency {concurrency}: bare endpoint ({client}) / gateway "
+                    f"throughput {bare.per_second / gateway.per_second:.2f}x"
+                )
 
 
 async def _gateway(tmp_path: Path, db_url: str, sandbox_url: str) -> list[Figure]:
@@ -289,7 +316,7 @@ async def _gateway(tmp_path: Path, db_url: str, sandbox_url: str) -> list[Figure
         await service.stop(signal.SIGTERM)
 
 
-async def _bare(tmp_path: Path, db_url: str, sandbox_url: str) -> list[Figure]:
+async def _bare(tmp_path: Path, db_url: str, sandbox_url: str, client: str) -> list[Figure]:
     port = free_port()
     log = (tmp_path / "bare.log").open("ab")
     process = await asyncio.create_subprocess_exec(
@@ -300,6 +327,7 @@ async def _bare(tmp_path: Path, db_url: str, sandbox_url: str) -> list[Figure]:
         str(port),
         db_url,
         sandbox_url,
+        client,
         stdout=log,
         stderr=log,
         env=dict(os.environ),
@@ -308,7 +336,10 @@ async def _bare(tmp_path: Path, db_url: str, sandbox_url: str) -> list[Figure]:
         await _wait_port(port)
         return [
             await load(
-                f"http://127.0.0.1:{port}/v1/charges", c, {}, f"bare endpoint, concurrency {c}"
+                f"http://127.0.0.1:{port}/v1/charges",
+                c,
+                {},
+                f"bare endpoint ({client}), concurrency {c}",
             )
             for c in (1, 64)
         ]
@@ -331,8 +362,8 @@ async def _wait_port(port: int) -> None:
 
 
 def _cli(argv: list[str]) -> Any:
-    if len(argv) == 4 and argv[0] == "bare":
-        run_bare(int(argv[1]), argv[2], argv[3])
+    if len(argv) == 5 and argv[0] == "bare":
+        run_bare(int(argv[1]), argv[2], argv[3], argv[4])
         return None
     return asyncio.run(main())
 
