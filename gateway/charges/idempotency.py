@@ -98,12 +98,12 @@ async def claim_existing(
     if row["response_status"] is not None:
         return stored_response(row)
     if row["locked"]:
-        raise in_use(lock_timeout_seconds)
+        raise in_use()
     await conn.execute(_TAKE_OVER, row["id"])
     return Claim(row["id"], row["recovery_point"], row["charge_id"], row["refund_id"])
 
 
-def in_use(lock_timeout_seconds: float) -> ApiError:
+def in_use() -> ApiError:
     return ApiError(
         409,
         "idempotency_key_in_use",

@@ -100,7 +100,7 @@ async def create_refund(
                     lock_timeout_seconds=deps.lock_timeout_seconds,
                 )
                 if claimed is None:
-                    raise idempotency.in_use(deps.lock_timeout_seconds)
+                    raise idempotency.in_use()
                 if isinstance(claimed, StoredResponse):
                     return ChargeResponse(
                         claimed.status, claimed.body, claimed.headers, replayed=True

@@ -116,6 +116,7 @@ async def create_charge(
                     CHARGES.labels(provider.name, "replayed").inc()
                     return _answer(resumed, replayed=True)
                 key_id, row = resumed
+                provider = provider_for(deps, row["provider"])  # the charge's, as made
             else:
                 key_id, row = begun
     except Exception as exc:
@@ -134,7 +135,7 @@ async def create_charge(
 
 async def _resume(
     deps: ChargeDeps,
-    conn: Any,
+    conn: asyncpg.Connection[Any],
     scope: str,
     key: str,
     fingerprint: bytes,
@@ -151,7 +152,7 @@ async def _resume(
         )
     if claim is None:
         # The key was abandoned (503) between our insert and our read: ask to retry.
-        raise idempotency.in_use(deps.lock_timeout_seconds)
+        raise idempotency.in_use()
     if isinstance(claim, StoredResponse):
         return claim
     return claim.key_id, await phases.load(conn, _charge_id(claim))
