@@ -3,6 +3,7 @@ refund totals, disputes, events that must wait or are not ours, and batches."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -154,3 +155,23 @@ async def test_a_batch_of_successes_credits_each_charge_once(conn: Any, db_url: 
     assert await run(conn, *events) == [Outcome.APPLIED] * 50
     assert await run(conn, *events) == [Outcome.DUPLICATE] * 50
     assert await balance_micros(db_url, ACCOUNT) == 50 * 1_000_000
+
+
+async def test_the_same_fact_settled_concurrently_is_credited_once(conn: Any, db_url: str) -> None:
+    charge_id = await new_charge(conn)
+    others = [await postgres.connect(db_url) for _ in range(4)]
+    try:
+        results = await asyncio.gather(
+            *(
+                run(other, event(EventKind.CHARGE_SUCCEEDED, charge_id, n))
+                for n, other in enumerate(others)
+            )
+        )
+    finally:
+        for other in others:
+            await other.close()
+    assert sorted(outcome for (outcome,) in results) == sorted(
+        [Outcome.APPLIED] + [Outcome.DUPLICATE] * 3
+    )
+    assert await postings(db_url, charge_id) == [f"sandbox:{charge_id}:captured"]
+    assert await balance_micros(db_url, ACCOUNT) == 10_000_000
