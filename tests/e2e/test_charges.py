@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
 from gateway.app import create_app
+from gateway.charges.deps import CHARGE_DEPS
 from gateway.processors import SANDBOX
 from gateway.settings import Settings
 from gateway.state import Role
@@ -274,3 +275,11 @@ async def test_an_unreachable_processor_is_a_503_storing_nothing_and_the_key_is_
     assert (await response.json())["error"]["code"] == "processor_unavailable"
     assert await fetch(db_url, "SELECT 1 FROM charges") == []
     assert await fetch(db_url, "SELECT 1 FROM idempotency_keys") == []
+
+
+async def test_a_worker_serves_no_charge_routes_but_completes_charges(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    worker = await aiohttp_client(create_app(settings, Role.WORKER))
+    assert (await worker.get("/v1/charges/ch_1")).status == 404
+    assert CHARGE_DEPS in worker.app, "the completer's dependencies are wired"
