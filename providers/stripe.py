@@ -219,7 +219,7 @@ class StripeProvider(Provider):
         except stripe.CardError as exc:
             return self._declined(exc, request)
         except stripe.StripeError as exc:
-            raise self._fault("create_charge", exc) from exc
+            raise self._fault("create_charge", exc) from None
         return _read_answer(_charge_result, intent.to_dict())
 
     async def refund(self, request: RefundRequest) -> RefundResult:
@@ -229,14 +229,14 @@ class StripeProvider(Provider):
                 options={"idempotency_key": request.idempotency_key},
             )
         except stripe.StripeError as exc:
-            raise self._fault("refund", exc) from exc
+            raise self._fault("refund", exc) from None
         return _read_answer(_refund_result, refund.to_dict())
 
     async def retrieve_charge(self, provider_charge_id: str) -> ChargeResult:
         try:
             intent = await self._client.v1.payment_intents.retrieve_async(provider_charge_id)
         except stripe.StripeError as exc:
-            raise self._fault("retrieve_charge", exc) from exc
+            raise self._fault("retrieve_charge", exc) from None
         return _read_answer(_charge_result, intent.to_dict())
 
     async def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
@@ -254,7 +254,7 @@ class StripeProvider(Provider):
                 {"query": query, "limit": SEARCH_RESULTS_MAX}
             )
         except stripe.StripeError as exc:
-            raise self._fault("find_charge", exc) from exc
+            raise self._fault("find_charge", exc) from None
         intents = [intent.to_dict() for intent in found.data]
         if not intents:
             return None
@@ -297,6 +297,8 @@ class StripeProvider(Provider):
         )
 
     def _fault(self, operation: str, exc: stripe.StripeError) -> ProviderError:
+        """Classify and log once. Callers raise it `from None`: the SDK error's unscrubbed
+        text would otherwise ride along in every logged traceback."""
         fault = classify(exc, self.scrub(str(exc.user_message or exc)))
         log.warning(
             "stripe.request_failed",
