@@ -265,7 +265,8 @@ class StripeProvider(Provider):
                 f"stripe: several PaymentIntents carry charge_id {request.charge_id}: {ids}"
             )
         result = _read_answer(_charge_result, intents[0])
-        if (result.amount_minor, result.currency) != (request.amount_minor, request.currency):
+        asked = (request.amount_minor, request.currency.lower())
+        if (result.amount_minor, result.currency) != asked:
             raise ProviderRequestError(
                 f"stripe: PaymentIntent {result.provider_charge_id} for charge_id "
                 f"{request.charge_id} is {result.amount_minor} {result.currency}, not "
@@ -289,7 +290,7 @@ class StripeProvider(Provider):
             status=ChargeStatus.FAILED,
             provider_charge_id=cast("str | None", intent.get("id")),
             amount_minor=request.amount_minor,
-            currency=request.currency,
+            currency=request.currency.lower(),
             decline_code=decline_code(raw),
             raw_decline_code=raw,
             failure_message=self.scrub(exc.user_message or str(exc)),
@@ -458,7 +459,7 @@ def _charge_result(intent: Mapping[str, Any]) -> ChargeResult:
         status=status,
         provider_charge_id=str(intent["id"]),
         amount_minor=int(intent["amount"]),
-        currency=str(intent["currency"]).upper(),
+        currency=str(intent["currency"]).lower(),
         decline_code=code,
         raw_decline_code=raw_code,
         failure_message=failure_message,
@@ -503,7 +504,7 @@ def _webhook_event(event: Mapping[str, Any]) -> WebhookEvent:
             kind=EventKind.CHARGE_REFUNDED,
             provider_charge_id=_intent_id(obj),
             amount_minor=int(obj["amount_refunded"]),
-            currency=str(obj["currency"]).upper(),
+            currency=str(obj["currency"]).lower(),
             **common,
         )
     if raw_type in ("charge.dispute.created", "charge.dispute.closed"):
@@ -515,7 +516,7 @@ def _webhook_event(event: Mapping[str, Any]) -> WebhookEvent:
             kind=EventKind.DISPUTE_CLOSED if closed else EventKind.DISPUTE_OPENED,
             provider_charge_id=_intent_id(obj),
             amount_minor=int(obj["amount"]),
-            currency=str(obj["currency"]).upper(),
+            currency=str(obj["currency"]).lower(),
             dispute_id=str(obj["id"]),
             dispute_outcome=outcome,
             **common,

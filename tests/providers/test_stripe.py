@@ -93,7 +93,7 @@ async def test_a_charge_is_a_paymentintent_confirmed_off_session_under_our_key(
     )
     assert result.status is ChargeStatus.SUCCEEDED
     assert result.provider_charge_id == "pi_3MtwBwLkdIwHu7ix28a3tqPa"
-    assert (result.amount_minor, result.currency) == (2000, "USD")
+    assert (result.amount_minor, result.currency) == (2000, "usd")
     sent = route.calls.last.request
     assert sent.headers["Idempotency-Key"] == "ch_0123456789abcdef0123456789abcdef:create"
     assert sent.headers["Authorization"] == f"Bearer {API_KEY}"
@@ -471,7 +471,7 @@ async def test_a_found_paymentintent_for_another_amount_is_refused(
     stripe_api.get("/v1/payment_intents/search").respond(
         200, json=fixture("search_result.payment_intent")
     )
-    with pytest.raises(ProviderRequestError, match="2000 USD"):
+    with pytest.raises(ProviderRequestError, match="2000 usd"):
         await provider.find_charge(charge_request(amount_minor=1999))
 
 

@@ -70,7 +70,7 @@ async def test_a_visa_charge_succeeds_and_reads_back(
 ) -> None:
     created = await provider.create_charge(charge())
     assert created.status is ChargeStatus.SUCCEEDED
-    assert (created.amount_minor, created.currency) == (1234, "EUR")
+    assert (created.amount_minor, created.currency) == (1234, "eur")
     assert created.provider_charge_id is not None
     stored = server.intents[created.provider_charge_id]
     assert stored["metadata"] == {"charge_id": "ch_local_1", "account_id": "acct_local"}

@@ -182,7 +182,7 @@ def test_paymentintent_events_become_charge_events_with_our_charge_id(
     assert event.event_id == fixture(name)["id"]
     assert event.provider_charge_id == intent_id
     assert event.charge_id == "ch_0123456789abcdef0123456789abcdef"
-    assert (event.amount_minor, event.currency) == (2000, "USD")
+    assert (event.amount_minor, event.currency) == (2000, "usd")
     assert event.occurred_at == datetime.fromtimestamp(fixture(name)["created"], UTC)
 
 
@@ -201,7 +201,7 @@ def test_a_refund_event_carries_the_cumulative_refund_of_the_paymentintent(
     assert event.kind is EventKind.CHARGE_REFUNDED
     assert event.provider_charge_id == "pi_3MtwBwLkdIwHu7ix28a3tqPa"  # not the Charge's ch_ id
     assert event.charge_id == "ch_0123456789abcdef0123456789abcdef"
-    assert (event.amount_minor, event.currency) == (1500, "USD")
+    assert (event.amount_minor, event.currency) == (1500, "usd")
 
 
 def test_a_refund_event_with_an_expanded_paymentintent_is_read_the_same(
@@ -222,7 +222,7 @@ def test_a_new_dispute_is_opened_on_the_paymentintent(provider: StripeProvider) 
         "du_1MtJUT2eZvKYlo2CNaw2HvEv",
         "pi_3MtwBwLkdIwHu7ix28a3tqPa",
     )
-    assert (event.amount_minor, event.currency, event.dispute_outcome) == (2000, "USD", None)
+    assert (event.amount_minor, event.currency, event.dispute_outcome) == (2000, "usd", None)
 
 
 @pytest.mark.parametrize(
