@@ -7,7 +7,11 @@ import argparse
 import asyncio
 import importlib
 
-BENCHES: list[str] = ["stripe"]  # module names under bench/, each with `async def main() -> None`
+BENCHES: list[str] = [
+    "providers",
+    "ledger",
+    "stripe",
+]  # module names under bench/, each with `async def main() -> None`
 
 
 def main() -> None:
