@@ -30,7 +30,6 @@ idempotency key, which Stripe answers with the original result for 24 hours.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import hmac
 import json
@@ -42,8 +41,9 @@ import httpx
 import stripe
 import structlog
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from providers import http, limits
 from providers.base import (
     Capability,
     ChargeRequest,
@@ -59,32 +59,29 @@ from providers.base import (
     ProviderOutcomeUnknown,
     ProviderRequestError,
     ProviderRetryableError,
-    ProviderUnavailable,
     RefundRequest,
     RefundResult,
     RefundStatus,
     WebhookEvent,
     WebhookVerificationError,
 )
+from providers.config import ProviderSettings, read_settings
 
 log = structlog.get_logger(__name__)
 R = TypeVar("R")
 
-SEARCH_RESULTS_MAX = 10  # one charge_id should match exactly one PaymentIntent
-WEBHOOK_SIGNATURES_MAX = 16  # v1 entries read from one header (rotation sends two)
 
-
-class StripeSettings(BaseSettings):
+class StripeSettings(ProviderSettings):
     """`GATEWAY_STRIPE_*`. Only the API key is required; `API_BASE` points the SDK at a local
     Stripe-compatible server; `WEBHOOK_SECRETS` is comma-separated so a rotation can accept
     the old and the new endpoint secret at once."""
 
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_STRIPE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_STRIPE_")
 
     api_key: SecretStr | None = None
     api_base: str | None = None
     webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = ()
-    webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    webhook_tolerance_seconds: int = Field(default=limits.WEBHOOK_TOLERANCE_SECONDS, ge=1, le=3600)
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod
@@ -181,7 +178,7 @@ class StripeProvider(Provider):
     @classmethod
     def from_env(cls, context: ProviderContext) -> Self:
         try:
-            settings = StripeSettings()
+            settings = read_settings(StripeSettings, context)
         except ValidationError as exc:
             raise ProviderNotConfigured(f"GATEWAY_STRIPE_* settings are invalid: {exc}") from exc
         # The shared client's timeouts (set once in providers.http) apply to Stripe too.
@@ -251,7 +248,7 @@ class StripeProvider(Provider):
         query = f"metadata['charge_id']:'{_search_literal(request.charge_id)}'"
         try:
             found = await self._client.v1.payment_intents.search_async(
-                {"query": query, "limit": SEARCH_RESULTS_MAX}
+                {"query": query, "limit": limits.STRIPE_SEARCH_RESULTS_MAX}
             )
         except stripe.StripeError as exc:
             raise self._fault("find_charge", exc) from None
@@ -353,54 +350,25 @@ def classify(exc: stripe.StripeError, message: str) -> ProviderError:
     """Map a non-card Stripe error onto the `ProviderError` tree (see the module docstring)."""
     text = f"stripe: {type(exc).__name__}: {message}"
     if isinstance(exc, stripe.APIConnectionError):
-        return _connection_fault(exc, text)
+        # HTTPXClient raises it from the httpx exception, which tells whether anything was
+        # sent; without one (another HTTP client, an SDK change) assume it was.
+        cause = exc.__cause__
+        if isinstance(cause, httpx.HTTPError):
+            return http.map_transport_error(cause, "stripe")
+        return ProviderOutcomeUnknown(text)
     status = exc.http_status
     if status is None or 200 <= status < 300:
         return ProviderOutcomeUnknown(text)
-    should_retry = _should_retry(exc.headers)
+    answer = httpx.Response(status, headers=exc.headers or {})  # to read its headers alike
+    should_retry = answer.headers.get("stripe-should-retry")
+    retryable = ProviderRetryableError(text, retry_after_seconds=http.retry_after(answer))
     if status in (409, 429) or status >= 500:
-        if should_retry is not False:
-            return ProviderRetryableError(text, retry_after_seconds=_retry_after(exc.headers))
+        if should_retry != "false":
+            return retryable
         if status >= 500:
             return StripeOutcomeIndeterminate(text)
         return ProviderRequestError(text)
-    if should_retry:
-        return ProviderRetryableError(text, retry_after_seconds=_retry_after(exc.headers))
-    return ProviderRequestError(text)
-
-
-def _connection_fault(exc: stripe.APIConnectionError, text: str) -> ProviderError:
-    # HTTPXClient raises APIConnectionError from the httpx exception: only a failure to
-    # connect (or to get a pooled connection) proves nothing left this process.
-    if isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return ProviderUnavailable(text)
-    return ProviderOutcomeUnknown(text)
-
-
-def _should_retry(headers: Mapping[str, str] | None) -> bool | None:
-    value = _header(headers, "stripe-should-retry")
-    return None if value is None else value.strip().lower() == "true"
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    value = _header(headers, "retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when.tzinfo else None
-
-
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    if not headers:
-        return None
-    # The SDK hands over httpx's case-insensitive headers; a plain dict may not be.
-    return next((v for k, v in headers.items() if k.lower() == name), None)
+    return retryable if should_retry == "true" else ProviderRequestError(text)
 
 
 def decline_code(raw: str | None) -> DeclineCode:
@@ -555,7 +523,7 @@ def _parse_signature_header(header: str) -> tuple[int, list[str]]:
         raise WebhookVerificationError("malformed_header", "no t= in Stripe-Signature")
     if not signatures:
         raise WebhookVerificationError("no_matching_signature", "no v1= in Stripe-Signature")
-    if len(signatures) > WEBHOOK_SIGNATURES_MAX:
+    if len(signatures) > limits.STRIPE_WEBHOOK_SIGNATURES_MAX:
         raise WebhookVerificationError("malformed_header", "too many v1= in Stripe-Signature")
     return timestamp, signatures
 

@@ -28,6 +28,7 @@ from providers.base import (
     RefundRequest,
     RefundStatus,
 )
+from providers.retry import RetryPolicy, call_with_retry
 from providers.stripe import StripeOutcomeIndeterminate, StripeProvider, StripeSettings
 from tests.support.stripe_payloads import fixture
 
@@ -347,20 +348,31 @@ async def test_a_retried_charge_sends_the_same_idempotency_key_every_time(
         ]
     )
     request = charge_request()
-    result = None
-    faults: list[ProviderError] = []
-    for _ in range(4):  # the simplest retry loop; providers.retry does this with backoff
-        try:
-            result = await provider.create_charge(request)
-            break
-        except ProviderError as exc:
-            faults.append(exc)
-    assert [fault.retryable for fault in faults] == [True, True, True]
-    assert result is not None
+    result = await call_with_retry(
+        lambda: provider.create_charge(request),
+        provider="stripe",
+        op="create_charge",
+        policy=RetryPolicy(backoff_base_seconds=0.0),
+    )
     assert result.status is ChargeStatus.SUCCEEDED
-    keys = {call.request.headers["Idempotency-Key"] for call in route.calls}
-    assert route.call_count == 4
-    assert keys == {request.idempotency_key}
+    keys = [call.request.headers["Idempotency-Key"] for call in route.calls]
+    assert keys == [request.idempotency_key] * 4
+
+
+async def test_the_retry_layer_stops_at_a_500_stripe_says_not_to_retry(
+    provider: StripeProvider, stripe_api: respx.MockRouter
+) -> None:
+    route = stripe_api.post("/v1/payment_intents").respond(
+        500, json=fixture("error.api_error"), headers={"Stripe-Should-Retry": "false"}
+    )
+    with pytest.raises(ProviderOutcomeUnknown):
+        await call_with_retry(
+            lambda: provider.create_charge(charge_request()),
+            provider="stripe",
+            op="create_charge",
+            policy=RetryPolicy(backoff_base_seconds=0.0),
+        )
+    assert route.call_count == 1
 
 
 # Refunds and lookups
