@@ -40,7 +40,7 @@ from typing import Annotated, Any, Self, TypeVar, cast
 import httpx
 import stripe
 import structlog
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from providers import http, limits
@@ -177,10 +177,9 @@ class StripeProvider(Provider):
 
     @classmethod
     def from_env(cls, context: ProviderContext) -> Self:
-        try:
-            settings = read_settings(StripeSettings, context)
-        except ValidationError as exc:
-            raise ProviderNotConfigured(f"GATEWAY_STRIPE_* settings are invalid: {exc}") from exc
+        """Not configured without an API key. Settings that are present but invalid raise
+        pydantic's ValidationError: a typo must stop the service, not quietly drop Stripe."""
+        settings = read_settings(StripeSettings, context)
         # The shared client's timeouts (set once in providers.http) apply to Stripe too.
         return cls(settings, timeout=context.http.timeout)
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import respx
 import structlog
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from providers.base import (
     ChargeRequest,
@@ -507,6 +507,17 @@ async def test_without_an_api_key_stripe_is_not_configured(
     async with httpx.AsyncClient() as http:
         context = ProviderContext(http=http, data_dir=tmp_path, service_url="")
         with pytest.raises(ProviderNotConfigured):
+            StripeProvider.from_env(context)
+
+
+async def test_an_invalid_stripe_setting_stops_startup_instead_of_dropping_stripe(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GATEWAY_STRIPE_API_KEY", API_KEY)
+    monkeypatch.setenv("GATEWAY_STRIPE_WEBHOOK_TOLERANCE_SECONDS", "five minutes")
+    async with httpx.AsyncClient() as http:
+        context = ProviderContext(http=http, data_dir=tmp_path, service_url="")
+        with pytest.raises(ValidationError, match="webhook_tolerance_seconds"):
             StripeProvider.from_env(context)
 
 
