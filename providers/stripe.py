@@ -322,8 +322,10 @@ class StripeProvider(Provider):
         timestamp, signatures = _parse_signature_header(header)
         signed = str(timestamp).encode() + b"." + body
         secrets = [s.get_secret_value().encode() for s in self._settings.webhook_secrets]
-        expected = [hmac.new(s, signed, hashlib.sha256).hexdigest() for s in secrets]
-        if not any(hmac.compare_digest(e, sig) for e in expected for sig in signatures):
+        expected = [hmac.new(s, signed, hashlib.sha256).hexdigest().encode() for s in secrets]
+        # Bytes, not str: compare_digest refuses non-ASCII strings, and a header is input.
+        offered = [sig.encode("utf-8", "replace") for sig in signatures]
+        if not any(hmac.compare_digest(e, sig) for e in expected for sig in offered):
             raise WebhookVerificationError(
                 "no_matching_signature", "no v1 signature matches a configured secret"
             )

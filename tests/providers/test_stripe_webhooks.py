@@ -111,6 +111,7 @@ def test_a_stale_signature_is_reported_as_bad_before_stale(provider: StripeProvi
         ("v1=abc", "malformed_header"),
         ("t=yesterday,v1=abc", "malformed_header"),
         (f"t={T}", "no_matching_signature"),
+        (f"t={T},v1=\u00e9t\u00e9", "no_matching_signature"),
         (f"t={T}," + ",".join(["v1=x"] * 17), "malformed_header"),
     ],
 )
