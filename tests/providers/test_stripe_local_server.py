@@ -3,6 +3,7 @@ only by `GATEWAY_STRIPE_API_BASE` and `GATEWAY_STRIPE_API_KEY`, as the service w
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from providers.base import (
     ChargeRequest,
+    ChargeResult,
     ChargeStatus,
     DeclineCode,
     ProviderContext,
@@ -20,6 +22,7 @@ from providers.base import (
     RefundRequest,
     RefundStatus,
 )
+from providers.retry import RetryPolicy, call_with_retry
 from providers.stripe import StripeProvider
 from tests.support import stripe_server
 from tests.support.stripe_server import StripeServer
@@ -117,6 +120,26 @@ async def test_a_lost_answer_is_unknown_then_found_and_never_charged_twice(
     assert len(server.intents) == 1
     posts = [key for method, _, key in server.requests if method == "POST"]
     assert posts == ["ch_local_1:create", "ch_local_1:create"]
+
+
+async def test_a_concurrent_request_with_the_same_key_waits_and_gets_the_same_charge(
+    provider: StripeProvider, server: StripeServer
+) -> None:
+    server.work_seconds = 0.2
+    fast = RetryPolicy(backoff_base_seconds=0.1, backoff_max_seconds=0.2)
+
+    async def charge_with_retries() -> ChargeResult:
+        return await call_with_retry(
+            lambda: provider.create_charge(charge()),
+            provider="stripe",
+            op="create_charge",
+            policy=fast,
+        )
+
+    first, second = await asyncio.gather(charge_with_retries(), charge_with_retries())
+    assert first == second
+    assert len(server.intents) == 1
+    assert len([r for r in server.requests if r[0] == "POST"]) > 2  # the loser met a 409
 
 
 async def test_a_charge_that_never_happened_is_not_found(provider: StripeProvider) -> None:

@@ -9,15 +9,18 @@ at creation, retrieval, metadata search, and refunds. Test cards follow Stripe's
 `pm_card_visa` succeeds, `pm_card_chargeDeclined` and `pm_card_insufficientFunds` decline.
 
 `lose_next_answers(n)` makes the next `n` charge creations succeed but drop the connection
-before answering: the lost-answer case the provider must survive without charging twice."""
+before answering: the lost-answer case the provider must survive without charging twice.
+`work_seconds` keeps each keyed request in flight that long, so a concurrent request with the
+same key meets the 409."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +51,7 @@ class StripeServer:
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     url: str = ""
+    work_seconds: float = 0.0
     refunded: dict[str, int] = field(default_factory=dict)  # by PaymentIntent (Stripe: Charge)
     _keys: dict[str, tuple[str, Answer | None]] = field(default_factory=dict)
     _answers_to_lose: int = 0
@@ -113,13 +117,12 @@ class StripeServer:
         )
 
     async def _idempotent(
-        self, request: web.Request, params: dict[str, Any], run: Any
+        self, request: web.Request, params: dict[str, Any], run: Callable[[], Answer]
     ) -> Answer | web.StreamResponse:
         key = request.headers.get("Idempotency-Key")
         fingerprint = request.path + json.dumps(params, sort_keys=True)
         if key is None:
-            answer: Answer = run()
-            return answer
+            return run()
         if key in self._keys:
             stored_fingerprint, stored = self._keys[key]
             if stored_fingerprint != fingerprint:
@@ -138,6 +141,7 @@ class StripeServer:
                 )
             return answer_response(stored, replayed=True)
         self._keys[key] = (fingerprint, None)
+        await asyncio.sleep(self.work_seconds)
         answer = run()
         self._keys[key] = (fingerprint, answer)
         return answer
