@@ -13,8 +13,8 @@ How a Stripe failure is classified (Stripe's documented semantics):
     APIConnectionError, anything else       ProviderOutcomeUnknown (sent, no answer; the SDK
                                             cannot always tell, so unknown is the default)
     2xx that cannot be read                 ProviderOutcomeUnknown (Stripe may have acted)
-    429, 409 (key in flight, lock timeout),
-      5xx                                   ProviderRetryableError (same key makes it safe)
+    429 (or 400 rate_limit), 409 (key in
+      flight), lock_timeout, 5xx            ProviderRetryableError (same key makes it safe)
     5xx with Stripe-Should-Retry: false     StripeOutcomeIndeterminate: Stripe stored that
                                             answer under the key, so a retry only replays it;
                                             the outcome is unknown and is resolved by lookup
@@ -363,7 +363,10 @@ def classify(exc: stripe.StripeError, message: str) -> ProviderError:
     answer = httpx.Response(status, headers=exc.headers or {})  # to read its headers alike
     should_retry = answer.headers.get("stripe-should-retry")
     retryable = ProviderRetryableError(text, retry_after_seconds=http.retry_after(answer))
-    if status in (409, 429) or status >= 500:
+    # Stripe once sent rate limits as 400 `rate_limit` (the SDK still maps those to
+    # RateLimitError), and a `lock_timeout` says another request holds the object for now.
+    transient = isinstance(exc, stripe.RateLimitError) or exc.code == "lock_timeout"
+    if transient or status in (409, 429) or status >= 500:
         if should_retry != "false":
             return retryable
         if status >= 500:

@@ -252,6 +252,8 @@ async def test_stripe_decline_codes_map_to_ours(
             ProviderRetryableError,
             None,
         ),
+        (400, "error.rate_limit", {}, ProviderRetryableError, None),
+        (400, "error.lock_timeout", {}, ProviderRetryableError, None),
         (400, "error.idempotency_error", {}, ProviderRequestError, None),
         (400, "error.resource_missing", {}, ProviderRequestError, None),
         (401, "error.authentication", {}, ProviderRequestError, None),
