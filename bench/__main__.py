@@ -11,6 +11,7 @@ BENCHES: list[str] = [
     "providers",
     "ledger",
     "charges",
+    "stripe",
 ]  # module names under bench/, each with `async def main() -> None`
 
 
