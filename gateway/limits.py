@@ -11,7 +11,9 @@ WEBHOOK_BODY_BYTES_MAX: Final = 262_144  # processors send small events; refuse 
 IDEMPOTENCY_KEY_LENGTH_MAX: Final = 255
 PAGE_LIMIT_DEFAULT: Final = 10
 PAGE_LIMIT_MAX: Final = 100
-METADATA_KEYS_MAX: Final = 50
+# Processors cap metadata at 50 keys (Stripe, the sandbox) and we add two of our own
+# (charge_id, account_id), so a caller may send 48.
+METADATA_KEYS_MAX: Final = 48
 METADATA_KEY_LENGTH_MAX: Final = 40
 METADATA_VALUE_LENGTH_MAX: Final = 500
 DESCRIPTION_LENGTH_MAX: Final = 1000

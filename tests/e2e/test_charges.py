@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
+from gateway import limits
 from gateway.app import create_app
 from gateway.charges.deps import CHARGE_DEPS
 from gateway.processors import SANDBOX
@@ -283,3 +284,13 @@ async def test_a_worker_serves_no_charge_routes_but_completes_charges(
     worker = await aiohttp_client(create_app(settings, Role.WORKER))
     assert (await worker.get("/v1/charges/ch_1")).status == 404
     assert CHARGE_DEPS in worker.app, "the completer's dependencies are wired"
+
+
+async def test_metadata_fits_the_processor_limit_with_our_own_two_keys(client: Client) -> None:
+    full = {f"k{n}": "v" for n in range(limits.METADATA_KEYS_MAX)}
+    accepted = await charge(client, "k-meta-full", body(metadata=full))
+    assert accepted.status == 200, await accepted.text()
+    too_many = {**full, "one_more": "v"}
+    refused = await charge(client, "k-meta-over", body(metadata=too_many))
+    assert refused.status == 400
+    assert (await refused.json())["error"]["param"] == "metadata"
