@@ -1,6 +1,12 @@
-"""Webhook benchmarks: acknowledgements per second over HTTP (a concurrent client posting
-signed deliveries to `gateway serve`'s route in another process, real signature checks, every
-delivery stored before its 200), and settlements per second by the worker."""
+"""Webhook benchmarks.
+
+- Acknowledgements per second over HTTP: a concurrent client posts sandbox deliveries signed
+  with Standard Webhooks to the app `gateway serve` builds, running in its own process; each is
+  verified and stored before its 200. Its worker is parked, so this is the receiving path alone.
+- Settlements per second: 20,000 queued `charge.succeeded` events for pending charges, drained
+  by two workers through `gateway.settlement.settle`; every event credits one customer balance
+  and debits the SAME processor clearing account (the hot row). The ledger is checked after.
+- The worker's own cost (claim, decode, record) with a settle that does nothing."""
 
 from __future__ import annotations
 
@@ -13,7 +19,6 @@ import socket
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -24,30 +29,32 @@ from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import webhooks
 from bench.support import Figure, fresh_database, report
 from gateway import limits
 from gateway.app import create_app
-from gateway.db import create_engine
+from gateway.db import create_engine, raw_connection
+from gateway.ledger.check import check_ledger
 from gateway.logs import configure_logging
 from gateway.settings import LogFormat, Settings
+from gateway.settlement import SettlementOutcome, settle
 from gateway.state import Role
 from providers.base import WebhookEvent
 from providers.sandbox import signing
-from tests.support.webhook_fakes import FakeProvider, delivery
-from webhooks.inbox import InboxRow, InboxWriter
+from tests.support.settlement_load import pending_charges, queue_succeeded
+from webhooks import SETTLE
 from webhooks.worker import Settle, Worker
 
 DELIVERIES = 40_000
 WARMUP = 2_000
 CONCURRENCY = 128
 QUEUED = 20_000
+ACCOUNTS = 100
 SECRET = signing.generate_secret()  # made once here, handed to the server process
 
 
 async def _parked(
     conn: asyncpg.Connection[Any], provider: str, events: Sequence[WebhookEvent]
-) -> list[Any]:
+) -> list[SettlementOutcome]:
     """The acknowledgement benchmark measures the receiving path alone: its worker takes one
     batch and waits there (rolled back when the server stops)."""
     await asyncio.Event().wait()
@@ -65,7 +72,7 @@ def _serve(url: str, port: int, data_dir: str, secret: str) -> None:
         database_url=SecretStr(url), data_dir=Path(data_dir), port=port, log_level="warning"
     )
     app = create_app(settings, Role.SERVE)
-    webhooks.setup(app, _parked)
+    app[SETTLE] = _parked
     web.run_app(
         app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop()
     )
@@ -173,40 +180,20 @@ async def acknowledgements(url: str) -> tuple[Figure, str]:
     return figure, cpu
 
 
-class _Applied(StrEnum):
-    APPLIED = "applied"
-
-
 async def _record_only(
     conn: asyncpg.Connection[Any], provider: str, events: Sequence[WebhookEvent]
-) -> list[_Applied]:
-    return [_Applied.APPLIED] * len(events)
+) -> list[SettlementOutcome]:
+    return [SettlementOutcome.APPLIED] * len(events)
 
 
-async def _queue(engine: AsyncEngine, count: int) -> None:
-    """`count` pending inbox events, written as the route writes them."""
-    provider = FakeProvider()
-    writer = InboxWriter(engine)
-    for start in range(0, count, 1000):
-        rows = []
-        for n in range(start, min(start + 1000, count)):
-            body, headers = delivery(f"evt_queued_{n}", charge_id=f"ch_{n}")
-            rows += [
-                InboxRow(provider.name, e, body, headers)
-                for e in provider.parse_webhook(body, headers)
-            ]
-        await writer.write(rows)
-    await writer.aclose()
-
-
-async def drain(engine: AsyncEngine, settle: Settle, count: int, workers: int) -> float:
+async def drain(engine: AsyncEngine, settle_events: Settle, count: int, workers: int) -> float:
     """Seconds for `workers` concurrent workers to settle `count` queued events."""
     started = time.perf_counter()
     done = 0
 
     async def work() -> None:
         nonlocal done
-        worker = Worker(engine, settle)
+        worker = Worker(engine, settle_events)
         while claimed := await worker.run_once():
             done += claimed
 
@@ -216,23 +203,35 @@ async def drain(engine: AsyncEngine, settle: Settle, count: int, workers: int) -
     return time.perf_counter() - started
 
 
-async def machinery(url: str) -> Figure:
-    """The worker's own cost (claim, decode, record) with a settle that does nothing."""
+async def settlements(url: str, settle_events: Settle, name: str) -> Figure:
     engine = create_engine(url)
     try:
-        await _queue(engine, QUEUED)
-        seconds = await drain(engine, _record_only, QUEUED, workers=2)
+        await queue_succeeded(engine, await pending_charges(engine, QUEUED, ACCOUNTS))
+        seconds = await drain(engine, settle_events, QUEUED, workers=2)
+        async with raw_connection(engine) as conn:
+            settled = await conn.fetchval(
+                "SELECT count(*) FROM webhook_events WHERE status = 'settled'"
+            )
+            ledger = await check_ledger(conn)
     finally:
         await engine.dispose()
-    return Figure(
-        f"worker machinery alone (claim + record, {limits.WEBHOOK_SETTLE_BATCH_MAX}/batch)",
-        QUEUED,
-        seconds,
-    )
+    if settled != QUEUED or not ledger.balanced:
+        raise RuntimeError(f"{settled} settled, ledger balanced: {ledger.balanced}")
+    return Figure(name, QUEUED, seconds)
 
 
 async def main() -> None:
-    url = await fresh_database("bench_webhooks")
-    acks, acks_cpu = await acknowledgements(url)
-    report("Webhooks", [acks, await machinery(await fresh_database("bench_webhooks"))])
-    print(f"    {acks_cpu}")
+    acks, acks_cpu = await acknowledgements(await fresh_database("bench_webhooks"))
+    batch = limits.WEBHOOK_SETTLE_BATCH_MAX
+    real = await settlements(
+        await fresh_database("bench_webhooks"),
+        settle,
+        f"settlements (one hot clearing account, {batch}/batch, 2 workers)",
+    )
+    machinery = await settlements(
+        await fresh_database("bench_webhooks"),
+        _record_only,
+        "worker machinery alone (claim + record, no-op settle)",
+    )
+    report("Webhooks", [acks, real, machinery])
+    print(f"    {acks_cpu}; ledger balanced after settlement")

@@ -14,11 +14,13 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from redis.asyncio import Redis
 
+import webhooks
 from gateway import limits, migrate, processors
 from gateway.accounts import api as accounts_api
 from gateway.api import health
 from gateway.api.middleware import authentication, errors, idempotency_key_check, request_context
 from gateway.api.routing import OPERATIONS
+from gateway.charges import routes as charges
 from gateway.db import create_engine
 from gateway.embedded_pg import embedded_postgres
 from gateway.settings import Settings
@@ -71,5 +73,7 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     app.cleanup_ctx.append(redis_client)
     processors.setup(app)
     health.setup_routes(app)
+    charges.setup(app)  # after the database and the providers: its deps need both
+    webhooks.setup(app)
     accounts_api.setup(app)
     return app

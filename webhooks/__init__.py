@@ -1,7 +1,8 @@
 """Webhooks: the inbound route, the inbox, the settlement worker and the operators' API.
 
-`setup(app, settle)` wires all of it into an app: in the `serve` role the routes and the
-worker, in the `worker` role the worker alone."""
+`setup(app)` wires all of it into an app: in the `serve` role the routes and the worker, in
+the `worker` role the worker alone. The worker settles through `gateway.settlement.settle`
+(the one settlement function), held under `SETTLE` so tests can count what it does."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.settlement import settle as settle_events
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
 from webhooks.inbox import InboxWriter
@@ -17,18 +19,21 @@ from webhooks.routes import INBOX, setup_routes
 from webhooks.worker import Settle, Worker
 
 WAKE: web.AppKey[asyncio.Event] = web.AppKey("webhook_wake", asyncio.Event)
+SETTLE: web.AppKey[Settle] = web.AppKey("webhook_settle")
 
 
-def setup(app: web.Application, settle: Settle) -> None:
+def setup(app: web.Application) -> None:
     app[WAKE] = asyncio.Event()
-
-    async def settle_forever(app: web.Application) -> None:
-        await Worker(app[ENGINE], settle).run(app[WAKE])
+    app[SETTLE] = settle_events
 
     if app[ROLE] is Role.SERVE:
         setup_routes(app)
         app.cleanup_ctx.append(_inbox)
-    app.cleanup_ctx.append(supervised("webhooks", settle_forever))
+    app.cleanup_ctx.append(supervised("webhooks", _settle_forever))
+
+
+async def _settle_forever(app: web.Application) -> None:
+    await Worker(app[ENGINE], app[SETTLE]).run(app[WAKE])
 
 
 async def _inbox(app: web.Application) -> AsyncIterator[None]:

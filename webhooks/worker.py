@@ -22,7 +22,6 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -31,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits
 from gateway.db import is_retryable_transaction_error, raw_connection
+from gateway.settlement import SettlementOutcome
 from providers.base import EventKind, WebhookEvent
 from webhooks import metrics
 from webhooks.inbox import decode_event
@@ -38,20 +38,21 @@ from webhooks.inbox import decode_event
 log = structlog.get_logger(__name__)
 
 Connection: TypeAlias = "asyncpg.Connection[Any]"
-Settle = Callable[[Connection, str, Sequence[WebhookEvent]], Awaitable[Sequence[Enum]]]
+Settle = Callable[[Connection, str, Sequence[WebhookEvent]], Awaitable[Sequence[SettlementOutcome]]]
 """`gateway.settlement.settle`: settles one provider's events inside the caller's
 transaction and returns one outcome per event, in order."""
 
 NOTIFY_CHANNEL = "webhook_events"
 
-# What the worker does with each settlement outcome (keyed by the outcome's name).
+# What the worker does with each settlement outcome: applied, already applied or overtaken
+# (a late "failed" after a success) are all done; not ours is recorded and ignored.
 SETTLED, IGNORED, RETRY = "settled", "ignored", "retry"
 _DISPOSITION = {
-    "APPLIED": SETTLED,
-    "DUPLICATE": SETTLED,
-    "STALE": SETTLED,
-    "NOT_OURS": IGNORED,
-    "RETRY_LATER": RETRY,
+    SettlementOutcome.APPLIED: SETTLED,
+    SettlementOutcome.DUPLICATE: SETTLED,
+    SettlementOutcome.STALE: SETTLED,
+    SettlementOutcome.NOT_OURS: IGNORED,
+    SettlementOutcome.RETRY_LATER: RETRY,
 }
 
 _CLAIM = """
@@ -175,9 +176,9 @@ class Worker:
                     f"settle returned {len(outcomes)} outcomes for {len(pairs)} events"
                 )
             for (row_id, _), outcome in zip(pairs, outcomes, strict=True):
-                disposition = _DISPOSITION[outcome.name]
+                disposition = _DISPOSITION[outcome]
                 error = "retry_later: not settleable yet" if disposition == RETRY else None
-                results.append(Result(row_id, disposition, outcome.name.lower(), error))
+                results.append(Result(row_id, disposition, outcome.value, error))
         return results
 
     async def _record(self, conn: Connection, results: Sequence[Result]) -> None:

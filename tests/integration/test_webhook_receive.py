@@ -13,13 +13,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 
 from gateway import limits
 from gateway.settings import Settings
 from providers.sandbox import signing
+from providers.stripe import StripeProvider, StripeSettings
 from tests.conftest import AiohttpClient, make_settings
 from tests.integration.webhook_app import webhook_app
-from tests.support import postgres
+from tests.support import postgres, stripe_payloads
 from tests.support.proxy import FaultProxy
 from tests.support.webhook_fakes import FakeProvider, FakeSettle, delivery
 
@@ -206,3 +208,35 @@ async def test_a_sandbox_delivery_is_verified_with_standard_webhooks_and_stored(
         "evt_sandbox_1",
         "charge.succeeded",
     )
+
+
+async def test_stripe_deliveries_under_either_rotating_secret_are_stored_and_forgeries_refused(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_settle: FakeSettle, db_url: str
+) -> None:
+    secrets = ("whsec_old_secret", "whsec_new_secret")
+    stripe = StripeProvider(
+        StripeSettings(
+            api_key=SecretStr("sk_test_rotation"),
+            webhook_secrets=tuple(SecretStr(s) for s in secrets),
+        )
+    )
+    try:
+        client = await aiohttp_client(webhook_app(settings, fake_settle, provider=stripe))
+        now = int(time.time())
+        cases = [(secrets[0], now, 200), (secrets[1], now, 200)]
+        cases += [("whsec_forged", now, 400), (secrets[1], now - 301, 400)]
+        for n, (secret, timestamp, status) in enumerate(cases):
+            event = stripe_payloads.fixture("event.payment_intent.succeeded")
+            event["id"] = f"evt_stripe_{n}"
+            body = json.dumps(event).encode()
+            headers = {
+                "Stripe-Signature": stripe_payloads.signature_header(body, secret, timestamp)
+            }
+            response = await client.post("/webhooks/stripe", data=body, headers=headers)
+            assert response.status == status, (secret, timestamp)
+    finally:
+        await stripe.aclose()
+    assert [(r["provider"], r["event_id"]) for r in await inbox(db_url)] == [
+        ("stripe", "evt_stripe_0"),
+        ("stripe", "evt_stripe_1"),
+    ]

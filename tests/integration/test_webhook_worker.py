@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits
+from gateway.settlement import SettlementOutcome
 from providers.base import WebhookEvent
 from tests.support import postgres
-from tests.support.webhook_fakes import FakeProvider, FakeSettle, Outcome, delivery
+from tests.support.webhook_fakes import FakeProvider, FakeSettle, delivery
 from webhooks.inbox import InboxRow, InboxWriter
 from webhooks.worker import Worker
 
@@ -174,7 +175,7 @@ class BlockingSettle(FakeSettle):
 
     async def __call__(
         self, conn: asyncpg.Connection[Any], provider: str, events: Sequence[WebhookEvent]
-    ) -> list[Outcome]:
+    ) -> list[SettlementOutcome]:
         outcomes = await super().__call__(conn, provider, events)
         self.inside.set()
         await asyncio.Event().wait()

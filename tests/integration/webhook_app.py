@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-import webhooks
 from gateway.app import create_app
 from gateway.processors import PROVIDERS
 from gateway.settings import Settings
@@ -15,6 +14,7 @@ from gateway.state import Role
 from providers.base import Provider
 from providers.registry import ProviderSet
 from tests.support.webhook_fakes import FakeProvider
+from webhooks import SETTLE
 from webhooks.worker import Settle
 
 SECRETS = (b"secret-one", b"secret-two")
@@ -29,7 +29,7 @@ def webhook_app(
     """The service's app, its worker settling through `settle`, with the fake provider
     configured next to the real ones."""
     app = create_app(settings, role)
-    webhooks.setup(app, settle)
+    app[SETTLE] = settle
     extra = provider or FakeProvider(SECRETS)
 
     async def with_fake_provider(app: web.Application) -> AsyncIterator[None]:

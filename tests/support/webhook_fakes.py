@@ -11,11 +11,11 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Self
 
 import asyncpg
 
+from gateway.settlement import SettlementOutcome as Outcome
 from providers.base import (
     Capability,
     ChargeRequest,
@@ -117,16 +117,6 @@ def delivery(
         "webhook-signature": sign(secret, msg_id, stamp, body),
         "content-type": "application/json",
     }
-
-
-class Outcome(StrEnum):
-    """The names `gateway.settlement.SettlementOutcome` has."""
-
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"
-    STALE = "stale"
-    RETRY_LATER = "retry_later"
-    NOT_OURS = "not_ours"
 
 
 FACTS_TABLE = """

@@ -2,13 +2,13 @@
 settled later by the webhook worker.
 
 Revision ID: 0004
-Revises: 0002 (0003, the charges revision, is not on main yet; the chain is fixed on merge)
+Revises: 0003
 """
 
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
