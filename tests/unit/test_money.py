@@ -1,0 +1,150 @@
+"""Money: exponents, exact parsing and formatting, and conversions that never create or lose
+value (hypothesis properties)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.money import (
+    AMOUNT_MICROS_MAX,
+    ISO_4217,
+    Currency,
+    Money,
+    MoneyError,
+    UnknownCurrency,
+    currency,
+    format_micros,
+    format_scaled,
+    micros_to_minor,
+    minor_to_micros,
+    parse_decimal,
+    parse_micros,
+    round_half_even,
+)
+
+currencies = st.sampled_from(sorted(ISO_4217.values(), key=lambda c: c.code))
+micros_values = st.integers(min_value=-(10**15), max_value=10**15)
+
+
+def test_iso_exponents_match_the_standard() -> None:
+    assert {code: currency(code).exponent for code in ("JPY", "USD", "KWD", "CLF")} == {
+        "JPY": 0,
+        "USD": 2,
+        "KWD": 3,
+        "CLF": 4,
+    }
+
+
+def test_a_processor_exception_overrides_the_iso_exponent_for_that_processor_only() -> None:
+    assert currency("ISK").exponent == 0
+    assert currency("ISK", processor="stripe").exponent == 2
+    assert currency("ISK", processor="adyen").exponent == 0
+
+
+def test_an_unknown_or_lower_case_code_is_refused() -> None:
+    with pytest.raises(UnknownCurrency):
+        currency("XYZ")
+    with pytest.raises(UnknownCurrency):
+        currency("usd")
+
+
+@pytest.mark.parametrize(
+    ("text", "micros"),
+    [("0.0079", 7_900), ("12", 12_000_000), ("0.000001", 1), ("007.5", 7_500_000)],
+)
+def test_decimal_strings_parse_exactly_to_micros(text: str, micros: int) -> None:
+    assert parse_micros(text) == micros
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0.0000001", "1e3", "1.", ".5", "+1", " 1", "1 ", "1,5", "NaN", "", "-1", "١٢"],
+)
+def test_malformed_or_too_precise_strings_are_refused(text: str) -> None:
+    with pytest.raises(MoneyError):
+        parse_micros(text)
+
+
+def test_negative_strings_parse_only_when_allowed() -> None:
+    assert parse_micros("-0.5", negative_ok=True) == -500_000
+
+
+def test_values_beyond_bigint_are_refused() -> None:
+    with pytest.raises(MoneyError, match="too large"):
+        parse_micros("9223372036854.775808")
+    assert parse_micros("9223372036854.775807") == AMOUNT_MICROS_MAX
+    with pytest.raises(MoneyError, match="too large"):
+        parse_micros("1" * 400)
+
+
+def test_formatting_is_exact_with_all_places() -> None:
+    assert format_micros(7_900) == "0.007900"
+    assert format_micros(-7_900) == "-0.007900"
+    assert format_scaled(1234, 0) == "1234"
+    assert format_scaled(5, 2) == "0.05"
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [(5, 10, (0, 5)), (15, 10, (2, -5)), (25, 10, (2, 5)), (-5, 10, (0, -5)), (-15, 10, (-2, 5))],
+)
+def test_ties_round_to_the_even_neighbour(value: int, unit: int, expected: tuple[int, int]) -> None:
+    assert round_half_even(value, unit) == expected
+
+
+def test_money_refuses_floats_bools_and_mixed_currencies() -> None:
+    usd, eur = currency("USD"), currency("EUR")
+    with pytest.raises(TypeError):
+        Money(1.5, usd)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Money(True, usd)
+    with pytest.raises(MoneyError):
+        _ = Money(1, usd) + Money(1, eur)
+
+
+def test_money_to_minor_returns_the_residue_as_money() -> None:
+    minor, residue = Money.parse("0.0079", currency("USD")).to_minor()
+    assert (minor, residue) == (1, Money(-2_100, currency("USD")))
+    assert str(residue) == "-0.002100 USD"
+
+
+@given(micros=micros_values, cur=currencies)
+def test_rounding_to_minor_keeps_every_micro(micros: int, cur: Currency) -> None:
+    minor, residue = micros_to_minor(micros, cur)
+    assert minor_to_micros(minor, cur) + residue == micros
+    assert 2 * abs(residue) <= cur.micros_per_minor
+
+
+@given(minor=st.integers(min_value=-(10**12), max_value=10**12), cur=currencies)
+def test_minor_to_micros_and_back_is_the_identity(minor: int, cur: Currency) -> None:
+    assert micros_to_minor(minor_to_micros(minor, cur), cur) == (minor, 0)
+
+
+@given(micros=micros_values)
+def test_format_then_parse_is_the_identity(micros: int) -> None:
+    assert parse_micros(format_micros(micros), negative_ok=True) == micros
+
+
+@given(value=st.integers(min_value=-(10**18), max_value=10**18), places=st.integers(0, 6))
+def test_format_then_parse_is_the_identity_at_every_scale(value: int, places: int) -> None:
+    assert parse_decimal(format_scaled(value, places), places=places, negative_ok=True) == value
+
+
+@given(amounts=st.lists(micros_values, max_size=50), cur=currencies)
+def test_a_batch_rounded_item_by_item_balances_with_its_residues(
+    amounts: list[int], cur: Currency
+) -> None:
+    rounded = [micros_to_minor(a, cur) for a in amounts]
+    total = sum(minor_to_micros(m, cur) for m, _ in rounded) + sum(r for _, r in rounded)
+    assert total == sum(amounts)
+
+
+@given(value=st.integers(), unit=st.integers(min_value=1, max_value=10**9))
+def test_half_even_is_the_nearest_multiple_with_ties_to_even(value: int, unit: int) -> None:
+    quotient, residue = round_half_even(value, unit)
+    assert quotient * unit + residue == value
+    assert 2 * abs(residue) <= unit
+    if 2 * abs(residue) == unit:
+        assert quotient % 2 == 0
