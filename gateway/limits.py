@@ -28,3 +28,14 @@ TRANSACTION_RETRIES_MAX: Final = 5  # serialization failures and deadlocks
 # Background work
 WORKER_RESTART_BACKOFF_SECONDS_MAX: Final = 30.0
 SHUTDOWN_GRACE_SECONDS: Final = 10.0
+
+# Auto-recharge
+RECHARGE_DECLINES_MAX: Final = 3  # consecutive declines before auto-recharge pauses
+RECHARGE_COOLDOWN_SECONDS_BASE: Final = 60.0  # after the first decline; doubles per decline
+RECHARGE_COOLDOWN_SECONDS_MAX: Final = 3600.0
+RECHARGE_LOCK_TTL_MS: Final = 30_000  # Redis single-flight lock; outlives one charge call
+RECHARGE_REDIS_RETRY_AFTER_SECONDS: Final = 5.0  # after a Redis error, PostgreSQL alone
+RECHARGE_QUEUE_ACCOUNTS_MAX: Final = 10_000  # accounts waiting for a decision in a process
+RECHARGE_CONCURRENCY_MAX: Final = 8  # decisions (and charge calls) running at once
+RECHARGE_SWEEP_INTERVAL_SECONDS: Final = 5.0  # catches what a crash or full queue dropped
+RECHARGE_SWEEP_BATCH_MAX: Final = 100

