@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 from tests.support.postgres import ROOT
 
@@ -22,14 +22,16 @@ def server_url() -> tuple[str, object | None]:
     return f"unix://{server.socket_file}", server
 
 
-def tcp_address(url: str) -> tuple[str, int]:
-    """(host, port) of a `redis://` server (a fault proxy needs TCP)."""
+def tcp_address(url: str) -> tuple[str, int] | str:
+    """(host, port) of the server, or its Unix socket path (what a fault proxy connects to)."""
     parsed = urlsplit(url)
-    if parsed.scheme != "redis" or parsed.hostname is None:
-        raise RuntimeError("this test needs a TCP Redis: set GATEWAY_TEST_REDIS_URL=redis://...")
-    return parsed.hostname, parsed.port or 6379
+    if parsed.scheme == "unix":
+        return parsed.path
+    return parsed.hostname or "127.0.0.1", parsed.port or 6379
 
 
 def via(url: str, host: str, port: int) -> str:
-    """The same Redis database reached through another TCP address (a fault proxy)."""
-    return urlunsplit(urlsplit(url)._replace(netloc=f"{host}:{port}"))
+    """The same Redis database reached through a TCP address (a fault proxy)."""
+    parsed = urlsplit(url)
+    db = parse_qs(parsed.query).get("db", ["0"])[0] if parsed.scheme == "unix" else parsed.path
+    return f"redis://{host}:{port}/{db.lstrip('/') or '0'}"
