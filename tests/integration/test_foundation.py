@@ -9,11 +9,12 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
 
 from gateway import limits
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.state import Role
+from gateway.state import REDIS, Role
 from tests.conftest import API_KEY, AiohttpClient, auth, make_settings
 from tests.support import postgres
 from tests.support.proxy import FaultProxy
@@ -151,3 +152,17 @@ def test_api_key_is_never_in_the_settings_repr(tmp_path: Path) -> None:
     assert API_KEY not in text
     assert "hunter2" not in text
     assert "hunter2" not in settings.database_url_safe
+
+
+async def test_the_app_connects_to_redis_when_configured(
+    aiohttp_client: AiohttpClient, db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(db_url, tmp_path, redis_url=SecretStr(redis_url))
+    client = await aiohttp_client(create_app(settings, Role.SERVE))
+    redis = client.app[REDIS]
+    assert redis is not None
+    assert await redis.ping()
+
+
+async def test_without_redis_configured_the_app_runs_with_none(client: Client) -> None:
+    assert client.app[REDIS] is None
