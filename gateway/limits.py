@@ -39,3 +39,5 @@ RECHARGE_QUEUE_ACCOUNTS_MAX: Final = 10_000  # accounts waiting for a decision i
 RECHARGE_CONCURRENCY_MAX: Final = 8  # decisions (and charge calls) running at once
 RECHARGE_SWEEP_INTERVAL_SECONDS: Final = 5.0  # catches what a crash or full queue dropped
 RECHARGE_SWEEP_BATCH_MAX: Final = 100
+RECHARGE_RESUME_AFTER_SECONDS: Final = 30.0  # an attempt with no charge yet is re-driven after
+RECHARGE_AMOUNT_MINOR_MAX: Final = 100_000_000  # one top-up: 1,000,000.00 in a 2-digit currency

@@ -261,13 +261,51 @@ async def record_outcome(
         return Recorded(closed=True, state=state)
 
 
-async def open_attempts(conn: asyncpg.Connection[Any], *, limit: int) -> Sequence[Attempt]:
-    """Open attempts, oldest first: what a crash or a pending charge left to finish."""
+async def open_attempts(
+    conn: asyncpg.Connection[Any], *, limit: int, uncharged_after_seconds: float
+) -> Sequence[Attempt]:
+    """Open attempts to finish, least recently touched first: those with a charge (a status
+    read), and those with none after `uncharged_after_seconds` (a crash, or a charge call
+    that failed, between the attempt row and the answer; younger ones are being charged)."""
     rows = await conn.fetch(
-        "SELECT * FROM recharge_attempts WHERE status = 'open' ORDER BY updated_at LIMIT $1",
+        """
+        SELECT * FROM recharge_attempts
+         WHERE status = 'open'
+           AND (charge_id IS NOT NULL OR updated_at < now() - make_interval(secs => $2))
+         ORDER BY updated_at
+         LIMIT $1
+        """,
         limit,
+        uncharged_after_seconds,
     )
     return [_attempt(r) for r in rows]
+
+
+async def below_threshold(
+    conn: asyncpg.Connection[Any], *, balance_kind: str, limit: int, now: datetime
+) -> Sequence[str]:
+    """Accounts a decision would top up now (below threshold, not paused, not cooling down,
+    nothing open), for the sweep to re-offer whatever the in-memory queue lost. Reads the
+    ledger's cached customer balances (`balance_kind` accounts) in one set-based query."""
+    rows = await conn.fetch(
+        """
+        SELECT r.account_id
+          FROM account_recharge r
+          LEFT JOIN ledger_accounts a
+                 ON a.kind = $1 AND a.owner = r.account_id AND a.currency = r.currency
+         WHERE r.paused_reason IS NULL
+           AND (r.cooldown_until IS NULL OR r.cooldown_until <= $2)
+           AND coalesce(a.balance_micros, 0) < r.threshold_micros
+           AND NOT EXISTS (SELECT 1 FROM recharge_attempts o
+                            WHERE o.account_id = r.account_id AND o.status = 'open')
+         ORDER BY r.updated_at
+         LIMIT $3
+        """,
+        balance_kind,
+        now,
+        limit,
+    )
+    return [r["account_id"] for r in rows]
 
 
 async def attempts(conn: asyncpg.Connection[Any], account_id: str) -> Sequence[Attempt]:

@@ -132,7 +132,7 @@ async def test_a_pending_charge_keeps_the_attempt_open_and_remembers_the_charge(
             failure_code=None,
             now=NOW,
         )
-        (attempt,) = await store.open_attempts(conn, limit=10)
+        (attempt,) = await store.open_attempts(conn, limit=10, uncharged_after_seconds=30)
     assert not recorded.closed
     assert (attempt.status, attempt.charge_id) == ("open", "ch_9")
     assert skip_reason(await open_once(engine, 0)) is policy.SkipReason.IN_FLIGHT
