@@ -12,7 +12,6 @@ from redis.asyncio import Redis
 
 from gateway.recharge.lock import Busy, Held, SingleFlight, Unavailable
 from tests.support import redis_server
-from tests.support.proxy import FaultProxy
 
 
 @pytest.fixture
@@ -88,29 +87,23 @@ async def test_without_redis_every_acquire_falls_back_to_postgres_and_counts_it(
 
 
 async def test_a_redis_outage_fails_open_then_backs_off_then_recovers(redis_url: str) -> None:
-    proxy = FaultProxy(redis_server.tcp_address(redis_url))
-    await proxy.start()
-    client: Redis = Redis.from_url(
-        redis_server.via(redis_url, "127.0.0.1", proxy.port),
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
-    )
-    now = [0.0]
-    lock = SingleFlight(client, clock=lambda: now[0])
-    try:
-        held = await lock.acquire("acct_1")
-        assert isinstance(held, Held)
+    async with redis_server.behind_proxy(redis_url) as (proxy, url):
+        client: Redis = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        now = [0.0]
+        lock = SingleFlight(client, clock=lambda: now[0])
+        try:
+            held = await lock.acquire("acct_1")
+            assert isinstance(held, Held)
 
-        proxy.cut()
-        errors = fallbacks(Unavailable.ERROR)
-        assert await lock.acquire("acct_2") is Unavailable.ERROR
-        assert fallbacks(Unavailable.ERROR) == errors + 1
-        assert not await lock.release(held)  # swallowed: the lock expires on its own
-        assert await lock.acquire("acct_3") is Unavailable.BACKING_OFF
+            proxy.cut()
+            errors = fallbacks(Unavailable.ERROR)
+            assert await lock.acquire("acct_2") is Unavailable.ERROR
+            assert fallbacks(Unavailable.ERROR) == errors + 1
+            assert not await lock.release(held)  # swallowed: the lock expires on its own
+            assert await lock.acquire("acct_3") is Unavailable.BACKING_OFF
 
-        proxy.restore()
-        now[0] += 60
-        assert isinstance(await lock.acquire("acct_4"), Held)
-    finally:
-        await client.aclose()
-        await proxy.close()
+            proxy.restore()
+            now[0] += 60
+            assert isinstance(await lock.acquire("acct_4"), Held)
+        finally:
+            await client.aclose()

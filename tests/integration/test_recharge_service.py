@@ -23,7 +23,6 @@ from gateway.recharge import policy, service, store
 from gateway.recharge.lock import SingleFlight
 from gateway.recharge.service import ChargeAnswer
 from tests.support import redis_server
-from tests.support.proxy import FaultProxy
 
 CONFIG = store.Config(
     threshold_micros=5_000_000, amount_minor=2000, payment_method="pm_card_visa", provider=None
@@ -130,25 +129,19 @@ async def test_redis_cut_in_the_middle_of_a_race_still_makes_one_charge(
     engine: AsyncEngine, redis_url: str
 ) -> None:
     await configured(engine)
-    proxy = FaultProxy(redis_server.tcp_address(redis_url))
-    await proxy.start()
-    client: Redis = Redis.from_url(
-        redis_server.via(redis_url, "127.0.0.1", proxy.port),
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
-    )
     charges = FakeCharges()
-    deps = deps_for(engine, client, charges)
     fallbacks_before = fallbacks()
-    try:
-        first = [asyncio.create_task(service.run(deps, "acct_1")) for _ in range(30)]
-        await asyncio.sleep(0)
-        proxy.cut()
-        second = [asyncio.create_task(service.run(deps, "acct_1")) for _ in range(30)]
-        await asyncio.gather(*first, *second)
-    finally:
-        await client.aclose()
-        await proxy.close()
+    async with redis_server.behind_proxy(redis_url) as (proxy, url):
+        client: Redis = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        deps = deps_for(engine, client, charges)
+        try:
+            first = [asyncio.create_task(service.run(deps, "acct_1")) for _ in range(30)]
+            await asyncio.sleep(0)
+            proxy.cut()
+            second = [asyncio.create_task(service.run(deps, "acct_1")) for _ in range(30)]
+            await asyncio.gather(*first, *second)
+        finally:
+            await client.aclose()
     assert charges.keys == ["recharge:acct_1:1"]
     assert [a.status for a in await attempts(engine)] == ["succeeded"]
     assert fallbacks() > fallbacks_before  # the cut happened mid-race

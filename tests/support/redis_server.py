@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import parse_qs, urlsplit
 
 from tests.support.postgres import ROOT
+from tests.support.proxy import FaultProxy
 
 
 def server_url() -> tuple[str, object | None]:
@@ -35,3 +38,14 @@ def via(url: str, host: str, port: int) -> str:
     parsed = urlsplit(url)
     db = parse_qs(parsed.query).get("db", ["0"])[0] if parsed.scheme == "unix" else parsed.path
     return f"redis://{host}:{port}/{db.lstrip('/') or '0'}"
+
+
+@asynccontextmanager
+async def behind_proxy(url: str) -> AsyncIterator[tuple[FaultProxy, str]]:
+    """A fault proxy in front of the Redis at `url`, and the URL that goes through it."""
+    proxy = FaultProxy(tcp_address(url))
+    await proxy.start()
+    try:
+        yield proxy, via(url, "127.0.0.1", proxy.port)
+    finally:
+        await proxy.close()
