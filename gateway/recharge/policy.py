@@ -31,6 +31,7 @@ class Outcome(StrEnum):
     DECLINED = "declined"
     REQUIRES_ACTION = "requires_action"
     PENDING = "pending"  # no answer yet: the attempt stays open and counts as in flight
+    REJECTED = "rejected"  # the charge path refused the request itself (e.g. bad provider)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ def after_outcome(
     """The state once a charge outcome is known. A success clears every decline; a decline
     cools down, growing, and the `RECHARGE_DECLINES_MAX`-th in a row pauses auto-recharge so a
     dead card is not charged again until someone reconfigures it; `requires_action` pauses at
-    once (a customer must act, retrying cannot help)."""
+    once (a customer must act, retrying cannot help), and so does a request the charge path
+    rejects outright (only new settings can fix it)."""
     match outcome:
         case Outcome.PENDING:
             return state
@@ -102,6 +104,8 @@ def after_outcome(
             return State()
         case Outcome.REQUIRES_ACTION:
             return replace(state, cooldown_until=None, paused_reason="requires_action")
+        case Outcome.REJECTED:
+            return replace(state, cooldown_until=None, paused_reason=f"rejected: {failure_code}")
         case Outcome.DECLINED:
             declines = state.consecutive_declines + 1
             if declines >= limits.RECHARGE_DECLINES_MAX:

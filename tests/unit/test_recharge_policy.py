@@ -111,3 +111,10 @@ def test_the_idempotency_key_is_derived_from_the_account_and_the_crossing() -> N
     assert policy.idempotency_key("acct_1", 3) == "recharge:acct_1:3"
     assert policy.idempotency_key("acct_1", 3) != policy.idempotency_key("acct_1", 4)
     assert policy.idempotency_key("acct_1", 3) != policy.idempotency_key("acct_2", 3)
+
+
+def test_a_request_the_charge_path_rejects_pauses_with_its_code() -> None:
+    after = policy.after_outcome(
+        State(consecutive_declines=1), Outcome.REJECTED, failure_code="parameter_invalid", now=NOW
+    )
+    assert after.paused_reason == "rejected: parameter_invalid"
