@@ -7,7 +7,9 @@ import argparse
 import asyncio
 import importlib
 
-BENCHES: list[str] = []  # module names under bench/, each with `async def main() -> None`
+BENCHES: list[str] = [
+    "providers"
+]  # module names under bench/, each with `async def main() -> None`
 
 
 def main() -> None:

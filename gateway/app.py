@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from redis.asyncio import Redis
 
-from gateway import limits, migrate
+from gateway import limits, migrate, processors
 from gateway.api import health
 from gateway.api.middleware import authentication, errors, idempotency_key_check, request_context
 from gateway.api.routing import OPERATIONS
@@ -68,5 +68,6 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     app[OPERATIONS] = []
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(redis_client)
+    processors.setup(app)
     health.setup_routes(app)
     return app

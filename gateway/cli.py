@@ -21,6 +21,7 @@ from gateway.embedded_pg import embedded_postgres
 from gateway.logs import configure_logging
 from gateway.settings import Settings
 from gateway.state import Role
+from providers.sandbox.server import serve_forever
 
 
 def _dev_api_key(data_dir: Path) -> str:
@@ -96,6 +97,11 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    serve_forever()
+    return 0
+
+
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
@@ -111,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(
         func=cmd_migrate
     )
+    sub.add_parser("sandbox", help="a standalone sandbox processor").set_defaults(func=cmd_sandbox)
     return parser
 
 

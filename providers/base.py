@@ -180,11 +180,16 @@ class WebhookEvent:
 class ProviderContext:
     """What the service hands a provider when it builds one: the shared outbound HTTP client
     (timeouts and connection limits set once, in `providers.http`), where local state may
-    live, and the service's own base URL (for providers that need to know it)."""
+    live, and the service's own base URL (for providers that need to know it).
+
+    `overrides` are settings the service decided at run time, by environment variable name
+    (e.g. `GATEWAY_SANDBOX_URL` of the embedded sandbox bound to port 0); they win over the
+    environment. `providers.config.read_settings` applies them."""
 
     http: httpx.AsyncClient
     data_dir: Path
     service_url: str
+    overrides: Mapping[str, str] = field(default_factory=dict)
 
 
 class ProviderError(Exception):
@@ -235,6 +240,11 @@ class WebhookVerificationError(Exception):
 
 
 _CARD_NUMBER = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+
+
+def scrub_card_numbers(text: str) -> str:
+    """Mask anything that looks like a card number (13 to 19 digits, spaces or dashes)."""
+    return _CARD_NUMBER.sub("[CARD]", text)
 
 
 class Provider(ABC):
@@ -293,7 +303,7 @@ class Provider(ABC):
         for secret in self.secrets():
             if secret:
                 text = text.replace(secret, "[REDACTED]")
-        return _CARD_NUMBER.sub("[CARD]", text)
+        return scrub_card_numbers(text)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers share the client
         """Release anything the provider owns beyond the shared HTTP client."""

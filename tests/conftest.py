@@ -42,6 +42,12 @@ def run_in_own_loop(coro: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(asyncio.run, main()).result()
 
 
+@pytest.fixture(autouse=True)
+def _ephemeral_sandbox_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never bind fixed ports: an app's embedded sandbox processor picks a free one."""
+    monkeypatch.setenv("GATEWAY_SANDBOX_PORT", "0")
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The migrated test database (plain `postgresql://` URL), once per session."""

@@ -1,0 +1,297 @@
+"""The conformance checks every registered provider must pass (run by `test_conformance.py`,
+one test per provider and check; `test_conformance_catches_broken.py` shows each check fails
+for a provider that breaks its rule).
+
+A check is `async def check(kit, cls, harness)`: it builds the provider from its kit's
+settings with `cls.from_env`, puts answers on the wire with respx through the kit, and asserts.
+The rules are the contract of `providers.base`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+from providers.base import (
+    ChargeRequest,
+    ChargeStatus,
+    DeclineCode,
+    EventKind,
+    Provider,
+    ProviderContext,
+    ProviderError,
+    ProviderOutcomeUnknown,
+    WebhookVerificationError,
+)
+from tests.providers.kits import Delivery, Kit, WireOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class Harness:
+    http: httpx.AsyncClient
+    data_dir: Path
+
+
+Check = Callable[[Kit, type[Provider], Harness], Awaitable[None]]
+
+EXPECTED_STATUS = {
+    WireOutcome.SUCCEEDED: ChargeStatus.SUCCEEDED,
+    WireOutcome.PENDING: ChargeStatus.PENDING,
+    WireOutcome.REQUIRES_ACTION: ChargeStatus.REQUIRES_ACTION,
+    WireOutcome.DECLINED_CARD: ChargeStatus.FAILED,
+    WireOutcome.DECLINED_INSUFFICIENT_FUNDS: ChargeStatus.FAILED,
+}
+EXPECTED_DECLINES = {
+    WireOutcome.DECLINED_CARD: DeclineCode.CARD_DECLINED,
+    WireOutcome.DECLINED_INSUFFICIENT_FUNDS: DeclineCode.INSUFFICIENT_FUNDS,
+}
+WEBHOOK_KINDS = (
+    EventKind.CHARGE_SUCCEEDED,
+    EventKind.CHARGE_FAILED,
+    EventKind.CHARGE_REFUNDED,
+    EventKind.DISPUTE_OPENED,
+)
+CARD_NUMBERS = ("4242424242424242", "4000 0566 5566 5556", "5555-5555-5555-4444")
+
+
+def charge_request(**overrides: object) -> ChargeRequest:
+    values: dict[str, object] = {
+        "idempotency_key": "gw_ch_conformance_1",
+        "charge_id": "ch_" + "c" * 32,
+        "account_id": "acct_conformance",
+        "amount_minor": 1234,
+        "currency": "usd",
+        "payment_method": "pm_card_visa",
+    }
+    values.update(overrides)
+    return ChargeRequest(**values)  # type: ignore[arg-type]
+
+
+def build(kit: Kit, cls: type[Provider], harness: Harness) -> Provider:
+    context = ProviderContext(
+        http=harness.http,
+        data_dir=harness.data_dir,
+        service_url="http://gateway.test",
+        overrides=dict(kit.overrides),
+    )
+    return cls.from_env(context)
+
+
+# -- charges: outcomes are values -------------------------------------------------------------
+
+
+async def check_charge_outcomes_map_to_statuses_and_declines(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    request = charge_request()
+    for outcome, expected in EXPECTED_STATUS.items():
+        with respx.mock(assert_all_called=True) as router:
+            kit.charge_route(router).return_value = kit.charge_answer(outcome, request)
+            result = await provider.create_charge(request)
+        assert result.status is expected, f"{outcome} must map to {expected}"
+        assert result.decline_code == EXPECTED_DECLINES.get(outcome), f"decline code of {outcome}"
+        assert result.amount_minor == request.amount_minor
+        if outcome is WireOutcome.SUCCEEDED:
+            assert result.provider_charge_id, "a success carries the processor's charge id"
+
+
+async def check_unknown_status_is_pending(kit: Kit, cls: type[Provider], harness: Harness) -> None:
+    provider = build(kit, cls, harness)
+    request = charge_request()
+    with respx.mock(assert_all_called=True) as router:
+        kit.charge_route(router).return_value = kit.charge_answer(
+            WireOutcome.UNKNOWN_STATUS, request
+        )
+        result = await provider.create_charge(request)
+    assert result.status is ChargeStatus.PENDING, "an unknown status is pending, never final"
+
+
+async def check_unreadable_answer_is_never_final(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    request = charge_request()
+    for answer in (httpx.Response(200, json={"unexpected": True}), httpx.Response(200, text="<")):
+        with respx.mock(assert_all_called=True) as router:
+            kit.charge_route(router).return_value = answer
+            try:
+                result = await provider.create_charge(request)
+            except ProviderError as error:
+                safe = error.may_have_reached_processor  # an unknown outcome
+            else:
+                safe = result.status is ChargeStatus.PENDING
+        assert safe, "an unreadable answer is pending or an unknown outcome, never final"
+
+
+async def check_charge_sends_our_idempotency_key_and_ids(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    request = charge_request()
+    with respx.mock(assert_all_called=True) as router:
+        route = kit.charge_route(router)
+        route.return_value = kit.charge_answer(WireOutcome.SUCCEEDED, request)
+        await provider.create_charge(request)
+        await provider.create_charge(request)
+    sent = [call.request for call in route.calls]
+    keys = {r.headers.get("idempotency-key") for r in sent}
+    assert keys == {request.idempotency_key}, "every call carries our key, unchanged"
+    for r in sent:
+        body = r.content.decode()
+        assert request.charge_id in body, "our charge id goes in the processor's metadata"
+        assert request.account_id in body, "our account id goes in the processor's metadata"
+
+
+# -- faults: typed, with the flags the retry layer and the caller act on ------------------------
+
+FAULTS: list[tuple[str, int | httpx.TransportError, bool, bool, float | None]] = [
+    # (name, side effect or HTTP status, retryable, may_have_reached_processor, retry_after)
+    ("connection refused", httpx.ConnectError("refused"), True, False, None),
+    ("connect timeout", httpx.ConnectTimeout("slow connect"), True, False, None),
+    ("read timeout", httpx.ReadTimeout("no answer"), True, True, None),
+    ("connection dropped", httpx.RemoteProtocolError("dropped"), True, True, None),
+    ("503 with Retry-After", 503, True, True, 7.0),
+    ("500", 500, True, True, None),
+    ("429 with Retry-After", 429, True, True, 2.0),
+    ("409 key in flight", 409, True, True, None),
+    ("400 bad request", 400, False, True, None),
+    ("401 bad credentials", 401, False, True, None),
+]
+
+
+async def check_faults_are_classified_for_retry(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    request = charge_request()
+    for name, fault, retryable, reached, retry_after in FAULTS:
+        with respx.mock(assert_all_called=True) as router:
+            route = kit.charge_route(router)
+            if isinstance(fault, int):
+                seconds = int(retry_after) if retry_after is not None else None
+                route.return_value = kit.error_answer(fault, seconds)
+            else:
+                route.side_effect = fault
+            with pytest.raises(ProviderError) as caught:
+                await provider.create_charge(request)
+        error = caught.value
+        assert error.retryable is retryable, f"{name}: retryable must be {retryable}"
+        assert error.may_have_reached_processor is reached, f"{name}: may_have_reached"
+        if retry_after is not None:
+            assert error.retry_after_seconds == retry_after, f"{name}: Retry-After honoured"
+        if isinstance(fault, httpx.ReadTimeout | httpx.RemoteProtocolError):
+            assert isinstance(error, ProviderOutcomeUnknown), f"{name}: the outcome is unknown"
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+
+async def check_genuine_webhooks_verify_and_parse(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    request = charge_request()
+    now = datetime.now(UTC)
+    for kind in WEBHOOK_KINDS:
+        delivery = kit.delivery(kind, request, at=now)
+        provider.verify_webhook(delivery.body, delivery.headers, now)
+        events = provider.parse_webhook(delivery.body, delivery.headers)
+        assert [e.kind for e in events] == [kind], f"a {kind} delivery parses as {kind}"
+        assert events[0].charge_id == request.charge_id, "our charge id is read back"
+        assert events[0].event_id, "events carry the processor's id (the inbox dedupes on it)"
+
+
+def assert_rejected(provider: Provider, delivery: Delivery, now: datetime, why: str) -> None:
+    try:
+        provider.verify_webhook(delivery.body, delivery.headers, now)
+    except WebhookVerificationError:
+        return
+    pytest.fail(f"accepted a webhook {why}")
+
+
+async def check_webhook_without_signature_is_rejected(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    now = datetime.now(UTC)
+    delivery = kit.delivery(EventKind.CHARGE_SUCCEEDED, charge_request(), at=now)
+    for header in kit.signature_headers:
+        headers = {k: v for k, v in delivery.headers.items() if k != header}
+        assert_rejected(provider, Delivery(delivery.body, headers), now, f"without {header}")
+
+
+async def check_tampered_webhook_is_rejected(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    now = datetime.now(UTC)
+    delivery = kit.delivery(EventKind.CHARGE_SUCCEEDED, charge_request(), at=now)
+    tampered = Delivery(kit.tamper(delivery.body), delivery.headers)
+    assert_rejected(provider, tampered, now, "whose body changed after signing")
+
+
+async def check_stale_webhook_is_rejected(kit: Kit, cls: type[Provider], harness: Harness) -> None:
+    provider = build(kit, cls, harness)
+    now = datetime.now(UTC)
+    old = kit.delivery(EventKind.CHARGE_SUCCEEDED, charge_request(), at=now - timedelta(hours=1))
+    assert_rejected(provider, old, now, "signed an hour ago (a replay)")
+
+
+async def check_webhook_signed_with_another_secret_is_rejected(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    now = datetime.now(UTC)
+    request = charge_request()
+    forged = kit.delivery(EventKind.CHARGE_SUCCEEDED, request, at=now, secret=kit.wrong_secret)
+    assert_rejected(provider, forged, now, "signed with a secret it does not hold")
+
+
+async def check_unreadable_webhook_body_is_malformed(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    with pytest.raises(WebhookVerificationError) as caught:
+        provider.parse_webhook(b"{not json", {})
+    assert caught.value.reason == "malformed"
+
+
+# -- scrubbing --------------------------------------------------------------------------------
+
+
+async def check_scrub_masks_secrets_and_card_numbers(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    leaky = " | ".join([*kit.secrets, *CARD_NUMBERS, "amount=1234"])
+    scrubbed = provider.scrub(leaky)
+    for secret in kit.secrets:
+        assert secret not in scrubbed, "a secret survived scrub"
+    for number in CARD_NUMBERS:
+        assert number not in scrubbed, "a card number survived scrub"
+    assert "amount=1234" in scrubbed, "scrub keeps what is not secret"
+
+
+CHECKS: dict[str, Check] = {
+    check.__name__.removeprefix("check_"): check
+    for check in (
+        check_charge_outcomes_map_to_statuses_and_declines,
+        check_unknown_status_is_pending,
+        check_unreadable_answer_is_never_final,
+        check_charge_sends_our_idempotency_key_and_ids,
+        check_faults_are_classified_for_retry,
+        check_genuine_webhooks_verify_and_parse,
+        check_webhook_without_signature_is_rejected,
+        check_tampered_webhook_is_rejected,
+        check_stale_webhook_is_rejected,
+        check_webhook_signed_with_another_secret_is_rejected,
+        check_unreadable_webhook_body_is_malformed,
+        check_scrub_masks_secrets_and_card_numbers,
+    )
+}

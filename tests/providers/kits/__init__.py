@@ -1,0 +1,112 @@
+"""Conformance kits: how the conformance suite puts a processor's answers on the wire.
+
+The suite (`tests/providers/test_conformance.py`) runs over every class in
+`providers.registry.PROVIDER_CLASSES`. For a provider named `<name>` it imports
+`tests.providers.kits.<name>` and uses the module's `KIT` (an instance of a `Kit` subclass).
+A registered provider without a kit fails the suite.
+
+Writing a kit for an httpx-based provider (the wire is mocked with respx; the provider is
+built by the suite itself with `cls.from_env(context)` where `context.overrides` is the kit's
+`overrides`, so `from_env` is exercised too):
+
+- `overrides`: the provider's `GATEWAY_<NAME>_*` settings for the test, e.g.
+  `{"GATEWAY_STRIPE_API_KEY": "sk_test_…", "GATEWAY_STRIPE_API_BASE": "http://stripe.test",
+  "GATEWAY_STRIPE_WEBHOOK_SECRETS": "whsec_…"}`. The API base must be a host respx intercepts.
+  They are passed as `ProviderContext.overrides` (read them with
+  `providers.config.read_settings(MySettings, context)`) and also set in the environment for
+  the test, so a `from_env` that builds its settings class directly works too.
+- `secrets`: every secret in `overrides` (the scrub check requires `provider.scrub` to mask them).
+- `wrong_secret`: a webhook secret the provider does NOT hold (a delivery signed with it must fail).
+- `signature_headers`: lower-case header names carrying the signature; removing any one of
+  them must make verification fail.
+- `charge_route(router)`: the respx route `create_charge` calls (e.g.
+  `router.post("http://stripe.test/v1/payment_intents")`). The suite sets its
+  `return_value` (an answer) or `side_effect` (a transport fault) and calls `create_charge`.
+  It also checks the calls that reached the route: an `Idempotency-Key` header equal to
+  `request.idempotency_key` on every call, and `request.charge_id` / `request.account_id`
+  somewhere in the body (the processor's metadata).
+- `charge_answer(outcome, request)`: the processor's HTTP answer meaning `outcome` (a
+  `WireOutcome`) for `request`, exactly as the processor sends it (status code, body shape; a
+  decline the way the processor declines, e.g. Stripe's 402 `card_error`).
+- `error_answer(status, retry_after_seconds)`: a non-decline error answer in the processor's
+  error shape, with `Retry-After` when given (used for 400, 401, 409, 429, 500, 503).
+- `delivery(kind, request, at=, secret=)`: a webhook delivery (raw body + headers, lower-case
+  names) about `request`'s charge that the provider must parse as one event of `kind`, signed
+  at `at` with `secret` (None: the secret in `overrides`). Kinds the suite asks for:
+  CHARGE_SUCCEEDED, CHARGE_FAILED, CHARGE_REFUNDED, DISPUTE_OPENED. Echo `request.charge_id`
+  and `request.account_id` in the processor's metadata, as the real processor does.
+- `tamper(body)`: bytes that differ from `body` but that a careless verifier might accept
+  (default: JSON with one extra trailing space, which re-serializing verifiers miss).
+
+Expectations the suite checks are in `tests/providers/conformance.py` (one function per
+rule); `EXPECTED_DECLINES` there says which `DeclineCode` each declining outcome must map to.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar
+
+import httpx
+import respx
+
+from providers.base import ChargeRequest, EventKind
+
+
+class WireOutcome(StrEnum):
+    """A processor answer to a charge, as the suite asks a kit to produce it."""
+
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"
+    DECLINED_CARD = "declined_card"  # -> FAILED, DeclineCode.CARD_DECLINED
+    DECLINED_INSUFFICIENT_FUNDS = "declined_insufficient_funds"  # -> INSUFFICIENT_FUNDS
+    UNKNOWN_STATUS = "unknown_status"  # a status the provider has never heard of -> PENDING
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One webhook delivery as it arrives: raw body and lower-case headers."""
+
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Kit(ABC):
+    overrides: ClassVar[Mapping[str, str]]
+    secrets: ClassVar[Sequence[str]]
+    wrong_secret: ClassVar[str]
+    signature_headers: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def charge_route(self, router: respx.MockRouter) -> respx.Route: ...
+
+    @abstractmethod
+    def charge_answer(self, outcome: WireOutcome, request: ChargeRequest) -> httpx.Response: ...
+
+    @abstractmethod
+    def error_answer(
+        self, status: int, retry_after_seconds: int | None = None
+    ) -> httpx.Response: ...
+
+    @abstractmethod
+    def delivery(
+        self, kind: EventKind, request: ChargeRequest, *, at: datetime, secret: str | None = None
+    ) -> Delivery: ...
+
+    def tamper(self, body: bytes) -> bytes:
+        return body + b" "
+
+
+def kit_for(provider_name: str) -> Kit:
+    """The kit of a registered provider; a missing kit is a failure, not a skip."""
+    module = importlib.import_module(f"tests.providers.kits.{provider_name}")
+    kit = getattr(module, "KIT", None)
+    if not isinstance(kit, Kit):
+        raise TypeError(f"tests/providers/kits/{provider_name}.py must define KIT = <a Kit>")
+    return kit

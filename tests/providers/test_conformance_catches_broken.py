@@ -1,0 +1,118 @@
+"""The conformance suite is not a rubber stamp: each check fails for a provider that breaks
+the rule it guards. Each broken provider is the sandbox's, with one rule broken."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from providers import http
+from providers.base import (
+    ChargeRequest,
+    ChargeResult,
+    ChargeStatus,
+    Provider,
+    ProviderError,
+    ProviderOutcomeUnknown,
+    ProviderRequestError,
+)
+from providers.sandbox.provider import STATUSES, SandboxProvider
+from tests.providers.conformance import CHECKS, Harness
+from tests.providers.kits import kit_for
+
+
+class UnknownStatusIsSuccess(SandboxProvider):
+    async def create_charge(self, request: ChargeRequest) -> ChargeResult:
+        result = await super().create_charge(request)
+        if result.raw_status not in STATUSES:
+            return dataclasses.replace(result, status=ChargeStatus.SUCCEEDED)
+        return result
+
+
+class DeclineIsAnError(SandboxProvider):
+    async def create_charge(self, request: ChargeRequest) -> ChargeResult:
+        result = await super().create_charge(request)
+        if result.status is ChargeStatus.FAILED:
+            raise ProviderRequestError("declined")
+        return result
+
+
+class UnreadableIsSuccess(SandboxProvider):
+    async def create_charge(self, request: ChargeRequest) -> ChargeResult:
+        try:
+            return await super().create_charge(request)
+        except ProviderOutcomeUnknown:
+            return ChargeResult(ChargeStatus.SUCCEEDED, None, request.amount_minor, "usd")
+
+
+class EveryFaultIsFinal(SandboxProvider):
+    async def create_charge(self, request: ChargeRequest) -> ChargeResult:
+        try:
+            return await super().create_charge(request)
+        except ProviderError as exc:
+            raise ProviderRequestError(str(exc)) from exc
+
+
+class FreshKeyPerCall(SandboxProvider):
+    calls = 0
+
+    async def create_charge(self, request: ChargeRequest) -> ChargeResult:
+        FreshKeyPerCall.calls += 1
+        key = f"{request.idempotency_key}-{FreshKeyPerCall.calls}"
+        return await super().create_charge(dataclasses.replace(request, idempotency_key=key))
+
+
+class TrustsEveryWebhook(SandboxProvider):
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str], now: datetime) -> None:
+        return None
+
+
+class IgnoresWebhookClock(SandboxProvider):
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str], now: datetime) -> None:
+        signed_at = datetime.fromtimestamp(int(headers["webhook-timestamp"]), now.tzinfo)
+        super().verify_webhook(body, headers, signed_at)
+
+
+class LogsSecrets(SandboxProvider):
+    def scrub(self, text: str) -> str:
+        return text
+
+
+BROKEN: list[tuple[type[Provider], str]] = [
+    (UnknownStatusIsSuccess, "unknown_status_is_pending"),
+    (DeclineIsAnError, "charge_outcomes_map_to_statuses_and_declines"),
+    (UnreadableIsSuccess, "unreadable_answer_is_never_final"),
+    (EveryFaultIsFinal, "faults_are_classified_for_retry"),
+    (FreshKeyPerCall, "charge_sends_our_idempotency_key_and_ids"),
+    (TrustsEveryWebhook, "webhook_without_signature_is_rejected"),
+    (TrustsEveryWebhook, "tampered_webhook_is_rejected"),
+    (TrustsEveryWebhook, "webhook_signed_with_another_secret_is_rejected"),
+    (IgnoresWebhookClock, "stale_webhook_is_rejected"),
+    (LogsSecrets, "scrub_masks_secrets_and_card_numbers"),
+]
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    client = http.create_client()
+    yield Harness(http=client, data_dir=tmp_path)
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("broken", "check"), BROKEN, ids=[f"{cls.__name__}-{check}" for cls, check in BROKEN]
+)
+async def test_conformance_check_fails_for_a_provider_breaking_its_rule(
+    broken: type[Provider], check: str, harness: Harness
+) -> None:
+    with pytest.raises((AssertionError, pytest.fail.Exception, ProviderError)):
+        await CHECKS[check](kit_for("sandbox"), broken, harness)
+
+
+async def test_the_unbroken_sandbox_provider_passes_those_same_checks(harness: Harness) -> None:
+    for _, check in BROKEN:
+        await CHECKS[check](kit_for("sandbox"), SandboxProvider, harness)
