@@ -8,7 +8,8 @@ import asyncio
 import importlib
 
 BENCHES: list[str] = [
-    "providers"
+    "providers",
+    "ledger",
 ]  # module names under bench/, each with `async def main() -> None`
 
 

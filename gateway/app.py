@@ -15,6 +15,7 @@ from aiohttp.typedefs import Middleware
 from redis.asyncio import Redis
 
 from gateway import limits, migrate, processors
+from gateway.accounts import api as accounts_api
 from gateway.api import health
 from gateway.api.middleware import authentication, errors, idempotency_key_check, request_context
 from gateway.api.routing import OPERATIONS
@@ -70,4 +71,5 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     app.cleanup_ctx.append(redis_client)
     processors.setup(app)
     health.setup_routes(app)
+    accounts_api.setup(app)
     return app

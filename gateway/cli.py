@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import secrets
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits, migrate
 from gateway.app import create_app
-from gateway.db import create_engine
+from gateway.db import create_engine, raw_connection
 from gateway.embedded_pg import embedded_postgres
+from gateway.ledger.check import check_ledger
 from gateway.logs import configure_logging
 from gateway.settings import Settings
 from gateway.state import Role
@@ -80,7 +83,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _migrate(settings: Settings) -> None:
+@asynccontextmanager
+async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """A one-connection engine on the configured (or embedded) database, for a command."""
     async with AsyncExitStack() as stack:
         if settings.database_url is not None:
             url = settings.database_url.get_secret_value()
@@ -88,6 +93,11 @@ async def _migrate(settings: Settings) -> None:
             url = await stack.enter_async_context(embedded_postgres(settings.data_dir))
         engine = create_engine(url, pool_size=1)
         stack.push_async_callback(engine.dispose)
+        yield engine
+
+
+async def _migrate(settings: Settings) -> None:
+    async with _engine(settings) as engine:
         await migrate.upgrade(engine)
         print(f"database at revision {await migrate.current_revision(engine)}")
 
@@ -95,6 +105,18 @@ async def _migrate(settings: Settings) -> None:
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(_migrate(settings))
     return 0
+
+
+async def _check_ledger(settings: Settings) -> bool:
+    async with _engine(settings) as engine, raw_connection(engine) as conn:
+        report = await check_ledger(conn)
+    print(json.dumps(report.as_dict(), indent=2))
+    return report.balanced
+
+
+def cmd_check_ledger(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit status 0 when the ledger balances, 1 when it reports problems."""
+    return 0 if asyncio.run(_check_ledger(settings)) else 1
 
 
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
@@ -118,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_migrate
     )
     sub.add_parser("sandbox", help="a standalone sandbox processor").set_defaults(func=cmd_sandbox)
+    sub.add_parser("check-ledger", help="run the ledger's invariants now").set_defaults(
+        func=cmd_check_ledger
+    )
     return parser
 
 

@@ -7,9 +7,11 @@ same pool, without SQLAlchemy's per-statement overhead."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import MetaData
@@ -19,6 +21,8 @@ from gateway import limits
 
 metadata = MetaData()
 """One MetaData for every table the service defines (each feature's `tables.py` adds to it)."""
+
+T = TypeVar("T")
 
 SERIALIZATION_FAILURE = "40001"
 DEADLOCK_DETECTED = "40P01"
@@ -65,3 +69,24 @@ def is_retryable_transaction_error(exc: BaseException) -> bool:
     """Serialization failures and deadlocks mean: run the whole transaction again."""
     code = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
     return code in (SERIALIZATION_FAILURE, DEADLOCK_DETECTED)
+
+
+async def in_transaction(
+    engine: AsyncEngine,
+    fn: Callable[[asyncpg.Connection[Any]], Awaitable[T]],
+    *,
+    attempts_max: int = limits.TRANSACTION_RETRIES_MAX,
+) -> T:
+    """Run `fn(conn)` inside one transaction on a pooled asyncpg connection and commit;
+    on a serialization failure or deadlock, run the whole transaction again (a short
+    jittered pause between attempts), at most `attempts_max` times in all. `fn` must be safe
+    to re-run: everything it wrote was rolled back."""
+    for attempt in range(1, attempts_max + 1):
+        try:
+            async with raw_connection(engine) as conn, conn.transaction():
+                return await fn(conn)
+        except Exception as exc:
+            if attempt == attempts_max or not is_retryable_transaction_error(exc):
+                raise
+        await asyncio.sleep(random.uniform(0, limits.TRANSACTION_RETRY_BACKOFF_SECONDS_MAX))  # noqa: S311 - jitter, not secrecy
+    raise ValueError("attempts_max must be at least 1")

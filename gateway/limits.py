@@ -29,6 +29,18 @@ TRANSACTION_RETRIES_MAX: Final = 5  # serialization failures and deadlocks
 WORKER_RESTART_BACKOFF_SECONDS_MAX: Final = 30.0
 SHUTDOWN_GRACE_SECONDS: Final = 10.0
 
+# Ledger
+LEDGER_BATCH_TRANSACTIONS_MAX: Final = 10_000  # one post_transactions call
+LEDGER_LEGS_MAX: Final = 100  # entries in one ledger transaction
+LEDGER_REFERENCE_LENGTH_MAX: Final = 512  # fits "usage:<account id>:<usage reference>"
+LEDGER_CODE_LENGTH_MAX: Final = 64
+LEDGER_CHECK_PROBLEMS_MAX: Final = 100  # problems listed by /v1/ledger/check (all are counted)
+USAGE_BATCH_RECORDS_MAX: Final = 1000
+USAGE_AMOUNT_MICROS_MAX: Final = 10**12  # one usage record: at most 1,000,000 major units
+CREDIT_LIMIT_MICROS_MAX: Final = 10**15  # keeps every cached balance far inside bigint
+USAGE_REFERENCE_LENGTH_MAX: Final = 200
+TRANSACTION_RETRY_BACKOFF_SECONDS_MAX: Final = 0.2  # jittered, between whole-transaction retries
+
 # Auto-recharge
 RECHARGE_DECLINES_MAX: Final = 3  # consecutive declines before auto-recharge pauses
 RECHARGE_COOLDOWN_SECONDS_BASE: Final = 60.0  # after the first decline; doubles per decline

@@ -4,7 +4,7 @@ value (hypothesis properties)."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.money import (
@@ -26,6 +26,9 @@ from gateway.money import (
 
 currencies = st.sampled_from(sorted(ISO_4217.values(), key=lambda c: c.code))
 micros_values = st.integers(min_value=-(10**15), max_value=10**15)
+# No per-example deadline: the machine running the suite is shared, and a slow example says
+# nothing about money.
+shared_machine = settings(deadline=None)
 
 
 def test_iso_exponents_match_the_standard() -> None:
@@ -110,6 +113,7 @@ def test_money_to_minor_returns_the_residue_as_money() -> None:
     assert str(residue) == "-0.002100 USD"
 
 
+@shared_machine
 @given(micros=micros_values, cur=currencies)
 def test_rounding_to_minor_keeps_every_micro(micros: int, cur: Currency) -> None:
     minor, residue = micros_to_minor(micros, cur)
@@ -117,21 +121,25 @@ def test_rounding_to_minor_keeps_every_micro(micros: int, cur: Currency) -> None
     assert 2 * abs(residue) <= cur.micros_per_minor
 
 
+@shared_machine
 @given(minor=st.integers(min_value=-(10**12), max_value=10**12), cur=currencies)
 def test_minor_to_micros_and_back_is_the_identity(minor: int, cur: Currency) -> None:
     assert micros_to_minor(minor_to_micros(minor, cur), cur) == (minor, 0)
 
 
+@shared_machine
 @given(micros=micros_values)
 def test_format_then_parse_is_the_identity(micros: int) -> None:
     assert parse_micros(format_micros(micros), negative_ok=True) == micros
 
 
+@shared_machine
 @given(value=st.integers(min_value=-(10**18), max_value=10**18), places=st.integers(0, 6))
 def test_format_then_parse_is_the_identity_at_every_scale(value: int, places: int) -> None:
     assert parse_decimal(format_scaled(value, places), places=places, negative_ok=True) == value
 
 
+@shared_machine
 @given(amounts=st.lists(micros_values, max_size=50), cur=currencies)
 def test_a_batch_rounded_item_by_item_balances_with_its_residues(
     amounts: list[int], cur: Currency
@@ -141,6 +149,7 @@ def test_a_batch_rounded_item_by_item_balances_with_its_residues(
     assert total == sum(amounts)
 
 
+@shared_machine
 @given(value=st.integers(), unit=st.integers(min_value=1, max_value=10**9))
 def test_half_even_is_the_nearest_multiple_with_ties_to_even(value: int, unit: int) -> None:
     quotient, residue = round_half_even(value, unit)

@@ -1,0 +1,311 @@
+"""HTTP routes for customer accounts and the ledger:
+
+    PUT  /v1/accounts/{account_id}          create or replace settings {currency, credit_limit?}
+    GET  /v1/accounts/{account_id}          balance (exact decimal string) and settings
+    GET  /v1/accounts/{account_id}/entries  the statement: {data, has_more}, newest first
+    POST /v1/accounts/{account_id}/usage    one record {amount, reference, description?}
+                                            or {"records": [...]} (at most 1000)
+    GET  /v1/ledger/check                   run the ledger's invariants now
+
+Amounts are decimal strings in major units ("0.0079"), at most 6 fractional digits (micros);
+a JSON number with a fraction is refused with a 400 naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway import limits, money
+from gateway.accounts import store
+from gateway.accounts.usage import (
+    AccountNotFound,
+    RefusalCode,
+    UsageOutcome,
+    UsageRecord,
+    UsageResult,
+    UsageStatus,
+    record_usage,
+)
+from gateway.api.body import parse_body, read_json, validate
+from gateway.api.errors import ApiError, invalid, json_response, not_found
+from gateway.api.routing import add_route
+from gateway.db import in_transaction, raw_connection
+from gateway.ledger.check import check_ledger
+from gateway.state import ENGINE, ROLE, Role
+
+TAG = "accounts"
+
+
+class AccountSettings(BaseModel):
+    """PUT replaces the settings: a field left out takes its default."""
+
+    model_config = ConfigDict(extra="forbid")
+    currency: str = Field(description="ISO 4217 code, e.g. USD")
+    credit_limit: str = Field(
+        default="0", description="How far below zero the balance may go (major units)"
+    )
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        money.currency(value)
+        return value
+
+    @field_validator("credit_limit")
+    @classmethod
+    def _decimal(cls, value: str) -> str:
+        if money.parse_micros(value) > limits.CREDIT_LIMIT_MICROS_MAX:
+            raise ValueError(f"at most {money.format_micros(limits.CREDIT_LIMIT_MICROS_MAX)}")
+        return value
+
+
+class UsageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: str = Field(description='Major units as a decimal string, e.g. "0.0079"')
+    reference: str = Field(min_length=1, max_length=limits.USAGE_REFERENCE_LENGTH_MAX)
+    description: str | None = Field(default=None, max_length=limits.DESCRIPTION_LENGTH_MAX)
+
+    @field_validator("amount")
+    @classmethod
+    def _positive_micros(cls, value: str) -> str:
+        micros = money.parse_micros(value)
+        if micros <= 0:
+            raise ValueError("must be greater than 0")
+        if micros > limits.USAGE_AMOUNT_MICROS_MAX:
+            raise ValueError(f"at most {money.format_micros(limits.USAGE_AMOUNT_MICROS_MAX)}")
+        return value
+
+    def record(self) -> UsageRecord:
+        return UsageRecord(money.parse_micros(self.amount), self.reference, self.description)
+
+
+class UsageBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    records: list[UsageIn] = Field(min_length=1, max_length=limits.USAGE_BATCH_RECORDS_MAX)
+
+
+def _account_id(request: web.Request) -> str:
+    account_id = request.match_info["account_id"]
+    if len(account_id) > limits.ID_LENGTH_MAX or not account_id.isprintable():
+        raise invalid(
+            "account_id", f"account_id must be 1 to {limits.ID_LENGTH_MAX} printable characters"
+        )
+    return account_id
+
+
+def _account_body(account: store.CustomerAccount) -> dict[str, Any]:
+    return {
+        "object": "account",
+        "account_id": account.account_id,
+        "currency": account.currency,
+        "balance": money.format_micros(account.balance_micros),
+        "credit_limit": money.format_micros(account.credit_limit_micros),
+        "created_at": account.created_at.isoformat(),
+        "updated_at": account.updated_at.isoformat(),
+    }
+
+
+async def put_account(request: web.Request) -> web.Response:
+    account_id = _account_id(request)
+    body = await parse_body(request, AccountSettings)
+    engine = request.app[ENGINE]
+    try:
+        created = await in_transaction(
+            engine,
+            lambda conn: store.configure(
+                conn, account_id, body.currency, money.parse_micros(body.credit_limit)
+            ),
+        )
+    except store.CurrencyLocked:
+        raise ApiError(
+            409,
+            "account_currency_locked",
+            f"Account '{account_id}' has ledger entries; its currency cannot change",
+            param="currency",
+            type_="invalid_request_error",
+        ) from None
+    account = await store.fetch(engine, account_id)
+    if account is None:
+        raise RuntimeError(f"account {account_id} missing right after it was configured")
+    return json_response(_account_body(account), status=201 if created else 200)
+
+
+async def get_account(request: web.Request) -> web.Response:
+    account_id = _account_id(request)
+    account = await store.fetch(request.app[ENGINE], account_id)
+    if account is None:
+        raise not_found("account", account_id, param="account_id")
+    return json_response(_account_body(account))
+
+
+def _page(request: web.Request) -> tuple[int, int | None]:
+    raw_limit = request.query.get("limit", str(limits.PAGE_LIMIT_DEFAULT))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= limits.PAGE_LIMIT_MAX:
+        raise invalid("limit", f"limit must be an integer from 1 to {limits.PAGE_LIMIT_MAX}")
+    after = request.query.get("starting_after")
+    if after is None:
+        return int(raw_limit), None
+    number = after.removeprefix("ent_")
+    if not after.startswith("ent_") or not number.isdigit() or len(number) > 18:
+        raise invalid("starting_after", "starting_after must be an entry id like 'ent_42'")
+    return int(raw_limit), int(number)
+
+
+async def list_entries(request: web.Request) -> web.Response:
+    account_id = _account_id(request)
+    limit, after = _page(request)
+    engine = request.app[ENGINE]
+    account = await store.fetch(engine, account_id)
+    if account is None:
+        raise not_found("account", account_id, param="account_id")
+    entries, has_more = await store.statement(engine, account_id, limit=limit, starting_after=after)
+    data = [
+        {
+            "object": "ledger_entry",
+            "id": f"ent_{e.id}",
+            "side": e.side,
+            "amount": money.format_micros(e.amount_micros),
+            "currency": account.currency,
+            "reference": e.reference,
+            "code": e.code,
+            "metadata": e.metadata,
+            "created_at": e.created_at.isoformat(),
+        }
+        for e in entries
+    ]
+    return json_response({"object": "list", "data": data, "has_more": has_more})
+
+
+def _result_body(result: UsageResult) -> dict[str, Any]:
+    body: dict[str, Any] = {"reference": result.reference, "status": result.status.value}
+    if result.code is not None:
+        body["code"] = result.code.value
+    return body
+
+
+def _single_response(record: UsageRecord, outcome: UsageOutcome) -> web.Response:
+    [result] = outcome.results
+    balance = money.format_micros(outcome.balance_micros)
+    if result.code is RefusalCode.INSUFFICIENT_BALANCE:
+        raise ApiError(
+            402,
+            "insufficient_balance",
+            "The debit would take the balance below its credit limit",
+            param="amount",
+            type_="invalid_request_error",
+            extra={"balance": balance, "currency": outcome.currency},
+        )
+    if result.code is RefusalCode.REFERENCE_REUSED:
+        raise ApiError(
+            409,
+            "reference_reused",
+            f"Reference '{record.reference}' was already used with another amount",
+            param="reference",
+            type_="invalid_request_error",
+        )
+    return json_response(
+        {
+            "object": "usage_record",
+            **_result_body(result),
+            "amount": money.format_micros(record.amount_micros),
+            "currency": outcome.currency,
+            "balance": balance,
+        }
+    )
+
+
+async def post_usage(request: web.Request) -> web.Response:
+    account_id = _account_id(request)
+    data = await read_json(request)
+    batch = isinstance(data, dict) and "records" in data
+    records = (
+        [r.record() for r in validate(UsageBatchIn, data).records]
+        if batch
+        else [validate(UsageIn, data).record()]
+    )
+    try:
+        outcome = await record_usage(request.app[ENGINE], account_id, records)
+    except AccountNotFound:
+        raise not_found("account", account_id, param="account_id") from None
+    if not batch:
+        return _single_response(records[0], outcome)
+    counts = {status.value: 0 for status in UsageStatus}
+    for result in outcome.results:
+        counts[result.status.value] += 1
+    return json_response(
+        {
+            "object": "usage_batch",
+            "data": [_result_body(r) for r in outcome.results],
+            **counts,
+            "currency": outcome.currency,
+            "balance": money.format_micros(outcome.balance_micros),
+        }
+    )
+
+
+async def ledger_check(request: web.Request) -> web.Response:
+    async with raw_connection(request.app[ENGINE]) as conn:
+        report = await check_ledger(conn)
+    return json_response(report.as_dict())
+
+
+def setup(app: web.Application) -> None:
+    if app[ROLE] is not Role.SERVE:  # workers serve no /v1 routes (and authenticate none)
+        return
+    path = "/v1/accounts/{account_id}"
+    add_route(
+        app,
+        "PUT",
+        path,
+        put_account,
+        summary="Create or configure an account",
+        tag=TAG,
+        body=AccountSettings,
+        responses={200: "Updated", 201: "Created", 400: "Invalid", 409: "Currency locked"},
+    )
+    add_route(
+        app,
+        "GET",
+        path,
+        get_account,
+        summary="An account's balance and settings",
+        tag=TAG,
+        responses={200: "The account", 404: "No such account"},
+    )
+    add_route(
+        app,
+        "GET",
+        f"{path}/entries",
+        list_entries,
+        summary="The account's statement",
+        tag=TAG,
+        query={"limit": f"1 to {limits.PAGE_LIMIT_MAX}", "starting_after": "an entry id"},
+        responses={200: "A page of entries", 404: "No such account"},
+    )
+    add_route(
+        app,
+        "POST",
+        f"{path}/usage",
+        post_usage,
+        summary="Debit usage (one record or a batch)",
+        tag=TAG,
+        body=UsageBatchIn,
+        responses={
+            200: "Per-record results",
+            400: "Invalid",
+            402: "Insufficient balance (single record)",
+            404: "No such account",
+            409: "Reference reused with another amount (single record)",
+        },
+    )
+    add_route(
+        app,
+        "GET",
+        "/v1/ledger/check",
+        ledger_check,
+        summary="Run the ledger's invariants now",
+        tag="ledger",
+        responses={200: "The report"},
+    )

@@ -1,0 +1,60 @@
+"""`gateway check-ledger`: the operator's command prints the report and exits non-zero when
+the ledger does not balance."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Callable
+
+import pytest
+
+from gateway.cli import build_parser
+from gateway.ledger.chart import SystemAccount, customer_account, system_account
+from gateway.ledger.posting import Leg, Side, TransactionSpec, post_transactions
+from gateway.settings import Settings
+from tests.support import postgres
+
+
+async def post_one(db_url: str) -> None:
+    conn = await postgres.connect(db_url)
+    try:
+        customer = await customer_account(conn, "acct_1", "USD")
+        revenue = await system_account(conn, SystemAccount.USAGE_REVENUE, "USD")
+        legs = (Leg(customer, Side.DEBIT, 5), Leg(revenue, Side.CREDIT, 5))
+        async with conn.transaction():
+            await post_transactions(conn, [TransactionSpec("t1", "usage", "USD", legs)])
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")  # skip triggers
+            await conn.execute(
+                "UPDATE ledger_accounts SET balance_micros = 7 WHERE id = $1", customer
+            )
+    finally:
+        await conn.close()
+
+
+def run_cli(settings: Settings) -> int:
+    """The command as `gateway check-ledger` dispatches it (without `main`, which would
+    configure logging for the whole test session). It starts its own event loop, so the
+    tests call it on a thread."""
+    args = build_parser().parse_args(["check-ledger"])
+    command: Callable[[Settings, argparse.Namespace], int] = args.func
+    return command(settings, args)
+
+
+async def test_check_ledger_exits_zero_on_a_balanced_ledger(
+    db_url: str, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await asyncio.to_thread(run_cli, settings) == 0
+    assert json.loads(capsys.readouterr().out)["balanced"] is True
+
+
+async def test_check_ledger_reports_a_corrupted_balance_and_exits_one(
+    db_url: str, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await post_one(db_url)
+    assert await asyncio.to_thread(run_cli, settings) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["problems"][0]["kind"] == "cached_balance_mismatch"
+    assert report["problems"][0]["cached_micros"] == 7
