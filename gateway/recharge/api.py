@@ -7,13 +7,15 @@ runs one decision now, by the same rules as a debit crossing the threshold.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits, money
 from gateway.api.errors import ApiError, invalid
+from gateway.db import raw_connection
 from gateway.recharge import policy, store
 
 Text = Annotated[StrictStr, Field(min_length=1, max_length=limits.ID_LENGTH_MAX)]
@@ -74,6 +76,13 @@ def view(account: store.AccountRecharge | None, now: datetime) -> dict[str, Any]
         "consecutive_declines": state.consecutive_declines,
         "cooldown_until": None if state.cooldown_until is None else _iso(state.cooldown_until),
     }
+
+
+async def describe(engine: AsyncEngine, account_id: str) -> dict[str, Any] | None:
+    """`auto_recharge` for `GET /v1/accounts/{id}` (None when not configured)."""
+    async with raw_connection(engine) as conn:
+        account = await store.load(conn, account_id)
+    return view(account, datetime.now(UTC))
 
 
 def attempt_object(attempt: store.Attempt) -> dict[str, Any]:

@@ -91,6 +91,15 @@ async def run(deps: Deps, account_id: str) -> store.Opened | None:
         await deps.lock.release(lease)
 
 
+async def run_if_below(deps: Deps, account_id: str) -> store.Opened | None:
+    """`run`, but only when a lock-free read finds the balance below the threshold: what a
+    debit's notification does, so an account above its threshold costs one read."""
+    async with raw_connection(deps.engine) as conn:
+        if not await store.below_threshold(conn, account_id):
+            return None
+    return await run(deps, account_id)
+
+
 async def resume(deps: Deps, attempt: store.Attempt) -> None:
     """Finish an attempt left open (pending charge, or a crash before the answer), under the
     account's lock when Redis has one to give."""
@@ -159,7 +168,7 @@ def _record_outcome(attempt: store.Attempt, answer: ChargeAnswer, recorded: stor
             record(Decision.SUCCEEDED, attempt.account_id, **fields)
         case policy.Outcome.PENDING:
             record(Decision.PENDING, attempt.account_id, **fields)
-        case policy.Outcome.DECLINED:
+        case policy.Outcome.DECLINED | policy.Outcome.REJECTED:
             record(
                 Decision.DECLINED, attempt.account_id, failure_code=answer.failure_code, **fields
             )

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from gateway.ledger.chart import CUSTOMER_BALANCE
 from gateway.money import currency, minor_to_micros
 from gateway.recharge import policy
 
@@ -203,6 +204,7 @@ _STATUS_BY_OUTCOME = {
     policy.Outcome.SUCCEEDED: "succeeded",
     policy.Outcome.DECLINED: "failed",
     policy.Outcome.REQUIRES_ACTION: "requires_action",
+    policy.Outcome.REJECTED: "failed",
     policy.Outcome.PENDING: "open",
 }
 
@@ -281,12 +283,40 @@ async def open_attempts(
     return [_attempt(r) for r in rows]
 
 
-async def below_threshold(
-    conn: asyncpg.Connection[Any], *, balance_kind: str, limit: int, now: datetime
-) -> Sequence[str]:
+async def customer_balance(conn: asyncpg.Connection[Any], account_id: str, cur: str) -> int:
+    """The ledger's cached customer balance in micros (0 before the first posting): the
+    `BalanceOf` the service uses."""
+    value: int | None = await conn.fetchval(
+        "SELECT balance_micros FROM ledger_accounts "
+        "WHERE kind = $1 AND owner = $2 AND currency = $3",
+        CUSTOMER_BALANCE,
+        account_id,
+        cur,
+    )
+    return value or 0
+
+
+async def below_threshold(conn: asyncpg.Connection[Any], account_id: str) -> bool:
+    """Whether the account's balance is below its auto-recharge threshold: a lock-free read
+    a queued decision makes first, so an account above its threshold costs one query, while
+    a paused, cooling or in-flight one still gets a decision (and its log line)."""
+    below: bool | None = await conn.fetchval(
+        """
+        SELECT coalesce(a.balance_micros, 0) < r.threshold_micros
+          FROM account_recharge r
+          LEFT JOIN ledger_accounts a
+                 ON a.kind = $1 AND a.owner = r.account_id AND a.currency = r.currency
+         WHERE r.account_id = $2
+        """,
+        CUSTOMER_BALANCE,
+        account_id,
+    )
+    return bool(below)
+
+
+async def due(conn: asyncpg.Connection[Any], *, now: datetime, limit: int) -> Sequence[str]:
     """Accounts a decision would top up now (below threshold, not paused, not cooling down,
-    nothing open), for the sweep to re-offer whatever the in-memory queue lost. Reads the
-    ledger's cached customer balances (`balance_kind` accounts) in one set-based query."""
+    nothing open), in one set-based query without locks: what the sweep re-offers."""
     rows = await conn.fetch(
         """
         SELECT r.account_id
@@ -301,11 +331,16 @@ async def below_threshold(
          ORDER BY r.updated_at
          LIMIT $3
         """,
-        balance_kind,
+        CUSTOMER_BALANCE,
         now,
         limit,
     )
     return [r["account_id"] for r in rows]
+
+
+async def attempt(conn: asyncpg.Connection[Any], attempt_id: str) -> Attempt | None:
+    row = await conn.fetchrow("SELECT * FROM recharge_attempts WHERE id = $1", attempt_id)
+    return None if row is None else _attempt(row)
 
 
 async def attempts(conn: asyncpg.Connection[Any], account_id: str) -> Sequence[Attempt]:

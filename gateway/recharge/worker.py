@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from gateway import limits
+from gateway.db import raw_connection
+from gateway.recharge import service, store
 
 log = structlog.get_logger(__name__)
 
@@ -83,3 +85,30 @@ class Pending:
             if account_id in self._again:
                 self._again.discard(account_id)
                 self.offer(account_id)
+
+
+async def sweep_once(deps: service.Deps, pending: Pending) -> int:
+    """Finish open attempts and re-offer accounts still below their threshold. Returns how
+    many attempts it drove. Each attempt is driven on its own: one failing processor call
+    does not stop the others."""
+    async with raw_connection(deps.engine) as conn:
+        unfinished = await store.open_attempts(
+            conn,
+            limit=limits.RECHARGE_SWEEP_BATCH_MAX,
+            uncharged_after_seconds=limits.RECHARGE_RESUME_AFTER_SECONDS,
+        )
+        below = await store.due(conn, now=deps.clock(), limit=limits.RECHARGE_SWEEP_BATCH_MAX)
+    for attempt in unfinished:
+        try:
+            await service.resume(deps, attempt)
+        except Exception:
+            log.exception("recharge.resume_failed", attempt_id=attempt.id)
+    for account_id in below:
+        pending.offer(account_id)
+    return len(unfinished)
+
+
+async def sweep_forever(deps: service.Deps, pending: Pending) -> None:
+    while True:
+        await sweep_once(deps, pending)
+        await asyncio.sleep(limits.RECHARGE_SWEEP_INTERVAL_SECONDS)

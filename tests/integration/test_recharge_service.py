@@ -20,7 +20,7 @@ from gateway.recharge import policy, service, store
 from gateway.recharge.lock import SingleFlight
 from gateway.recharge.service import ChargeAnswer
 from tests.support import redis_server
-from tests.support.recharge import CONFIG, FakeCharges
+from tests.support.recharge import FakeCharges, configured
 
 
 class Clock:
@@ -43,11 +43,6 @@ def fallbacks() -> float:
         REGISTRY.get_sample_value("gateway_recharge_lock_fallback_total", {"reason": r}) or 0.0
         for r in ("redis_error", "redis_backing_off")
     )
-
-
-async def configured(engine: AsyncEngine) -> None:
-    async with raw_connection(engine) as conn:
-        await store.configure(conn, "acct_1", "USD", CONFIG)
 
 
 def deps_for(

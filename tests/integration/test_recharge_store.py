@@ -16,11 +16,9 @@ from gateway import limits
 from gateway.db import raw_connection
 from gateway.recharge import policy, store
 from tests.support import postgres
+from tests.support.recharge import configured
 
 NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
-CONFIG = store.Config(
-    threshold_micros=5_000_000, amount_minor=2000, payment_method="pm_card_visa", provider=None
-)
 
 
 def fixed_balance(micros: int) -> store.BalanceOf:
@@ -28,11 +26,6 @@ def fixed_balance(micros: int) -> store.BalanceOf:
         return micros
 
     return balance_of
-
-
-async def configure(engine: AsyncEngine, account_id: str = "acct_1") -> None:
-    async with raw_connection(engine) as conn:
-        await store.configure(conn, account_id, "USD", CONFIG)
 
 
 async def open_once(engine: AsyncEngine, balance: int, account_id: str = "acct_1") -> store.Opened:
@@ -52,7 +45,7 @@ def skip_reason(opened: store.Opened) -> policy.SkipReason | None:
 async def test_the_database_refuses_a_second_open_attempt_for_one_account(
     engine: AsyncEngine, db_url: str
 ) -> None:
-    await configure(engine)
+    await configured(engine)
     first = await open_once(engine, 0)
     assert isinstance(first.decision, policy.Trigger)
     conn = await postgres.connect(db_url)
@@ -68,7 +61,7 @@ async def test_the_database_refuses_a_second_open_attempt_for_one_account(
 
 
 async def test_sixty_racing_deciders_open_exactly_one_attempt(engine: AsyncEngine) -> None:
-    await configure(engine)
+    await configured(engine)
     opened = await asyncio.gather(*(open_once(engine, 1_000_000) for _ in range(60)))
     triggers = [o for o in opened if isinstance(o.decision, policy.Trigger)]
     assert len(triggers) == 1
@@ -95,7 +88,7 @@ async def test_an_account_without_auto_recharge_decides_nothing(engine: AsyncEng
 
 
 async def test_an_outcome_recorded_twice_moves_the_decline_count_once(engine: AsyncEngine) -> None:
-    await configure(engine)
+    await configured(engine)
     opened = await open_once(engine, 0)
     assert opened.attempt is not None
     async with raw_connection(engine) as conn:
@@ -120,7 +113,7 @@ async def test_an_outcome_recorded_twice_moves_the_decline_count_once(engine: As
 async def test_a_pending_charge_keeps_the_attempt_open_and_remembers_the_charge(
     engine: AsyncEngine,
 ) -> None:
-    await configure(engine)
+    await configured(engine)
     opened = await open_once(engine, 0)
     assert opened.attempt is not None
     async with raw_connection(engine) as conn:
@@ -141,7 +134,7 @@ async def test_a_pending_charge_keeps_the_attempt_open_and_remembers_the_charge(
 async def test_reconfiguring_unpauses_and_the_next_crossing_gets_a_new_key(
     engine: AsyncEngine,
 ) -> None:
-    await configure(engine)
+    await configured(engine)
     for crossing in range(1, limits.RECHARGE_DECLINES_MAX + 1):
         opened = await open_once(engine, 0)
         assert opened.attempt is not None
@@ -159,7 +152,7 @@ async def test_reconfiguring_unpauses_and_the_next_crossing_gets_a_new_key(
     paused = await open_once(engine, 0)
     assert skip_reason(paused) is policy.SkipReason.PAUSED
 
-    await configure(engine)
+    await configured(engine)
     resumed = await open_once(engine, 0)
     assert isinstance(resumed.decision, policy.Trigger)
     assert resumed.attempt is not None

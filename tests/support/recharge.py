@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.db import raw_connection
 from gateway.recharge import policy, store
 from gateway.recharge.service import ChargeAnswer
 
@@ -48,3 +50,14 @@ class FakeCharges:
 
     async def balance_of(self, conn: asyncpg.Connection[Any], account_id: str, cur: str) -> int:
         return self.balance_micros
+
+
+async def configured(engine: AsyncEngine, account_id: str = "acct_1") -> None:
+    """A USD customer account with `CONFIG` as its auto-recharge."""
+    async with raw_connection(engine) as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO customer_accounts (account_id, currency) VALUES ($1, 'USD') "
+            "ON CONFLICT (account_id) DO NOTHING",
+            account_id,
+        )
+        await store.configure(conn, account_id, "USD", CONFIG)

@@ -1,13 +1,13 @@
 """Auto-recharge: per-account settings and state, and one row per recharge attempt.
 
 Revision ID: 0005
-Revises: 0001 (0004 is not on this branch yet; the chain is fixed on merge)
+Revises: 0002 (0003 and 0004 are not on this branch yet; the chain is fixed on merge)
 """
 
 from alembic import op
 
 revision = "0005"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.execute(
         """
         CREATE TABLE account_recharge (
-          account_id text PRIMARY KEY,
+          account_id text PRIMARY KEY REFERENCES customer_accounts (account_id),
           currency text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
           threshold_micros bigint NOT NULL,
           amount_minor bigint NOT NULL CHECK (amount_minor > 0),
@@ -45,7 +45,7 @@ def upgrade() -> None:
         """
         CREATE TABLE recharge_attempts (
           id text PRIMARY KEY DEFAULT gw_new_id('rch'),
-          account_id text NOT NULL,
+          account_id text NOT NULL REFERENCES customer_accounts (account_id),
           crossing bigint NOT NULL CHECK (crossing > 0),
           idempotency_key text NOT NULL,
           status text NOT NULL DEFAULT 'open'
