@@ -10,6 +10,8 @@ import importlib
 BENCHES: list[str] = [
     "providers",
     "ledger",
+    "charges",
+    "stripe",
 ]  # module names under bench/, each with `async def main() -> None`
 
 

@@ -19,6 +19,7 @@ from gateway.accounts import api as accounts_api
 from gateway.api import health
 from gateway.api.middleware import authentication, errors, idempotency_key_check, request_context
 from gateway.api.routing import OPERATIONS
+from gateway.charges import routes as charges
 from gateway.db import create_engine
 from gateway.embedded_pg import embedded_postgres
 from gateway.settings import Settings
@@ -71,5 +72,6 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     app.cleanup_ctx.append(redis_client)
     processors.setup(app)
     health.setup_routes(app)
+    charges.setup(app)  # after the database and the providers: its deps need both
     accounts_api.setup(app)
     return app

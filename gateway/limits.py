@@ -11,7 +11,9 @@ WEBHOOK_BODY_BYTES_MAX: Final = 262_144  # processors send small events; refuse 
 IDEMPOTENCY_KEY_LENGTH_MAX: Final = 255
 PAGE_LIMIT_DEFAULT: Final = 10
 PAGE_LIMIT_MAX: Final = 100
-METADATA_KEYS_MAX: Final = 50
+# Processors cap metadata at 50 keys (Stripe, the sandbox) and we add two of our own
+# (charge_id, account_id), so a caller may send 48.
+METADATA_KEYS_MAX: Final = 48
 METADATA_KEY_LENGTH_MAX: Final = 40
 METADATA_VALUE_LENGTH_MAX: Final = 500
 DESCRIPTION_LENGTH_MAX: Final = 1000
@@ -28,6 +30,17 @@ TRANSACTION_RETRIES_MAX: Final = 5  # serialization failures and deadlocks
 # Background work
 WORKER_RESTART_BACKOFF_SECONDS_MAX: Final = 30.0
 SHUTDOWN_GRACE_SECONDS: Final = 10.0
+
+# Charges
+CHARGE_AMOUNT_MINOR_MAX: Final = 99_999_999  # Stripe's own ceiling for most currencies
+CHARGE_LOCK_TIMEOUT_SECONDS: Final = 75.0  # > the retry deadline plus one read timeout
+IDEMPOTENCY_KEY_RETENTION_HOURS_MIN: Final = 24  # the contract: keys live at least a day
+COMPLETER_BATCH_MAX: Final = 50  # unfinished charges resolved per completer pass
+COMPLETER_CONCURRENCY_MAX: Final = 8  # processor lookups in flight per pass
+COMPLETER_IDLE_SECONDS: Final = 1.0  # pause between passes when there was nothing to do
+COMPLETER_BACKOFF_SECONDS_MAX: Final = 30.0  # pause after a pass failed (database down)
+REAPER_BATCH_MAX: Final = 1_000  # idempotency keys deleted per statement
+REAPER_INTERVAL_SECONDS: Final = 300.0
 
 # Ledger
 LEDGER_BATCH_TRANSACTIONS_MAX: Final = 10_000  # one post_transactions call

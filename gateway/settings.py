@@ -14,6 +14,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from gateway import limits
+
 
 class LogFormat(StrEnum):
     JSON = "json"
@@ -34,6 +36,14 @@ class Settings(BaseSettings):
     log_format: LogFormat | None = None
     log_level: str = "info"
     migrate_on_start: bool = True
+    # Charges: a key locked longer than this belongs to a dead request and is taken over; the
+    # completer resolves charges left unresolved this long; keys live at least 24 hours.
+    charges_lock_timeout_seconds: float = Field(default=limits.CHARGE_LOCK_TIMEOUT_SECONDS, gt=0)
+    charges_complete_after_seconds: float = Field(default=limits.CHARGE_LOCK_TIMEOUT_SECONDS, gt=0)
+    idempotency_key_retention_hours: float = Field(
+        default=limits.IDEMPOTENCY_KEY_RETENTION_HOURS_MIN,
+        ge=limits.IDEMPOTENCY_KEY_RETENTION_HOURS_MIN,
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -46,3 +46,7 @@ SANDBOX_KNOB_SECONDS_MAX: Final = 3600.0  # no test knob delays anything longer 
 
 # Webhook verification (Standard Webhooks)
 WEBHOOK_TOLERANCE_SECONDS: Final = 300  # older or newer timestamps are refused (replay guard)
+
+# Stripe (providers.stripe)
+STRIPE_SEARCH_RESULTS_MAX: Final = 10  # one charge_id should match exactly one PaymentIntent
+STRIPE_WEBHOOK_SIGNATURES_MAX: Final = 16  # v1= entries read from one header (rotation: two)

@@ -14,11 +14,12 @@ import structlog
 
 from providers.base import Capability, Provider, ProviderContext, ProviderNotConfigured
 from providers.sandbox.provider import SandboxProvider
+from providers.stripe import StripeProvider
 
 log = structlog.get_logger(__name__)
 
 # One line per provider. Keep this tuple the only place that lists them.
-PROVIDER_CLASSES: tuple[type[Provider], ...] = (SandboxProvider,)
+PROVIDER_CLASSES: tuple[type[Provider], ...] = (SandboxProvider, StripeProvider)
 
 
 class NoSuchProvider(LookupError):

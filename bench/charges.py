@@ -1,0 +1,372 @@
+"""Charges per second and latency, end to end over HTTP: `gateway serve` charging through a
+standalone sandbox processor (both real subprocesses), at concurrency 1 and 64, beside
+
+- the sandbox alone (the processor's own ceiling on this machine), and
+- a bare aiohttp endpoint (`python -m bench.charges bare …`) making the same processor call
+  (once with httpx and the gateway's connection limits, once with aiohttp's client)
+  and the same database round trips as the gateway's charge path (the key+charge statement;
+  then one transaction: lock the charge, two account look-ups, lock accounts, insert the
+  ledger transaction and entries, update the charge twice, store the response), with none
+  of the gateway's code around them,
+
+so the gateway's own overhead shows as a ratio. Every charge has its own idempotency key and
+pays with `pm_card_visa`; customers are spread over many accounts, as in production."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import httpx
+from aiohttp import web
+
+from bench.support import Figure, fresh_database, report
+from gateway.charges.phases import BEGIN_SQL
+from providers.http import DEFAULT_LIMITS
+from tests.support.service import ServiceProcess, free_port
+
+API_KEY = "sk_bench_" + "b" * 24
+ACCOUNTS = 1000
+DURATION_SECONDS = {1: 4.0, 64: 8.0}
+
+
+async def open_accounts(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.executemany(
+            "INSERT INTO customer_accounts (account_id, currency) VALUES ($1, 'USD')",
+            [(f"acct_{n}",) for n in range(ACCOUNTS)],
+        )
+    finally:
+        await conn.close()
+
+
+async def load(url: str, concurrency: int, headers: dict[str, str], name: str) -> Figure:
+    """Charge as fast as `concurrency` clients can for a fixed time; count successes."""
+    latencies: list[float] = []
+    failures = 0
+    deadline = time.perf_counter() + DURATION_SECONDS[concurrency]
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def client(n: int) -> None:
+            nonlocal failures
+            i = 0
+            while time.perf_counter() < deadline:
+                i += 1
+                body = {
+                    "account_id": f"acct_{(n * 7919 + i) % ACCOUNTS}",
+                    "amount": 100,
+                    "currency": "USD",
+                    "payment_method": "pm_card_visa",
+                }
+                key = uuid.uuid4().hex
+                started = time.perf_counter()
+                async with http.post(
+                    url, json=body, headers=headers | {"Idempotency-Key": key}
+                ) as response:
+                    await response.read()
+                    ok = response.status == 200
+                if ok:
+                    latencies.append((time.perf_counter() - started) * 1000)
+                else:
+                    failures += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(n) for n in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    if failures:
+        name += f" ({failures} failed)"
+    return Figure(name, len(latencies), elapsed, tuple(latencies))
+
+
+# The bare endpoint: the same statements as the charge path, inline, no framework around them.
+_LOCK = "SELECT id FROM charges WHERE id = $1 FOR UPDATE"
+_FIND = "SELECT id FROM ledger_accounts WHERE kind = $1 AND owner = $2 AND currency = $3"
+_LOCK_ACCOUNTS = (
+    "SELECT id FROM ledger_accounts WHERE id = ANY($1::bigint[]) AND balance_micros IS NOT NULL "
+    "ORDER BY id FOR UPDATE"
+)
+_POST = """
+WITH t AS (
+  INSERT INTO ledger_transactions (reference, code, currency) VALUES ($1, 'captured', 'USD')
+  RETURNING id
+), e AS (
+  INSERT INTO ledger_entries (transaction_id, account_id, side, amount_micros)
+  SELECT t.id, l.account_id, l.side::ledger_side, $4 FROM t,
+         unnest($2::bigint[], $3::text[]) AS l(account_id, side)
+)
+UPDATE ledger_accounts SET balance_micros = balance_micros + $4
+WHERE id = $5 AND balance_micros IS NOT NULL
+"""
+
+
+class Processor:
+    """The bare endpoint's processor client: httpx with the gateway's limits (the gateway's
+    providers use httpx), or aiohttp's client, to show what the HTTP client costs."""
+
+    def __init__(self, kind: str, sandbox_url: str) -> None:
+        self.kind = kind
+        self.url = sandbox_url + "/v1/charges"
+        self.httpx = httpx.AsyncClient(limits=DEFAULT_LIMITS)
+        self.aiohttp: aiohttp.ClientSession | None = None
+
+    async def charge(self, payload: dict[str, Any], key: str) -> str:
+        headers = {"Idempotency-Key": key}
+        if self.kind == "httpx":
+            answer = await self.httpx.post(self.url, json=payload, headers=headers)
+            charge_id: str = answer.json()["id"]
+            return charge_id
+        if self.aiohttp is None:
+            self.aiohttp = aiohttp.ClientSession()
+        async with self.aiohttp.post(self.url, json=payload, headers=headers) as response:
+            charge_id = (await response.json())["id"]
+            return charge_id
+
+
+async def bare_app(db_url: str, sandbox_url: str, client: str) -> web.Application:
+    pool = await asyncpg.create_pool(db_url, min_size=10, max_size=20)
+    processor = Processor(client, sandbox_url)
+
+    async def charge(request: web.Request) -> web.Response:
+        body = await request.json()
+        key = request.headers["Idempotency-Key"]
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                BEGIN_SQL,
+                "bench",
+                key,
+                "POST",
+                "/v1/charges",
+                b"fingerprint",
+                body["account_id"],
+                body["amount"],
+                body["currency"],
+                "sandbox",
+                body["payment_method"],
+                None,
+                "{}",
+            )
+        if row is None or row["id"] is None:
+            raise RuntimeError(f"the bench's key or account is wrong: {body}")
+        charge_id = row["id"]
+        provider_charge_id = await processor.charge(
+            {
+                "amount": body["amount"],
+                "currency": body["currency"],
+                "payment_method": body["payment_method"],
+                "metadata": {"charge_id": charge_id},
+            },
+            f"gw_{charge_id}",
+        )
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.fetchrow(_LOCK, charge_id)
+            customer = await conn.fetchval(_FIND, "customer_balance", body["account_id"], "USD")
+            clearing = await conn.fetchval(_FIND, "provider_clearing", "sandbox", "USD")
+            await conn.fetch(_LOCK_ACCOUNTS, [customer, clearing])
+            await conn.execute(
+                _POST,
+                f"bare:{charge_id}:captured",
+                [clearing, customer],
+                ["debit", "credit"],
+                body["amount"] * 10_000,
+                customer,
+            )
+            await conn.execute("UPDATE charges SET status = 'succeeded' WHERE id = $1", charge_id)
+            await conn.fetchrow(
+                "UPDATE charges SET provider_charge_id = $2 WHERE id = $1 RETURNING *",
+                charge_id,
+                provider_charge_id,
+            )
+            payload = json.dumps({"id": charge_id, "status": "succeeded"}).encode()
+            await conn.execute(
+                "UPDATE idempotency_keys SET response_status = 200, response_body = $2, "
+                "recovery_point = 'finished' WHERE key = $1",
+                key,
+                payload,
+            )
+        return web.Response(body=payload, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/charges", charge)
+    return app
+
+
+def run_bare(port: int, db_url: str, sandbox_url: str, client: str) -> None:
+    import uvloop
+
+    async def make() -> web.Application:
+        return await bare_app(db_url, sandbox_url, client)
+
+    web.run_app(
+        make(),
+        host="127.0.0.1",
+        port=port,
+        print=None,
+        access_log=None,
+        loop=uvloop.new_event_loop(),
+    )
+
+
+async def warm_accounts(db_url: str) -> None:
+    """Create the ledger accounts up front so the bare endpoint's look-ups find them."""
+    from gateway.ledger.chart import SystemAccount, customer_account, system_account
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        await system_account(conn, SystemAccount.PROVIDER_CLEARING, "USD", provider="sandbox")
+        for n in range(ACCOUNTS):
+            await customer_account(conn, f"acct_{n}", "USD")
+    finally:
+        await conn.close()
+
+
+async def main() -> None:
+    db_url = await fresh_database("bench_charges")
+    await open_accounts(db_url)
+    await warm_accounts(db_url)
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        sandbox_port = free_port()
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        sandbox = ServiceProcess(
+            "sandbox",
+            {
+                "GATEWAY_SANDBOX_PORT": str(sandbox_port),
+                "GATEWAY_DATA_DIR": str(tmp_path / "sandbox"),
+                # Nobody listens for webhooks here: the bench measures the charge path.
+                "GATEWAY_SANDBOX_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/webhooks",
+                "GATEWAY_LOG_LEVEL": "warning",
+            },
+            tmp_path / "sandbox.log",
+        )
+        await sandbox.start()
+        await sandbox.wait_ready(f"{sandbox_url}/_sandbox/health")
+        # Webhooks would pile up undeliverable (nobody listens here) and the sandbox would
+        # spend the run retrying them: the bench measures the charge path, so pause them.
+        async with httpx.AsyncClient(base_url=sandbox_url) as http:
+            (await http.post("/_sandbox/webhooks/pause")).raise_for_status()
+        try:
+            for concurrency in (1, 64):
+                figures.append(
+                    await load(
+                        f"{sandbox_url}/v1/charges",
+                        concurrency,
+                        {},
+                        f"sandbox alone, concurrency {concurrency}",
+                    )
+                )
+            figures += await _gateway(tmp_path, db_url, sandbox_url)
+            figures += await _bare(tmp_path, db_url, sandbox_url, "httpx")
+            figures += await _bare(tmp_path, db_url, sandbox_url, "aiohttp")
+        finally:
+            await sandbox.stop(signal.SIGTERM)
+    report("Charges: end to end over HTTP against the sandbox processor", figures)
+    by_name = {
+        f.name.rsplit(" (", 1)[0] if f.name.endswith("failed)") else f.name: f for f in figures
+    }
+    for concurrency in (1, 64):
+        gateway = by_name.get(f"gateway, concurrency {concurrency}")
+        for client in ("httpx", "aiohttp"):
+            bare = by_name.get(f"bare endpoint ({client}), concurrency {concurrency}")
+            if gateway and bare and gateway.per_second:
+                print(
+                    f"  concurrency {concurrency}: bare endpoint ({client}) / gateway "
+                    f"throughput {bare.per_second / gateway.per_second:.2f}x"
+                )
+
+
+async def _gateway(tmp_path: Path, db_url: str, sandbox_url: str) -> list[Figure]:
+    port = free_port()
+    service = ServiceProcess(
+        "serve",
+        {
+            "GATEWAY_DATABASE_URL": db_url,
+            "GATEWAY_SANDBOX_URL": sandbox_url,
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_API_KEYS": API_KEY,
+            "GATEWAY_DATA_DIR": str(tmp_path / "serve"),
+            "GATEWAY_LOG_FORMAT": "json",
+            "GATEWAY_LOG_LEVEL": "warning",
+        },
+        tmp_path / "serve.log",
+    )
+    await service.start()
+    try:
+        await service.wait_ready(f"http://127.0.0.1:{port}/readyz", timeout_seconds=60)
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        return [
+            await load(
+                f"http://127.0.0.1:{port}/v1/charges", c, headers, f"gateway, concurrency {c}"
+            )
+            for c in (1, 64)
+        ]
+    finally:
+        await service.stop(signal.SIGTERM)
+
+
+async def _bare(tmp_path: Path, db_url: str, sandbox_url: str, client: str) -> list[Figure]:
+    port = free_port()
+    log = (tmp_path / "bare.log").open("ab")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.charges",
+        "bare",
+        str(port),
+        db_url,
+        sandbox_url,
+        client,
+        stdout=log,
+        stderr=log,
+        env=dict(os.environ),
+    )
+    try:
+        await _wait_port(port)
+        return [
+            await load(
+                f"http://127.0.0.1:{port}/v1/charges",
+                c,
+                {},
+                f"bare endpoint ({client}), concurrency {c}",
+            )
+            for c in (1, 64)
+        ]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await process.wait()
+        log.close()
+
+
+async def _wait_port(port: int) -> None:
+    for _ in range(100):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        return
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+def _cli(argv: list[str]) -> Any:
+    if len(argv) == 5 and argv[0] == "bare":
+        run_bare(int(argv[1]), argv[2], argv[3], argv[4])
+        return None
+    return asyncio.run(main())
+
+
+if __name__ == "__main__":
+    _cli(sys.argv[1:])

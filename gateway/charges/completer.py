@@ -1,0 +1,180 @@
+"""Background work that finishes what requests left behind, and forgets what is old.
+
+The completer (one pass = bounded batches, then a pause; backoff while the database is down):
+- Unfinished keys: a request died (crash, kill, database lost before `finish`) or its
+  processor call ended with no answer. The key is taken over once its lock is stale, and the
+  charge (or refund) is driven from `charge_created` (`refund_created`) exactly as a client
+  retry with the key would: the same processor key is re-sent, the answer settled and the
+  response stored.
+- Unresolved charges whose request did finish (`pm_card_async` answered `pending`, or
+  `requires_action`): the processor is asked for the charge (`retrieve_charge` by its id, or
+  `find_charge` by our processor key) and its answer settled. Webhooks usually get there first;
+  settlement makes the second arrival a no-op.
+
+The reaper deletes finished keys older than the retention (at least 24 hours), in batches.
+Keys still unfinished are never reaped: they are work, not history."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from gateway import limits
+from gateway.api.errors import ApiError
+from gateway.charges import phases, refunds
+from gateway.charges.deps import CHARGE_DEPS
+from gateway.charges.errors import is_database_down
+from gateway.charges.model import CHARGE_COLUMNS
+from gateway.charges.processor import look_up_charge
+from gateway.charges.service import ChargeDeps, drive, finish_settled, provider_for
+from gateway.db import in_transaction, raw_connection
+from gateway.settlement import UNRESOLVED
+from gateway.state import SETTINGS
+from providers.base import ProviderError
+
+log = structlog.get_logger(__name__)
+
+_CLAIM_KEYS = """
+UPDATE idempotency_keys SET locked_at = now(), last_run_at = now()
+WHERE id IN (
+  SELECT id FROM idempotency_keys
+  WHERE response_status IS NULL AND (charge_id IS NOT NULL OR refund_id IS NOT NULL)
+    AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => $1))
+    AND last_run_at < now() - make_interval(secs => $2)
+  ORDER BY last_run_at
+  LIMIT $3
+  FOR UPDATE SKIP LOCKED)
+RETURNING id, charge_id, refund_id
+"""
+
+_UNRESOLVED = f"""
+SELECT {CHARGE_COLUMNS} FROM charges c
+WHERE status IN ('pending', 'requires_action')
+  AND updated_at < now() - make_interval(secs => $1)
+  AND NOT EXISTS (SELECT 1 FROM idempotency_keys k
+                  WHERE k.charge_id = c.id AND k.response_status IS NULL)
+ORDER BY updated_at
+LIMIT $2
+"""  # noqa: S608 - constant column list
+
+_REAP = """
+DELETE FROM idempotency_keys WHERE id IN (
+  SELECT id FROM idempotency_keys
+  WHERE created_at < now() - make_interval(secs => $1) AND response_status IS NOT NULL
+  LIMIT $2)
+"""
+
+
+async def complete_once(deps: ChargeDeps, *, after_seconds: float) -> int:
+    """One pass: resolve up to a batch of unfinished keys and of unresolved charges. Returns
+    how many it looked at."""
+    async with raw_connection(deps.engine) as conn:
+        keys = await conn.fetch(
+            _CLAIM_KEYS, deps.lock_timeout_seconds, after_seconds, limits.COMPLETER_BATCH_MAX
+        )
+        charges = await conn.fetch(_UNRESOLVED, after_seconds, limits.COMPLETER_BATCH_MAX)
+        refund_keys = [(key["id"], key["refund_id"]) for key in keys if key["refund_id"]]
+        loaded = [
+            (key["id"], await phases.load(conn, key["charge_id"]))
+            for key in keys
+            if not key["refund_id"]
+        ]
+    gate = asyncio.Semaphore(limits.COMPLETER_CONCURRENCY_MAX)
+
+    async def bounded(work: Any) -> None:
+        async with gate:
+            await work
+
+    await asyncio.gather(
+        *(bounded(_finish_key(deps, key_id, row)) for key_id, row in loaded),
+        *(bounded(_resolve(deps, row)) for row in charges),
+        *(bounded(_finish_refund(deps, key_id, refund_id)) for key_id, refund_id in refund_keys),
+    )
+    return len(keys) + len(charges)
+
+
+async def _finish_key(deps: ChargeDeps, key_id: int, row: asyncpg.Record) -> None:
+    provider = provider_for(deps, row["provider"])
+    try:
+        if row["status"] in UNRESOLVED:
+            await drive(deps, provider, key_id, row, first_run=False)
+        else:
+            await finish_settled(deps, key_id, row)
+        log.info("completer.key_finished", charge_id=row["id"])
+    except ApiError as exc:  # still no answer: released, tried again next pass
+        log.info("completer.key_unresolved", charge_id=row["id"], code=exc.code)
+
+
+async def _finish_refund(deps: ChargeDeps, key_id: int, refund_id: str) -> None:
+    try:
+        await refunds.resume(deps, key_id, refund_id)
+        log.info("completer.refund_finished", refund_id=refund_id)
+    except ApiError as exc:
+        log.info("completer.refund_unresolved", refund_id=refund_id, code=exc.code)
+
+
+async def _resolve(deps: ChargeDeps, row: asyncpg.Record) -> None:
+    provider = provider_for(deps, row["provider"])
+    try:
+        result = await look_up_charge(provider, row)
+    except ProviderError as exc:
+        log.info("completer.lookup_failed", charge_id=row["id"], error=type(exc).__name__)
+        return
+    if result is None:
+        log.error("completer.charge_unknown_to_processor", charge_id=row["id"])
+        return
+    await in_transaction(
+        deps.engine, lambda conn: phases.settle_result(conn, provider.name, row["id"], result)
+    )
+
+
+async def _forever(app: web.Application, name: str, step: Any, idle_seconds: float) -> None:
+    backoff = limits.COMPLETER_IDLE_SECONDS
+    while True:
+        try:
+            busy = await step()
+            backoff = limits.COMPLETER_IDLE_SECONDS
+        except Exception as exc:
+            if not is_database_down(exc):
+                raise
+            log.warning(f"{name}.database_unavailable", retry_in_seconds=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, limits.COMPLETER_BACKOFF_SECONDS_MAX)
+            continue
+        if not busy:
+            await asyncio.sleep(idle_seconds)
+
+
+async def run_completer(app: web.Application) -> None:
+    settings = app[SETTINGS]
+
+    async def step() -> int:
+        return await complete_once(
+            app[CHARGE_DEPS], after_seconds=settings.charges_complete_after_seconds
+        )
+
+    await _forever(app, "completer", step, limits.COMPLETER_IDLE_SECONDS)
+
+
+async def reap_once(deps: ChargeDeps, *, retention_hours: float) -> int:
+    """Delete one batch of finished keys older than the retention; how many went."""
+    retention_seconds = max(retention_hours, limits.IDEMPOTENCY_KEY_RETENTION_HOURS_MIN) * 3600
+    async with raw_connection(deps.engine) as conn:
+        status = await conn.execute(_REAP, retention_seconds, limits.REAPER_BATCH_MAX)
+    return int(status.split()[-1])
+
+
+async def run_reaper(app: web.Application) -> None:
+    settings = app[SETTINGS]
+
+    async def step() -> int:
+        deleted = await reap_once(
+            app[CHARGE_DEPS], retention_hours=settings.idempotency_key_retention_hours
+        )
+        return deleted >= limits.REAPER_BATCH_MAX  # a full batch: more are waiting
+
+    await _forever(app, "reaper", step, limits.REAPER_INTERVAL_SECONDS)

@@ -1,0 +1,113 @@
+"""The charge API's shapes: the request body (validated before anything is stored), the charge
+object as the API renders it, and the responses a charge request can end in."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+from gateway import limits
+from gateway.api.errors import ApiError, dumps
+from gateway.charges.idempotency import StoredResponse
+
+Text = Annotated[StrictStr, Field(min_length=1, max_length=limits.ID_LENGTH_MAX)]
+
+
+class ChargeCreate(BaseModel):
+    """`POST /v1/charges`: `amount` is an integer in the currency's minor unit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account_id: Text
+    amount: StrictInt = Field(gt=0, le=limits.CHARGE_AMOUNT_MINOR_MAX)
+    currency: StrictStr = Field(pattern=r"^[A-Za-z]{3}$")
+    payment_method: Text
+    provider: Text | None = None
+    description: StrictStr | None = Field(default=None, max_length=limits.DESCRIPTION_LENGTH_MAX)
+    metadata: dict[StrictStr, StrictStr] | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if len(value) > limits.METADATA_KEYS_MAX:
+            raise ValueError(f"at most {limits.METADATA_KEYS_MAX} keys")
+        for key, item in value.items():
+            if not 0 < len(key) <= limits.METADATA_KEY_LENGTH_MAX:
+                raise ValueError(f"keys are 1 to {limits.METADATA_KEY_LENGTH_MAX} characters")
+            if len(item) > limits.METADATA_VALUE_LENGTH_MAX:
+                raise ValueError(f"values are at most {limits.METADATA_VALUE_LENGTH_MAX} chars")
+        return value
+
+
+class RefundCreate(BaseModel):
+    """`POST /v1/charges/{id}/refunds`: no amount refunds whatever is left."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    amount: StrictInt | None = Field(default=None, gt=0, le=limits.CHARGE_AMOUNT_MINOR_MAX)
+
+
+CHARGE_COLUMNS = """
+id, account_id, amount_minor, currency, status, provider, provider_charge_id,
+provider_idempotency_key, payment_method, amount_refunded_minor, failure_code, failure_message,
+description, metadata, created_at, updated_at
+"""
+
+
+def timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def charge_object(row: asyncpg.Record) -> dict[str, Any]:
+    """The charge as the API shows it (the contract's charge object)."""
+    metadata = row["metadata"]
+    return {
+        "id": row["id"],
+        "object": "charge",
+        "account_id": row["account_id"],
+        "amount": row["amount_minor"],
+        "currency": row["currency"],
+        "status": row["status"],
+        "provider": row["provider"],
+        "provider_charge_id": row["provider_charge_id"],
+        "payment_method": row["payment_method"],
+        "amount_refunded": row["amount_refunded_minor"],
+        "failure_code": row["failure_code"],
+        "failure_message": row["failure_message"],
+        "description": row["description"],
+        "metadata": metadata if isinstance(metadata, dict) else _json_object(metadata),
+        "created_at": timestamp(row["created_at"]),
+        "updated_at": timestamp(row["updated_at"]),
+    }
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    value = json.loads(text) if text else {}
+    if not isinstance(value, dict):
+        raise TypeError("charge metadata must be a JSON object")
+    return value
+
+
+def final_response(row: asyncpg.Record) -> StoredResponse:
+    """What a finished charge request answers: the charge, or for a decline a 402
+    `card_error` naming the charge (Stripe's shape)."""
+    if row["status"] == "failed":
+        error = ApiError(
+            402,
+            "card_declined",
+            row["failure_message"] or "The card was declined",
+            extra={"decline_code": row["failure_code"], "charge": row["id"]},
+        )
+        return StoredResponse(402, dumps(error.body()), {})
+    return StoredResponse(200, dumps(charge_object(row)), {})

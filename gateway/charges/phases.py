@@ -1,0 +1,167 @@
+"""A charge's atomic phases: each one database transaction (or one statement), with the
+processor call between them, never inside.
+
+    begin      key row + charge row (+ its processor key) in ONE statement -> `charge_created`
+    (processor call, retried, same processor key)
+    finish     settle the processor's answer + store the final response     -> `finished`
+    abandon    nothing reached the processor: delete the charge and its key (503, retryable)
+    release    outcome unknown: unlock the key; the charge stays `pending`
+
+A crash between phases leaves a key at `charge_created` with a pending charge; whoever takes the
+key over next (a retry with the same key, or the completer) resumes at the processor call."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from gateway.api.errors import ApiError, invalid
+from gateway.charges import idempotency
+from gateway.charges.idempotency import StoredResponse
+from gateway.charges.model import CHARGE_COLUMNS, ChargeCreate, final_response
+from gateway.settlement import settle
+from providers.base import ChargeResult, ChargeStatus, DeclineCode, EventKind, WebhookEvent
+
+# The account check, the key and the charge in one round trip. The key row names the charge id
+# made up front, so both rows exist together or not at all; a key that already exists makes
+# the whole statement insert nothing (the caller then reads the key).
+BEGIN_SQL = f"""
+WITH account AS (
+  SELECT currency FROM customer_accounts WHERE account_id = $6
+), new_charge AS (
+  SELECT gw_new_id('ch') AS id FROM account WHERE currency = $8
+), key AS (
+  INSERT INTO idempotency_keys
+    (scope, key, request_method, request_path, fingerprint, locked_at, recovery_point, charge_id)
+  SELECT $1, $2, $3, $4, $5, now(), 'charge_created', new_charge.id FROM new_charge
+  ON CONFLICT (scope, key) DO NOTHING
+  RETURNING id, charge_id
+), charge AS (
+  INSERT INTO charges
+    (id, account_id, amount_minor, currency, provider, payment_method, description, metadata)
+  SELECT key.charge_id, $6, $7, $8, $9, $10, $11, $12::jsonb FROM key
+  RETURNING {CHARGE_COLUMNS}
+)
+SELECT (SELECT currency FROM account) AS account_currency, (SELECT id FROM key) AS key_id,
+       charge.*
+FROM (SELECT 1) AS one LEFT JOIN charge ON true
+"""  # noqa: S608 - only a constant column list is interpolated
+
+_LOAD = f"SELECT {CHARGE_COLUMNS} FROM charges WHERE id = $1"  # noqa: S608 - constant
+
+
+async def begin(
+    conn: asyncpg.Connection[Any],
+    *,
+    scope: str,
+    key: str,
+    method: str,
+    path: str,
+    fingerprint: bytes,
+    request: ChargeCreate,
+    provider: str,
+    metadata_json: str,
+) -> tuple[int, asyncpg.Record] | None:
+    """Create the key and the charge; None when the key exists already. Raises the 400s for
+    an unknown account or a currency the account does not use (nothing stored)."""
+    row = await conn.fetchrow(
+        BEGIN_SQL,
+        scope,
+        key,
+        method,
+        path,
+        fingerprint,
+        request.account_id,
+        request.amount,
+        request.currency,
+        provider,
+        request.payment_method,
+        request.description,
+        metadata_json,
+    )
+    if row is None or row["account_currency"] is None:
+        raise ApiError(
+            400,
+            "resource_missing",
+            f"No such account: '{request.account_id}' (create it with PUT /v1/accounts/{{id}})",
+            param="account_id",
+        )
+    if row["account_currency"] != request.currency:
+        raise invalid(
+            "currency",
+            f"Account '{request.account_id}' uses {row['account_currency']}, "
+            f"not {request.currency}",
+            code="currency_mismatch",
+        )
+    if row["key_id"] is None:
+        return None
+    return row["key_id"], row
+
+
+async def load(conn: asyncpg.Connection[Any], charge_id: str) -> asyncpg.Record:
+    row: asyncpg.Record | None = await conn.fetchrow(_LOAD, charge_id)
+    if row is None:
+        raise RuntimeError(f"charge {charge_id} does not exist")
+    return row
+
+
+_KIND_BY_STATUS = {
+    ChargeStatus.SUCCEEDED: EventKind.CHARGE_SUCCEEDED,
+    ChargeStatus.FAILED: EventKind.CHARGE_FAILED,
+    ChargeStatus.PENDING: EventKind.CHARGE_PENDING,
+    ChargeStatus.REQUIRES_ACTION: EventKind.CHARGE_REQUIRES_ACTION,
+}
+
+
+def fact(charge_id: str, result: ChargeResult) -> WebhookEvent:
+    """The processor's synchronous answer as a settlement fact: the webhook worker settles
+    the same fact through the same function, and the first one to commit wins."""
+    return WebhookEvent(
+        event_id=f"sync:{charge_id}:{result.status.value}",
+        kind=_KIND_BY_STATUS[result.status],
+        raw_type=f"sync.{result.raw_status or result.status.value}",
+        occurred_at=datetime.now(UTC),
+        provider_charge_id=result.provider_charge_id,
+        charge_id=charge_id,
+        amount_minor=result.amount_minor,
+        currency=result.currency.upper(),
+        decline_code=result.decline_code,
+        failure_message=result.failure_message,
+    )
+
+
+def refused_result(row: asyncpg.Record, message: str) -> ChargeResult:
+    """A processor's refusal of the request (not a decline) as a definitive failed charge:
+    the processor said it made no charge, so this is no guess."""
+    return ChargeResult(
+        status=ChargeStatus.FAILED,
+        provider_charge_id=None,
+        amount_minor=row["amount_minor"],
+        currency=row["currency"],
+        decline_code=DeclineCode.PROCESSING_ERROR,
+        failure_message=message,
+    )
+
+
+async def settle_result(
+    conn: asyncpg.Connection[Any], provider: str, charge_id: str, result: ChargeResult
+) -> asyncpg.Record:
+    """Inside a transaction: settle the processor's answer and return the charge row."""
+    await settle(conn, provider, [fact(charge_id, result)])  # records the processor's id too
+    return await load(conn, charge_id)
+
+
+async def finish(
+    conn: asyncpg.Connection[Any], key_id: int, provider: str, charge_id: str, result: ChargeResult
+) -> StoredResponse:
+    """Inside a transaction: settle the answer and store the key's final response together."""
+    row = await settle_result(conn, provider, charge_id, result)
+    return await idempotency.finish(conn, key_id, final_response(row))
+
+
+async def abandon(conn: asyncpg.Connection[Any], charge_id: str) -> None:
+    """Nothing reached the processor: forget the charge; its key goes with it (cascade), so
+    the same key may be retried as if never used."""
+    await conn.execute("DELETE FROM charges WHERE id = $1 AND status = 'pending'", charge_id)

@@ -1,0 +1,149 @@
+"""The ledger postings settlement makes, collected for one batch and posted in one call.
+
+Each posting's reference is derived from the fact it books (`sandbox:ch_123:captured`,
+`sandbox:ch_123:refunded_total:500`, `sandbox:ch_123:dispute:dp_1:opened`), so the same fact
+settled twice, by the charge path and by a webhook, is posted once. Accounts are looked up
+once per batch, whatever the number of events naming them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from gateway.ledger.chart import (
+    CUSTOMER_BALANCE,
+    SystemAccount,
+    customer_account,
+    system_account,
+)
+from gateway.ledger.posting import Leg, PostOutcome, Side, TransactionSpec, post_transactions
+from gateway.money import currency, minor_to_micros
+from providers.base import DisputeOutcome
+
+if TYPE_CHECKING:
+    from gateway.settlement import ChargeState
+
+CUSTOMER = "customer"
+CLEARING = SystemAccount.PROVIDER_CLEARING
+DISPUTES = SystemAccount.DISPUTES
+
+
+class LedgerBatch:
+    """Postings for one settlement batch, each remembered with the event index it books."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.specs: list[tuple[int, _Posting]] = []
+
+    def capture(self, index: int, charge: ChargeState) -> None:
+        self._add(index, charge, "captured", charge.amount_minor, CLEARING, CUSTOMER)
+
+    def refund(self, index: int, charge: ChargeState, total_minor: int) -> None:
+        delta = total_minor - charge.amount_refunded_minor
+        self._add(index, charge, f"refunded_total:{total_minor}", delta, CUSTOMER, CLEARING)
+
+    def dispute_opened(self, index: int, charge: ChargeState) -> None:
+        reference = f"dispute:{charge.dispute_id}:opened"
+        self._add(index, charge, reference, charge.amount_disputed_minor, CUSTOMER, DISPUTES)
+
+    def dispute_closed(self, index: int, charge: ChargeState, outcome: DisputeOutcome) -> None:
+        # Won: the money comes back to the customer. Lost: it leaves through the processor.
+        credit = CUSTOMER if outcome is DisputeOutcome.WON else CLEARING
+        reference = f"dispute:{charge.dispute_id}:{outcome.value}"
+        self._add(index, charge, reference, charge.amount_disputed_minor, DISPUTES, credit)
+
+    def _add(
+        self, index: int, charge: ChargeState, fact: str, amount_minor: int, debit: str, credit: str
+    ) -> None:
+        posting = _Posting(
+            reference=f"{self.provider}:{charge.id}:{fact}",
+            code=fact.split(":", 1)[0],
+            charge=charge,
+            amount_minor=amount_minor,
+            debit=debit,
+            credit=credit,
+        )
+        self.specs.append((index, posting))
+
+    async def post(self, conn: asyncpg.Connection[Any]) -> dict[int, bool]:
+        """Post every collected posting; for each event index, whether it was new."""
+        accounts = await self._accounts(conn)
+        specs = []
+        for _, p in self.specs:
+            micros = minor_to_micros(p.amount_minor, currency(p.charge.currency))
+            specs.append(
+                TransactionSpec(
+                    reference=p.reference,
+                    code=p.code,
+                    currency=p.charge.currency,
+                    legs=(
+                        Leg(accounts[self._owner(p.debit, p.charge)], Side.DEBIT, micros),
+                        Leg(accounts[self._owner(p.credit, p.charge)], Side.CREDIT, micros),
+                    ),
+                    metadata={"charge_id": p.charge.id},
+                )
+            )
+        outcomes = await post_transactions(conn, specs)
+        return {
+            index: outcome is PostOutcome.POSTED
+            for (index, _), outcome in zip(self.specs, outcomes, strict=True)
+        }
+
+    def _owner(self, role: str, charge: ChargeState) -> tuple[str, str, str]:
+        """The ledger's (kind, owner, currency) of a role for one charge."""
+        if role == CUSTOMER:
+            return CUSTOMER_BALANCE, charge.account_id, charge.currency
+        return role, self.provider, charge.currency
+
+    async def _accounts(self, conn: asyncpg.Connection[Any]) -> dict[tuple[str, str, str], int]:
+        """Every ledger account the batch touches, found in one query (a batch of webhook
+        events names many customers); the few that do not exist yet are created through the
+        ledger's own get-or-create."""
+        wanted = {
+            self._owner(role, p.charge) for _, p in self.specs for role in (p.debit, p.credit)
+        }
+        kinds, owners, currencies = (list(column) for column in zip(*wanted, strict=True))
+        found = {
+            (row["kind"], row["owner"], row["currency"]): row["id"]
+            for row in await conn.fetch(_FIND_ACCOUNTS, kinds, owners, currencies)
+        }
+        for kind, owner, code in wanted - found.keys():
+            if kind == CUSTOMER_BALANCE:
+                found[(kind, owner, code)] = await customer_account(conn, owner, code)
+            else:
+                found[(kind, owner, code)] = await system_account(
+                    conn, SystemAccount(kind), code, provider=owner
+                )
+        return found
+
+
+# The ledger's accounts are unique on (kind, owner, currency): customer balances are owned by
+# the customer's account id, per-provider system accounts by the provider.
+_FIND_ACCOUNTS = """
+SELECT a.id, a.kind, a.owner, a.currency
+FROM ledger_accounts a
+JOIN unnest($1::text[], $2::text[], $3::text[]) AS w(kind, owner, currency)
+  ON a.kind = w.kind AND a.owner = w.owner AND a.currency = w.currency
+"""
+
+
+class _Posting:
+    __slots__ = ("amount_minor", "charge", "code", "credit", "debit", "reference")
+
+    def __init__(
+        self,
+        *,
+        reference: str,
+        code: str,
+        charge: ChargeState,
+        amount_minor: int,
+        debit: str,
+        credit: str,
+    ) -> None:
+        self.reference = reference
+        self.code = code
+        self.charge = charge
+        self.amount_minor = amount_minor
+        self.debit = debit
+        self.credit = credit

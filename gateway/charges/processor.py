@@ -1,0 +1,139 @@
+"""The processor call between a charge's atomic phases, through the one retry policy, and what
+its faults mean for the charge.
+
+Every attempt sends the same `ChargeRequest`, so the same processor idempotency key (derived
+from our charge row and stored before the first call): the processor makes at most one charge
+however many attempts, requests and recoveries there are. The call reports whether any attempt
+may have reached the processor, because only a call that never did lets us forget the charge:
+the retry layer re-raises the *last* error, and a `ProviderUnavailable` after an earlier
+`ProviderOutcomeUnknown` must still count as "may have charged"."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import asyncpg
+import structlog
+from prometheus_client import Counter, Histogram
+
+from providers.base import (
+    ChargeRequest,
+    ChargeResult,
+    Provider,
+    ProviderError,
+    ProviderRequestError,
+)
+from providers.retry import call_with_retry
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+CHARGES = Counter(
+    "gateway_charges_total", "Charge requests by provider and outcome", ["provider", "outcome"]
+)
+UNKNOWN_OUTCOMES = Counter(
+    "gateway_charge_unknown_outcomes_total",
+    "Processor calls that ended without an answer (the charge or refund stays pending)",
+    ["provider"],
+)
+PROCESSOR_LATENCY = Histogram(
+    "gateway_charge_processor_seconds",
+    "Processor charge calls, retries included",
+    ["provider"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Unreached:
+    """No attempt reached the processor: there is no processor charge."""
+
+    error: ProviderError
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """Some attempt may have reached the processor and no answer came back."""
+
+    error: ProviderError
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The processor answered that it will not make this charge (not a decline)."""
+
+    error: ProviderRequestError
+
+
+Sent = ChargeResult | Unreached | Unknown | Refused
+
+
+def charge_request(row: asyncpg.Record) -> ChargeRequest:
+    """The processor request for a charge row: the same on every attempt and recovery."""
+    metadata = row["metadata"]
+    values = json.loads(metadata) if isinstance(metadata, str) else dict(metadata or {})
+    return ChargeRequest(
+        idempotency_key=row["provider_idempotency_key"],
+        charge_id=row["id"],
+        account_id=row["account_id"],
+        amount_minor=row["amount_minor"],
+        currency=row["currency"],
+        payment_method=row["payment_method"],
+        description=row["description"],
+        metadata={str(k): str(v) for k, v in values.items()},
+    )
+
+
+async def call_once(
+    provider: Provider, op: str, operation: Callable[[], Awaitable[T]]
+) -> T | Unreached | Unknown | Refused:
+    """Run a processor operation under the retry policy; faults come back as values."""
+    reached = False
+
+    async def attempt() -> T:
+        nonlocal reached
+        try:
+            return await operation()
+        except ProviderError as exc:
+            reached = reached or exc.may_have_reached_processor
+            raise
+
+    try:
+        return await call_with_retry(attempt, provider=provider.name, op=op)
+    except ProviderRequestError as exc:
+        return Refused(exc)
+    except ProviderError as exc:
+        if not reached:
+            return Unreached(exc)
+        UNKNOWN_OUTCOMES.labels(provider.name).inc()
+        log.warning("processor.outcome_unknown", provider=provider.name, op=op, error=str(exc))
+        return Unknown(exc)
+
+
+async def send_charge(provider: Provider, request: ChargeRequest) -> Sent:
+    """Create the charge at the processor, same processor key on every attempt."""
+    started = time.perf_counter()
+    try:
+        return await call_once(provider, "create_charge", lambda: provider.create_charge(request))
+    finally:
+        PROCESSOR_LATENCY.labels(provider.name).observe(time.perf_counter() - started)
+
+
+async def look_up_charge(provider: Provider, row: asyncpg.Record) -> ChargeResult | None:
+    """The processor's view of a charge whose answer we do not have: by its processor id when
+    we know it, else by our processor key. None: the processor has no such charge."""
+    provider_charge_id: str | None = row["provider_charge_id"]
+    request = charge_request(row)
+
+    # A coroutine function, not a lambda returning a coroutine: tenacity awaits only what it
+    # recognizes as async (a lambda's coroutine would come back unawaited).
+    async def look_up() -> ChargeResult | None:
+        if provider_charge_id:
+            return await provider.retrieve_charge(provider_charge_id)
+        return await provider.find_charge(request)
+
+    return await call_with_retry(look_up, provider=provider.name, op="look_up_charge")

@@ -1,0 +1,187 @@
+"""The charge routes (DESIGN.md section 3) and the feature's wiring: `setup(app)` adds the
+routes, the charge path's dependencies and the background completer and reaper."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway import limits
+from gateway.api.body import parse_body
+from gateway.api.errors import ApiError, invalid, json_response, not_found
+from gateway.api.middleware import API_KEY_ID, IDEMPOTENCY_KEY
+from gateway.api.routing import add_route
+from gateway.charges import completer
+from gateway.charges.deps import CHARGE_DEPS, charge_deps
+from gateway.charges.errors import database_unavailable, is_database_down
+from gateway.charges.idempotency import REPLAYED_HEADER
+from gateway.charges.model import CHARGE_COLUMNS, ChargeCreate, RefundCreate, charge_object
+from gateway.charges.refunds import create_refund
+from gateway.charges.service import ChargeResponse, create_charge
+from gateway.db import raw_connection
+from gateway.state import ENGINE, ROLE, Role
+from gateway.workers import supervised
+
+
+def _response(answer: ChargeResponse) -> web.Response:
+    headers = dict(answer.headers)
+    if answer.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return web.Response(
+        body=answer.body, status=answer.status, headers=headers, content_type="application/json"
+    )
+
+
+async def post_charge(request: web.Request) -> web.Response:
+    body = await parse_body(request, ChargeCreate)
+    answer = await create_charge(
+        request.app[CHARGE_DEPS],
+        scope=request[API_KEY_ID],
+        idempotency_key=request[IDEMPOTENCY_KEY],
+        request=body,
+    )
+    return _response(answer)
+
+
+async def post_refund(request: web.Request) -> web.Response:
+    body = await parse_body(request, RefundCreate)
+    answer = await create_refund(
+        request.app[CHARGE_DEPS],
+        scope=request[API_KEY_ID],
+        idempotency_key=request[IDEMPOTENCY_KEY],
+        charge_id=request.match_info["id"],
+        request=body,
+    )
+    return _response(answer)
+
+
+async def _fetch(request: web.Request, query: str, *args: Any) -> list[Any]:
+    try:
+        async with raw_connection(request.app[ENGINE]) as conn:
+            return list(await conn.fetch(query, *args))
+    except Exception as exc:
+        if is_database_down(exc):
+            raise database_unavailable() from exc
+        raise
+
+
+async def get_charge(request: web.Request) -> web.Response:
+    charge_id = request.match_info["id"]
+    rows = await _fetch(
+        request,
+        f"SELECT {CHARGE_COLUMNS} FROM charges WHERE id = $1",  # noqa: S608 - constant
+        charge_id,
+    )
+    if not rows:
+        raise not_found("charge", charge_id)
+    return json_response(charge_object(rows[0]))
+
+
+_PAGE = f"""
+SELECT {CHARGE_COLUMNS} FROM charges
+WHERE account_id = $1
+  AND ($2::text IS NULL OR (created_at, id) < (
+        SELECT created_at, id FROM charges WHERE id = $2 AND account_id = $1))
+ORDER BY created_at DESC, id DESC
+LIMIT $3
+"""  # noqa: S608 - constant column list
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", str(limits.PAGE_LIMIT_DEFAULT))
+    if not raw.isdigit() or not 1 <= int(raw) <= limits.PAGE_LIMIT_MAX:
+        raise invalid("limit", f"limit must be an integer from 1 to {limits.PAGE_LIMIT_MAX}")
+    return int(raw)
+
+
+async def list_charges(request: web.Request) -> web.Response:
+    account_id = request.query.get("account_id")
+    if not account_id:
+        raise invalid("account_id", "account_id is required")
+    limit = _limit(request)
+    after = request.query.get("starting_after") or None
+    if after is not None:
+        known = await _fetch(
+            request, "SELECT 1 FROM charges WHERE id = $1 AND account_id = $2", after, account_id
+        )
+        if not known:
+            raise ApiError(
+                400,
+                "resource_missing",
+                f"starting_after '{after}' is not a charge of account '{account_id}'",
+                param="starting_after",
+            )
+    rows = await _fetch(request, _PAGE, account_id, after, limit + 1)
+    return json_response(
+        {
+            "object": "list",
+            "data": [charge_object(row) for row in rows[:limit]],
+            "has_more": len(rows) > limit,
+        }
+    )
+
+
+def setup(app: web.Application) -> None:
+    """The charges feature: routes (API role), dependencies, completer and reaper."""
+    app.cleanup_ctx.append(charge_deps)
+    app.cleanup_ctx.append(supervised("charges.completer", completer.run_completer))
+    app.cleanup_ctx.append(supervised("charges.reaper", completer.run_reaper))
+    if app[ROLE] is not Role.SERVE:
+        return
+    add_route(
+        app,
+        "POST",
+        "/v1/charges",
+        post_charge,
+        summary="Charge an account, once per Idempotency-Key",
+        tag="charges",
+        body=ChargeCreate,
+        responses={
+            200: "The charge (succeeded, pending or requires_action)",
+            400: "Invalid request (nothing stored)",
+            402: "Card declined (stored, replayed under the key)",
+            409: "A request with this key is in flight",
+            422: "Key reused with another request",
+            503: "Database or processor unavailable, or outcome unknown (retry with the key)",
+        },
+    )
+    add_route(
+        app,
+        "GET",
+        "/v1/charges",
+        list_charges,
+        summary="An account's charges, newest first",
+        tag="charges",
+        query={
+            "account_id": "the account (required)",
+            "limit": f"1 to {limits.PAGE_LIMIT_MAX}",
+            "starting_after": "a charge id: the page after it",
+        },
+    )
+    add_route(
+        app,
+        "GET",
+        "/v1/charges/{id}",
+        get_charge,
+        summary="One charge",
+        tag="charges",
+        responses={200: "The charge", 404: "No such charge"},
+    )
+    add_route(
+        app,
+        "POST",
+        "/v1/charges/{id}/refunds",
+        post_refund,
+        summary="Refund part or all of a charge",
+        tag="charges",
+        body=RefundCreate,
+        responses={
+            200: "The refund",
+            400: "Not refundable, or more than is left",
+            404: "No such charge",
+            409: "A request with this key is in flight",
+            422: "Key reused with another request",
+            503: "Database or processor unavailable, or outcome unknown",
+        },
+    )

@@ -1,0 +1,127 @@
+"""The whole charge path through Stripe: `POST /v1/charges` with `provider: stripe`, the
+service pointed at a local Stripe-compatible server over real HTTP (only
+`GATEWAY_STRIPE_API_KEY` and `GATEWAY_STRIPE_API_BASE` set), settled into the ledger once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.state import Role
+from tests.conftest import AiohttpClient, auth, make_settings
+from tests.support import stripe_server
+from tests.support.charges import balance_micros, open_account, postings
+from tests.support.stripe_server import StripeServer
+
+Client = TestClient[web.Request, web.Application]
+STRIPE_KEY = "sk_test_e2e_" + "e" * 24
+ACCOUNT = "acct_stripe_e2e"
+
+
+@pytest.fixture
+async def fake_stripe(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StripeServer]:
+    async with stripe_server.running(STRIPE_KEY) as server:
+        monkeypatch.setenv("GATEWAY_STRIPE_API_KEY", STRIPE_KEY)
+        monkeypatch.setenv("GATEWAY_STRIPE_API_BASE", server.url)
+        yield server
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: AiohttpClient, db_url: str, tmp_path: Path, fake_stripe: StripeServer
+) -> Client:
+    await open_account(db_url, ACCOUNT, "USD")
+    return await aiohttp_client(create_app(make_settings(db_url, tmp_path), Role.SERVE))
+
+
+def stripe_charge(payment_method: str = "pm_card_visa", amount: int = 2500) -> dict[str, Any]:
+    return {
+        "account_id": ACCOUNT,
+        "amount": amount,
+        "currency": "USD",
+        "payment_method": payment_method,
+        "provider": "stripe",
+    }
+
+
+async def test_a_stripe_charge_succeeds_once_and_credits_the_balance(
+    client: Client, db_url: str, fake_stripe: StripeServer
+) -> None:
+    response = await client.post(
+        "/v1/charges", json=stripe_charge(), headers=auth(idempotency_key="stripe-1")
+    )
+    assert response.status == 200, await response.text()
+    charge = await response.json()
+    assert (charge["status"], charge["provider"]) == ("succeeded", "stripe")
+    assert list(fake_stripe.intents) == [charge["provider_charge_id"]]
+    intent = fake_stripe.intents[charge["provider_charge_id"]]
+    assert intent["metadata"]["charge_id"] == charge["id"]
+    assert await postings(db_url, charge["id"]) == [f"stripe:{charge['id']}:captured"]
+    assert await balance_micros(db_url, ACCOUNT) == 25_000_000
+
+    replay = await client.post(
+        "/v1/charges", json=stripe_charge(), headers=auth(idempotency_key="stripe-1")
+    )
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert len(fake_stripe.intents) == 1
+
+
+async def test_a_stripe_decline_is_a_stored_402_with_the_decline_code(
+    client: Client, db_url: str, fake_stripe: StripeServer
+) -> None:
+    response = await client.post(
+        "/v1/charges",
+        json=stripe_charge("pm_card_insufficientFunds"),
+        headers=auth(idempotency_key="stripe-decline"),
+    )
+    assert response.status == 402, await response.text()
+    error = (await response.json())["error"]
+    assert (error["type"], error["code"], error["decline_code"]) == (
+        "card_error",
+        "card_declined",
+        "insufficient_funds",
+    )
+    creates = [r for r in fake_stripe.requests if r[:2] == ("POST", "/v1/payment_intents")]
+    assert len(creates) == 1, "a decline is never retried"
+    assert await balance_micros(db_url, ACCOUNT) == 0
+
+
+async def test_a_lost_stripe_answer_ends_in_one_payment_intent(
+    client: Client, db_url: str, fake_stripe: StripeServer
+) -> None:
+    fake_stripe.lose_next_answers(1)
+    response = await client.post(
+        "/v1/charges", json=stripe_charge(), headers=auth(idempotency_key="stripe-lost")
+    )
+    assert response.status in (200, 503), await response.text()
+    retried = await client.post(
+        "/v1/charges", json=stripe_charge(), headers=auth(idempotency_key="stripe-lost")
+    )
+    charge = await retried.json()
+    assert charge["status"] == "succeeded", charge
+    assert len(fake_stripe.intents) == 1
+    assert await balance_micros(db_url, ACCOUNT) == 25_000_000
+
+
+async def test_a_stripe_refund_reverses_the_credit(
+    client: Client, db_url: str, fake_stripe: StripeServer
+) -> None:
+    charge = await (
+        await client.post(
+            "/v1/charges", json=stripe_charge(), headers=auth(idempotency_key="stripe-r")
+        )
+    ).json()
+    refund = await client.post(
+        f"/v1/charges/{charge['id']}/refunds",
+        json={"amount": 1000},
+        headers=auth(idempotency_key="stripe-r-1"),
+    )
+    assert refund.status == 200, await refund.text()
+    assert fake_stripe.refunded[charge["provider_charge_id"]] == 1000
+    assert await balance_micros(db_url, ACCOUNT) == 15_000_000
