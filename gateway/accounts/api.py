@@ -35,6 +35,7 @@ from gateway.api.routing import add_route
 from gateway.db import in_transaction, raw_connection
 from gateway.ledger.check import check_ledger
 from gateway.recharge import api as recharge_api
+from gateway.recharge import runtime as recharge
 from gateway.recharge import store as recharge_store
 from gateway.state import ENGINE, ROLE, Role
 
@@ -243,6 +244,7 @@ async def post_usage(request: web.Request) -> web.Response:
         outcome = await record_usage(request.app[ENGINE], account_id, records)
     except AccountNotFound:
         raise not_found("account", account_id, param="account_id") from None
+    recharge.notify(request.app, account_id)  # committed: a top-up is decided in the background
     if not batch:
         return _single_response(records[0], outcome)
     counts = {status.value: 0 for status in UsageStatus}

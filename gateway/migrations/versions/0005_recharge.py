@@ -1,13 +1,13 @@
 """Auto-recharge: per-account settings and state, and one row per recharge attempt.
 
 Revision ID: 0005
-Revises: 0002 (0003 and 0004 are not on this branch yet; the chain is fixed on merge)
+Revises: 0003 (0004 is not on this branch yet; the chain is fixed on merge)
 """
 
 from alembic import op
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
