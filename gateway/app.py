@@ -23,6 +23,7 @@ from gateway.api.routing import OPERATIONS
 from gateway.charges import routes as charges
 from gateway.db import create_engine
 from gateway.embedded_pg import embedded_postgres
+from gateway.recharge import runtime as recharge
 from gateway.settings import Settings
 from gateway.state import ENGINE, REDIS, ROLE, SETTINGS, Role
 
@@ -75,5 +76,6 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     health.setup_routes(app)
     charges.setup(app)  # after the database and the providers: its deps need both
     webhooks.setup(app)
+    recharge.setup(app)  # after charges: a top-up goes through the charge path
     accounts_api.setup(app)
     return app

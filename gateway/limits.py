@@ -68,3 +68,15 @@ WEBHOOK_RETRY_BACKOFF_SECONDS_MAX: Final = 600.0
 WEBHOOK_POLL_SECONDS: Final = 1.0  # the worker polls this often when no wake-up comes
 WEBHOOK_ERROR_LENGTH_MAX: Final = 4000  # error text kept on a failed event
 WEBHOOK_METRICS_REFRESH_SECONDS: Final = 5.0  # inbox depth and lag gauges
+# Auto-recharge
+RECHARGE_DECLINES_MAX: Final = 3  # consecutive declines before auto-recharge pauses
+RECHARGE_COOLDOWN_SECONDS_BASE: Final = 60.0  # after the first decline; doubles per decline
+RECHARGE_COOLDOWN_SECONDS_MAX: Final = 3600.0
+RECHARGE_LOCK_TTL_MS: Final = 30_000  # Redis single-flight lock; outlives one charge call
+RECHARGE_REDIS_RETRY_AFTER_SECONDS: Final = 5.0  # after a Redis error, PostgreSQL alone
+RECHARGE_QUEUE_ACCOUNTS_MAX: Final = 10_000  # accounts waiting for a decision in a process
+RECHARGE_CONCURRENCY_MAX: Final = 8  # decisions (and charge calls) running at once
+RECHARGE_SWEEP_INTERVAL_SECONDS: Final = 5.0  # catches what a crash or full queue dropped
+RECHARGE_SWEEP_BATCH_MAX: Final = 100
+RECHARGE_RESUME_AFTER_SECONDS: Final = 30.0  # an attempt with no charge yet is re-driven after
+RECHARGE_AMOUNT_MINOR_MAX: Final = 100_000_000  # one top-up: 1,000,000.00 in a 2-digit currency

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -33,6 +34,9 @@ from gateway.api.errors import ApiError, invalid, json_response, not_found
 from gateway.api.routing import add_route
 from gateway.db import in_transaction, raw_connection
 from gateway.ledger.check import check_ledger
+from gateway.recharge import api as recharge_api
+from gateway.recharge import runtime as recharge
+from gateway.recharge import store as recharge_store
 from gateway.state import ENGINE, ROLE, Role
 
 TAG = "accounts"
@@ -46,6 +50,7 @@ class AccountSettings(BaseModel):
     credit_limit: str = Field(
         default="0", description="How far below zero the balance may go (major units)"
     )
+    auto_recharge: recharge_api.AutoRechargeIn | None = None
 
     @field_validator("currency")
     @classmethod
@@ -95,13 +100,16 @@ def _account_id(request: web.Request) -> str:
     return account_id
 
 
-def _account_body(account: store.CustomerAccount) -> dict[str, Any]:
+def _account_body(
+    account: store.CustomerAccount, auto_recharge: dict[str, Any] | None
+) -> dict[str, Any]:
     return {
         "object": "account",
         "account_id": account.account_id,
         "currency": account.currency,
         "balance": money.format_micros(account.balance_micros),
         "credit_limit": money.format_micros(account.credit_limit_micros),
+        "auto_recharge": auto_recharge,
         "created_at": account.created_at.isoformat(),
         "updated_at": account.updated_at.isoformat(),
     }
@@ -111,13 +119,18 @@ async def put_account(request: web.Request) -> web.Response:
     account_id = _account_id(request)
     body = await parse_body(request, AccountSettings)
     engine = request.app[ENGINE]
-    try:
-        created = await in_transaction(
-            engine,
-            lambda conn: store.configure(
-                conn, account_id, body.currency, money.parse_micros(body.credit_limit)
-            ),
+    auto = body.auto_recharge
+    recharge_config = None if auto is None else recharge_api.config_from(auto, body.currency)
+
+    async def configure(conn: asyncpg.Connection[Any]) -> bool:
+        created = await store.configure(
+            conn, account_id, body.currency, money.parse_micros(body.credit_limit)
         )
+        await recharge_store.configure(conn, account_id, body.currency, recharge_config)
+        return created
+
+    try:
+        created = await in_transaction(engine, configure)
     except store.CurrencyLocked:
         raise ApiError(
             409,
@@ -129,7 +142,8 @@ async def put_account(request: web.Request) -> web.Response:
     account = await store.fetch(engine, account_id)
     if account is None:
         raise RuntimeError(f"account {account_id} missing right after it was configured")
-    return json_response(_account_body(account), status=201 if created else 200)
+    auto_view = await recharge_api.describe(engine, account_id)
+    return json_response(_account_body(account, auto_view), status=201 if created else 200)
 
 
 async def get_account(request: web.Request) -> web.Response:
@@ -137,7 +151,8 @@ async def get_account(request: web.Request) -> web.Response:
     account = await store.fetch(request.app[ENGINE], account_id)
     if account is None:
         raise not_found("account", account_id, param="account_id")
-    return json_response(_account_body(account))
+    auto_view = await recharge_api.describe(request.app[ENGINE], account_id)
+    return json_response(_account_body(account, auto_view))
 
 
 def _page(request: web.Request) -> tuple[int, int | None]:
@@ -229,6 +244,7 @@ async def post_usage(request: web.Request) -> web.Response:
         outcome = await record_usage(request.app[ENGINE], account_id, records)
     except AccountNotFound:
         raise not_found("account", account_id, param="account_id") from None
+    recharge.notify(request.app, account_id)  # committed: a top-up is decided in the background
     if not batch:
         return _single_response(records[0], outcome)
     counts = {status.value: 0 for status in UsageStatus}

@@ -1,0 +1,130 @@
+"""The HTTP face of auto-recharge: the `auto_recharge` object of `PUT/GET /v1/accounts/{id}`
+(validated here, stored by `store.configure`) and `POST /v1/accounts/{id}/recharge`, which
+runs one decision now, by the same rules as a debit crossing the threshold.
+
+`threshold` is a decimal string in major units (the balance's own scale, exact to the micro);
+`amount` is an integer in the currency's minor unit, as every card amount is."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway import limits, money
+from gateway.api.errors import ApiError, invalid
+from gateway.db import raw_connection
+from gateway.recharge import policy, store
+
+Text = Annotated[StrictStr, Field(min_length=1, max_length=limits.ID_LENGTH_MAX)]
+
+
+class AutoRechargeIn(BaseModel):
+    """`auto_recharge` in `PUT /v1/accounts/{id}`; absent or null turns it off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: StrictStr = Field(
+        max_length=40, description="Top up when the balance falls below this (major units)"
+    )
+    amount: StrictInt = Field(
+        gt=0, le=limits.RECHARGE_AMOUNT_MINOR_MAX, description="Top-up, in minor units"
+    )
+    payment_method: Text
+    provider: Text | None = None
+
+
+def config_from(body: AutoRechargeIn, currency_code: str) -> store.Config:
+    """The stored settings for `body`; a 400 naming `auto_recharge.<field>` when it is bad."""
+    try:
+        threshold = money.parse_micros(body.threshold)
+    except money.MoneyError as exc:
+        raise invalid("auto_recharge.threshold", f"auto_recharge.threshold: {exc}") from None
+    cur = money.currency(currency_code)
+    if money.minor_to_micros(body.amount, cur) > money.AMOUNT_MICROS_MAX:
+        raise invalid("auto_recharge.amount", "auto_recharge.amount: too large")
+    return store.Config(
+        threshold_micros=threshold,
+        amount_minor=body.amount,
+        payment_method=body.payment_method,
+        provider=body.provider,
+    )
+
+
+def view(account: store.AccountRecharge | None, now: datetime) -> dict[str, Any] | None:
+    """`auto_recharge` as `GET /v1/accounts/{id}` shows it, with its state: `active`,
+    `cooling_down` (after a decline, until `cooldown_until`) or `paused` (`paused_reason`
+    says why; a PUT of the settings un-pauses)."""
+    if account is None:
+        return None
+    state = account.state
+    if state.paused_reason is not None:
+        status = "paused"
+    elif state.cooldown_until is not None and now < state.cooldown_until:
+        status = "cooling_down"
+    else:
+        status = "active"
+    return {
+        "threshold": money.format_micros(account.config.threshold_micros),
+        "amount": account.config.amount_minor,
+        "payment_method": account.config.payment_method,
+        "provider": account.config.provider,
+        "status": status,
+        "paused_reason": state.paused_reason,
+        "consecutive_declines": state.consecutive_declines,
+        "cooldown_until": None if state.cooldown_until is None else _iso(state.cooldown_until),
+    }
+
+
+async def describe(engine: AsyncEngine, account_id: str) -> dict[str, Any] | None:
+    """`auto_recharge` for `GET /v1/accounts/{id}` (None when not configured)."""
+    async with raw_connection(engine) as conn:
+        account = await store.load(conn, account_id)
+    return view(account, datetime.now(UTC))
+
+
+def attempt_object(attempt: store.Attempt) -> dict[str, Any]:
+    return {
+        "id": attempt.id,
+        "account_id": attempt.account_id,
+        "crossing": attempt.crossing,
+        "status": attempt.status,
+        "amount": attempt.amount_minor,
+        "currency": attempt.currency,
+        "charge_id": attempt.charge_id,
+        "failure_code": attempt.failure_code,
+    }
+
+
+def decision_object(
+    account_id: str, opened: store.Opened | None, attempt: store.Attempt | None
+) -> dict[str, Any]:
+    """The answer of `POST /v1/accounts/{id}/recharge`. `opened` is None when another
+    decider held the account's lock: it decides on the same balance."""
+    if opened is None:
+        decision, reason = "skipped", "locked"
+    elif isinstance(opened.decision, policy.Trigger):
+        decision, reason = "triggered", None
+    else:
+        decision, reason = "skipped", opened.decision.reason.value
+    return {
+        "account_id": account_id,
+        "decision": decision,
+        "reason": reason,
+        "attempt": None if attempt is None else attempt_object(attempt),
+    }
+
+
+def not_configured(account_id: str) -> ApiError:
+    return ApiError(
+        400,
+        "auto_recharge_not_configured",
+        f"Account '{account_id}' has no auto_recharge: set it with PUT /v1/accounts/{account_id}",
+        param="account_id",
+    )
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")

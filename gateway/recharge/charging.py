@@ -1,0 +1,87 @@
+"""The recharge flow's adapter to the ordinary charge path: a top-up is `create_charge` under
+the scope `recharge` and the attempt's idempotency key, so it is charged, retried, resumed and
+settled exactly like any API charge; and a known charge's status is read from its row.
+
+A charge row that says `succeeded` has been settled: settlement changes the status and
+credits the customer balance in one transaction. So an attempt is closed only once its top-up
+is in the balance, and until then it counts as in flight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.api.errors import ApiError
+from gateway.charges.model import ChargeCreate
+from gateway.charges.service import ChargeDeps, create_charge
+from gateway.db import raw_connection
+from gateway.recharge import policy, store
+from gateway.recharge.service import ChargeAnswer
+
+SCOPE = "recharge"
+"""Idempotency scope of top-ups: never an API key's id, so no caller's key can collide."""
+
+_OUTCOME_BY_STATUS = {
+    "succeeded": policy.Outcome.SUCCEEDED,
+    "refunded": policy.Outcome.SUCCEEDED,  # it succeeded (and was credited) first
+    "disputed": policy.Outcome.SUCCEEDED,
+    "failed": policy.Outcome.DECLINED,
+    "requires_action": policy.Outcome.REQUIRES_ACTION,
+    "pending": policy.Outcome.PENDING,
+}
+
+
+class ChargePathAdapter:
+    def __init__(self, deps: ChargeDeps) -> None:
+        self._deps = deps
+
+    async def charge(self, attempt: store.Attempt) -> ChargeAnswer:
+        request = ChargeCreate(
+            account_id=attempt.account_id,
+            amount=attempt.amount_minor,
+            currency=attempt.currency,
+            payment_method=attempt.payment_method,
+            provider=attempt.provider,
+            description="auto-recharge",
+            metadata={"recharge_attempt": attempt.id, "crossing": str(attempt.crossing)},
+        )
+        try:
+            response = await create_charge(
+                self._deps, scope=SCOPE, idempotency_key=attempt.idempotency_key, request=request
+            )
+        except ApiError as exc:
+            return _unsettled(exc)
+        body: dict[str, Any] = response.json()
+        if response.status == 402:  # a decline, stored under the key (Stripe's card_error)
+            error = body["error"]
+            return ChargeAnswer(
+                policy.Outcome.DECLINED, error.get("charge"), error.get("decline_code")
+            )
+        return ChargeAnswer(
+            _OUTCOME_BY_STATUS[body["status"]], body["id"], body.get("failure_code")
+        )
+
+    async def status(self, attempt: store.Attempt) -> ChargeAnswer:
+        async with raw_connection(self._deps.engine) as conn:
+            row = await conn.fetchrow(
+                "SELECT status, failure_code FROM charges WHERE id = $1", attempt.charge_id
+            )
+        if row is None:
+            raise RuntimeError(f"recharge attempt {attempt.id} names a missing charge")
+        return ChargeAnswer(
+            _OUTCOME_BY_STATUS[row["status"]], attempt.charge_id, row["failure_code"]
+        )
+
+
+def _unsettled(exc: ApiError) -> ChargeAnswer:
+    """The answers the charge path does not store. `409` (another caller is charging under
+    this key right now) and an outcome-unknown `503` naming the charge are in flight: the
+    attempt stays open. Another 4xx is a request that can never succeed as configured
+    (unknown provider, say): rejected, which pauses auto-recharge with the code. A 503 with
+    no charge (processor never reached, database down) re-raises: nothing was charged, the
+    attempt stays open, and the sweep drives it again under the same key."""
+    charge_id = exc.extra.get("charge")
+    if exc.status == 409 or (exc.status == 503 and charge_id is not None):
+        return ChargeAnswer(policy.Outcome.PENDING, charge_id)
+    if 400 <= exc.status < 500:
+        return ChargeAnswer(policy.Outcome.REJECTED, None, exc.code)
+    raise exc

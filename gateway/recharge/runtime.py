@@ -1,0 +1,97 @@
+"""Wiring auto-recharge into the app: its dependencies, the decision queue and the sweep as
+supervised background loops, `POST /v1/accounts/{id}/recharge`, and the call the
+accounts routes make after a usage debit commits: `notify(app, account_id)`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway import limits
+from gateway.api.errors import json_response
+from gateway.api.routing import add_route
+from gateway.charges.deps import CHARGE_DEPS
+from gateway.db import raw_connection
+from gateway.recharge import api, service, store
+from gateway.recharge.charging import ChargePathAdapter
+from gateway.recharge.lock import SingleFlight
+from gateway.recharge.worker import Pending, sweep_forever
+from gateway.state import ENGINE, REDIS, ROLE, Role
+from gateway.workers import supervised
+
+
+@dataclass(frozen=True)
+class Recharge:
+    deps: service.Deps
+    pending: Pending
+
+
+RECHARGE: web.AppKey[Recharge] = web.AppKey("recharge", Recharge)
+
+
+async def _recharge(app: web.Application) -> AsyncIterator[None]:
+    deps = service.Deps(
+        engine=app[ENGINE],
+        lock=SingleFlight(app[REDIS]),
+        charges=ChargePathAdapter(app[CHARGE_DEPS]),
+        balance_of=store.customer_balance,
+    )
+    app[RECHARGE] = Recharge(deps, Pending())
+    yield
+
+
+async def _decide_queued(app: web.Application) -> None:
+    recharge = app[RECHARGE]
+    await recharge.pending.drain(
+        lambda account_id: service.run_if_below(recharge.deps, account_id),
+        concurrency=limits.RECHARGE_CONCURRENCY_MAX,
+    )
+
+
+async def _sweep(app: web.Application) -> None:
+    recharge = app[RECHARGE]
+    await sweep_forever(recharge.deps, recharge.pending)
+
+
+def notify(app: web.Application, account_id: str) -> None:
+    """After a usage debit has committed: queue a decision for `account_id` (it runs in the
+    background and does nothing unless the account is due a top-up). Never blocks; a full
+    queue drops the offer and the sweep finds the account instead."""
+    app[RECHARGE].pending.offer(account_id)
+
+
+async def post_recharge(request: web.Request) -> web.Response:
+    account_id = request.match_info["account_id"]
+    recharge = request.app[RECHARGE]
+    async with raw_connection(recharge.deps.engine) as conn:
+        if await store.load(conn, account_id) is None:
+            raise api.not_configured(account_id)
+    opened = await service.run(recharge.deps, account_id)
+    attempt = None
+    if opened is not None and opened.attempt is not None:
+        async with raw_connection(recharge.deps.engine) as conn:
+            attempt = await store.attempt(conn, opened.attempt.id)
+    return json_response(api.decision_object(account_id, opened, attempt))
+
+
+def setup(app: web.Application) -> None:
+    """Auto-recharge: after the charges feature (its deps are the charge path)."""
+    app.cleanup_ctx.append(_recharge)
+    app.cleanup_ctx.append(supervised("recharge.decider", _decide_queued))
+    app.cleanup_ctx.append(supervised("recharge.sweep", _sweep))
+    if app[ROLE] is not Role.SERVE:
+        return
+    add_route(
+        app,
+        "POST",
+        "/v1/accounts/{account_id}/recharge",
+        post_recharge,
+        summary="Decide on an auto-recharge top-up now (same rules as a threshold crossing)",
+        tag="accounts",
+        responses={
+            200: "The decision, and the attempt it made or found in flight",
+            400: "Auto-recharge not configured",
+        },
+    )
