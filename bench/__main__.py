@@ -18,10 +18,12 @@ BENCHES: list[str] = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument(
-        "names", nargs="*", choices=BENCHES, metavar="NAME", help=", ".join(BENCHES)
-    )
+    # No `choices=`: argparse (3.11) checks an empty `nargs="*"` list against them and fails.
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(BENCHES))
     args = parser.parse_args()
+    unknown = sorted(set(args.names) - set(BENCHES))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
     for name in args.names or BENCHES:
         module = importlib.import_module(f"bench.{name}")
         asyncio.run(module.main())
