@@ -19,7 +19,7 @@ async def test_serve_on_the_embedded_database_is_ready_and_stops_cleanly(tmp_pat
         {
             "GATEWAY_DATA_DIR": str(data_dir),
             "GATEWAY_PORT": str(port),
-            "GATEWAY_SANDBOX_PORT": str(free_port()),
+            "GATEWAY_SANDBOX_PORT": "0",  # the embedded sandbox binds any free port
             "GATEWAY_LOG_FORMAT": "json",
         },
         tmp_path / "serve.log",
