@@ -29,7 +29,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(order=True, slots=True)
 class _Due:
-    at: float
+    at_monotonic_seconds: float  # when the delivery is due, on time.monotonic()'s clock
     seq: int
     event_id: str
     attempt: int
@@ -119,7 +119,7 @@ class Deliverer:
             self._wake.clear()
             timeout: float | None = None
             if self._heap:
-                timeout = self._heap[0].at - time.monotonic()
+                timeout = self._heap[0].at_monotonic_seconds - time.monotonic()
                 if timeout <= 0:
                     return heapq.heappop(self._heap)
             with contextlib.suppress(TimeoutError):

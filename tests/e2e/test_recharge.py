@@ -5,7 +5,7 @@ credit through settlement into the ledger, against real PostgreSQL and Redis."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from gateway.state import Role
 from tests.conftest import AiohttpClient, auth, make_settings
 from tests.support import postgres, redis_server
 from tests.support.proxy import FaultProxy
+from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 ACCOUNT = "acct_recharge"
@@ -112,16 +113,6 @@ async def attempts(db_url: str) -> list[Any]:
         )
     finally:
         await conn.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Background work (the decision queue, the sweep) gets there in its own time; wait for
-    it, bounded, on a busy machine."""
-    for _ in range(300):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never happened: {what}")
 
 
 def micros(amount_minor: int) -> int:

@@ -27,6 +27,7 @@ from tests.conftest import AiohttpClient, auth
 from tests.support.charges import balance_micros, fetch, open_account, postings
 from tests.support.service import ServiceProcess, free_port
 from tests.support.settlement_load import AMOUNT_MINOR, pending_charges, queue_succeeded
+from tests.support.waiting import eventually
 from webhooks.worker import Worker
 
 Client = TestClient[web.Request, web.Application]
@@ -64,6 +65,11 @@ async def deliver(client: Client, event: dict[str, Any], secret: str = SECRET) -
     headers = signing.sign(secret, f"msg_{event['id']}", int(time.time()), body)
     response = await client.post("/webhooks/sandbox", data=body, headers=headers)
     return response.status
+
+
+async def no_events_in(db_url: str, status: str) -> bool:
+    rows = await fetch(db_url, "SELECT count(*) AS n FROM webhook_events WHERE status = $1", status)
+    return bool(rows[0]["n"] == 0)
 
 
 async def charge_status(db_url: str, charge_id: str) -> str:
@@ -140,13 +146,9 @@ async def test_ten_thousand_queued_events_drain_with_the_ledger_balanced(
 ) -> None:
     charges = await pending_charges(engine, 10_000, accounts=50)
     await queue_succeeded(engine, charges)
-    for _ in range(600):
-        rows = await fetch(
-            db_url, "SELECT count(*) AS n FROM webhook_events WHERE status = 'pending'"
-        )
-        if rows[0]["n"] == 0:
-            break
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: no_events_in(db_url, "pending"), "the inbox drained", timeout_seconds=60
+    )
     assert await fetch(db_url, "SELECT status, count(*) FROM webhook_events GROUP BY status") == [
         ("settled", 10_000)
     ]
@@ -240,10 +242,11 @@ async def test_an_async_charge_settles_once_from_the_sandboxs_duplicated_webhook
     )
     charge = await response.json()
     assert charge["status"] == "pending"
-    for _ in range(100):
-        if await charge_status(db_url, charge["id"]) == "succeeded":
-            break
-        await asyncio.sleep(0.1)
+
+    async def charge_succeeded() -> bool:
+        return await charge_status(db_url, charge["id"]) == "succeeded"
+
+    await eventually(charge_succeeded, "the async charge settled by webhook", timeout_seconds=10)
     assert await charge_status(db_url, charge["id"]) == "succeeded"
     async with httpx.AsyncClient(base_url=running.url) as sandbox:
         for _ in range(100):  # two events, each delivered once and duplicated 3 times
@@ -253,13 +256,9 @@ async def test_an_async_charge_settles_once_from_the_sandboxs_duplicated_webhook
             await asyncio.sleep(0.05)
         else:
             raise AssertionError(f"the sandbox did not deliver every copy: {attempts}")
-    for _ in range(50):
-        rows = await fetch(
-            db_url, "SELECT count(*) AS n FROM webhook_events WHERE status = 'pending'"
-        )
-        if rows[0]["n"] == 0:
-            break
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: no_events_in(db_url, "pending"), "no pending events", timeout_seconds=5
+    )
     events = await fetch(db_url, "SELECT raw_type, status FROM webhook_events ORDER BY raw_type")
     assert [tuple(e) for e in events] == [
         ("charge.pending", "settled"),
@@ -293,10 +292,10 @@ async def test_a_dispute_opened_and_won_at_the_processor_moves_the_money_out_and
         assert charge["status"] == "succeeded"
         assert await balance_micros(db_url, "acct_disputed") == 500 * 10_000
 
-        for _ in range(100):
-            if await charge_status(db_url, charge["id"]) == "disputed":
-                break
-            await asyncio.sleep(0.05)
+        async def disputed() -> bool:
+            return await charge_status(db_url, charge["id"]) == "disputed"
+
+        await eventually(disputed, "the dispute settled", timeout_seconds=5, interval_seconds=0.05)
         assert await charge_status(db_url, charge["id"]) == "disputed"
         assert await balance_micros(db_url, "acct_disputed") == 0
 
@@ -305,10 +304,11 @@ async def test_a_dispute_opened_and_won_at_the_processor_moves_the_money_out_and
             f"/_sandbox/disputes/{processor_charge['dispute']}/close", json={"outcome": "won"}
         )
         closed.raise_for_status()
-    for _ in range(100):
-        if await balance_micros(db_url, "acct_disputed") == 500 * 10_000:
-            break
-        await asyncio.sleep(0.05)
+
+    async def money_back() -> bool:
+        return await balance_micros(db_url, "acct_disputed") == 500 * 10_000
+
+    await eventually(money_back, "the won dispute returned the money", timeout_seconds=5)
     assert await balance_micros(db_url, "acct_disputed") == 500 * 10_000
     check = await (await client.get("/v1/ledger/check", headers=auth())).json()
     assert check["balanced"] is True

@@ -3,7 +3,6 @@ authentication, the JSON error shape, idempotency-key checks, body limits, reque
 
 from __future__ import annotations
 
-import asyncio
 import io
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from gateway.state import REDIS, Role
 from tests.conftest import API_KEY, AiohttpClient, auth, make_settings
 from tests.support import postgres
 from tests.support.proxy import FaultProxy
+from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 
@@ -52,12 +52,12 @@ async def test_readyz_turns_503_when_the_database_goes_and_200_when_it_returns(
         assert (await down.json())["checks"]["database"].startswith("unreachable")
 
         proxy.restore()
-        for _ in range(50):  # the pool reconnects on its own; no restart
-            if (await client.get("/readyz")).status == 200:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("readyz did not recover after the database came back")
+
+        async def ready() -> bool:
+            return (await client.get("/readyz")).status == 200
+
+        # The pool reconnects on its own; no restart.
+        await eventually(ready, "readyz recovered after the database came back", timeout_seconds=5)
     finally:
         await proxy.close()
 
