@@ -37,7 +37,7 @@ async def database(app: web.Application) -> AsyncIterator[None]:
             url = settings.database_url.get_secret_value()
         else:
             url = await stack.enter_async_context(embedded_postgres(settings.data_dir))
-        engine = create_engine(url)
+        engine = create_engine(url, pool_size=settings.db_pool_size)
         stack.push_async_callback(engine.dispose)
         if settings.migrate_on_start:
             await migrate.upgrade(engine)

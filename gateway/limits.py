@@ -20,8 +20,12 @@ DESCRIPTION_LENGTH_MAX: Final = 1000
 ID_LENGTH_MAX: Final = 255
 
 # Database
-DB_POOL_SIZE: Final = 10
-DB_POOL_OVERFLOW: Final = 10
+# A fixed pool: requests beyond it wait for a connection (up to the connect timeout) instead
+# of opening overflow connections that are closed again at once (each new one costs a TCP
+# connect, authentication and asyncpg's type introspection, under exactly the load that
+# needed it).
+DB_POOL_SIZE: Final = 20
+DB_POOL_SIZE_MAX: Final = 200
 DB_CONNECT_TIMEOUT_SECONDS: Final = 5.0
 DB_STATEMENT_TIMEOUT_MS: Final = 15_000
 READINESS_TIMEOUT_SECONDS: Final = 2.0

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
 
     database_url: SecretStr | None = None
     data_dir: Path = Path(".gateway")
+    # Connections each process holds; requests beyond it queue for one (then a 503).
+    db_pool_size: int = Field(default=limits.DB_POOL_SIZE, ge=1, le=limits.DB_POOL_SIZE_MAX)
     redis_url: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
