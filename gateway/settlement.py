@@ -19,21 +19,23 @@ Rules:
 - Refunds and disputes of a charge not captured yet, and events naming one of our charge ids
   whose row is not visible yet, are RETRY_LATER; an event with no charge of ours is NOT_OURS.
 
-Batch-capable: one locking read of every charge the batch names, one ledger batch, one
-set-based update. Events for the same charge in one batch apply in order.
+Batch-capable: one locking read of every charge the batch names (with the ledger accounts
+its postings need), one ledger batch, one set-based update. Events for the same charge in one
+batch apply in order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
 
 import asyncpg
 import structlog
 
-from gateway.charges.postings import LedgerBatch
+from gateway.charges.model import CHARGE_COLUMNS
+from gateway.charges.postings import ACCOUNT_COLUMNS, ACCOUNT_JOINS, LedgerBatch
 from providers.base import DisputeOutcome, EventKind, WebhookEvent
 
 log = structlog.get_logger(__name__)
@@ -69,15 +71,16 @@ class ChargeState:
     failure_message: str | None
 
 
-_LOCK_CHARGES = """
-SELECT id, account_id, amount_minor, currency, status, provider_charge_id,
-       amount_refunded_minor, dispute_id, dispute_status, amount_disputed_minor,
-       failure_code, failure_message
-FROM charges
-WHERE provider = $1 AND (id = ANY($2::text[]) OR provider_charge_id = ANY($3::text[]))
-ORDER BY id
-FOR UPDATE
-"""
+_STATE_COLUMNS = tuple(field.name for field in fields(ChargeState))
+
+_LOCK_CHARGES = f"""
+SELECT {", ".join(f"c.{name}" for name in _STATE_COLUMNS)}, {ACCOUNT_COLUMNS}
+FROM charges c
+{ACCOUNT_JOINS}
+WHERE c.provider = $1 AND (c.id = ANY($2::text[]) OR c.provider_charge_id = ANY($3::text[]))
+ORDER BY c.id
+FOR UPDATE OF c
+"""  # noqa: S608 - only constant column lists and joins are interpolated
 
 _UPDATE_CHARGES = """
 UPDATE charges AS c SET
@@ -90,7 +93,17 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::te
   AS u(id, status, provider_charge_id, amount_refunded_minor, dispute_id, dispute_status,
        amount_disputed_minor, failure_code, failure_message)
 WHERE c.id = u.id
-"""
+RETURNING {returning}
+""".format(returning=", ".join(f"c.{name.strip()}" for name in CHARGE_COLUMNS.split(",")))
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What `settle_batch` did: one outcome per event, in order, and each charge row it
+    changed as written (`CHARGE_COLUMNS`), so a caller needs no second read to answer."""
+
+    outcomes: list[SettlementOutcome]
+    changed: dict[str, asyncpg.Record]
 
 
 async def settle(
@@ -98,18 +111,25 @@ async def settle(
 ) -> list[SettlementOutcome]:
     """Settle `events` from `provider` inside the caller's transaction; one outcome per event,
     in order. Postings and charge changes commit (or roll back) with the caller."""
+    return (await settle_batch(conn, provider, events)).outcomes
+
+
+async def settle_batch(
+    conn: asyncpg.Connection[Any], provider: str, events: Sequence[WebhookEvent]
+) -> Settled:
+    """`settle`, also returning the charge rows it changed."""
     if not events:
-        return []
+        return Settled([], {})
     rows = await conn.fetch(
         _LOCK_CHARGES,
         provider,
         [e.charge_id for e in events if e.charge_id],
         [e.provider_charge_id for e in events if e.provider_charge_id],
     )
-    states = {row["id"]: ChargeState(**dict(row)) for row in rows}
+    states = {row["id"]: ChargeState(*(row[name] for name in _STATE_COLUMNS)) for row in rows}
     by_provider_id = {s.provider_charge_id: s.id for s in states.values() if s.provider_charge_id}
     original = dict(states)
-    batch = LedgerBatch(provider)
+    batch = LedgerBatch(provider, rows)
     outcomes: list[SettlementOutcome] = []
     for event in events:
         charge_id = _charge_of(event, states, by_provider_id)
@@ -129,9 +149,8 @@ async def settle(
             if not posted and outcomes[index] is SettlementOutcome.APPLIED:
                 outcomes[index] = SettlementOutcome.DUPLICATE
     changed = [s for cid, s in states.items() if s != original[cid]]
-    if changed:
-        await conn.execute(_UPDATE_CHARGES, *_columns(changed))
-    return outcomes
+    written = await conn.fetch(_UPDATE_CHARGES, *_columns(changed)) if changed else []
+    return Settled(outcomes, {row["id"]: row for row in written})
 
 
 def _charge_of(

@@ -21,7 +21,7 @@ from gateway.api.errors import ApiError, invalid
 from gateway.charges import idempotency
 from gateway.charges.idempotency import StoredResponse
 from gateway.charges.model import CHARGE_COLUMNS, ChargeCreate, final_response
-from gateway.settlement import settle
+from gateway.settlement import settle_batch
 from providers.base import ChargeResult, ChargeStatus, DeclineCode, EventKind, WebhookEvent
 
 # The account check, the key and the charge in one round trip. The key row names the charge id
@@ -149,8 +149,9 @@ async def settle_result(
     conn: asyncpg.Connection[Any], provider: str, charge_id: str, result: ChargeResult
 ) -> asyncpg.Record:
     """Inside a transaction: settle the processor's answer and return the charge row."""
-    await settle(conn, provider, [fact(charge_id, result)])  # records the processor's id too
-    return await load(conn, charge_id)
+    settled = await settle_batch(conn, provider, [fact(charge_id, result)])
+    # Unchanged only if someone (a webhook) settled the same answer first: read it then.
+    return settled.changed.get(charge_id) or await load(conn, charge_id)
 
 
 async def finish(

@@ -2,11 +2,13 @@
 
 Each posting's reference is derived from the fact it books (`sandbox:ch_123:captured`,
 `sandbox:ch_123:refunded_total:500`, `sandbox:ch_123:dispute:dp_1:opened`), so the same fact
-settled twice, by the charge path and by a webhook, is posted once. Accounts are looked up
-once per batch, whatever the number of events naming them."""
+settled twice, by the charge path and by a webhook, is posted once. Settlement's locking read
+of the charges also reads the ledger accounts their postings use (`ACCOUNT_JOINS`), so a batch
+usually needs no look-up of its own; the few accounts that do not exist yet are created."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -27,14 +29,42 @@ if TYPE_CHECKING:
 CUSTOMER = "customer"
 CLEARING = SystemAccount.PROVIDER_CLEARING
 DISPUTES = SystemAccount.DISPUTES
+_LEDGER_ID_COLUMNS = (
+    (CUSTOMER, "customer_ledger_id"),
+    (CLEARING, "clearing_ledger_id"),
+    (DISPUTES, "disputes_ledger_id"),
+)
+
+
+# What settlement's locking read of `charges c` joins and selects, per charge: the ledger
+# accounts a charge's postings can touch (NULL where one does not exist yet).
+ACCOUNT_JOINS = f"""
+LEFT JOIN ledger_accounts customer_acct ON customer_acct.kind = '{CUSTOMER_BALANCE}'
+  AND customer_acct.owner = c.account_id AND customer_acct.currency = c.currency
+LEFT JOIN ledger_accounts clearing_acct ON clearing_acct.kind = '{CLEARING.value}'
+  AND clearing_acct.owner = c.provider AND clearing_acct.currency = c.currency
+LEFT JOIN ledger_accounts disputes_acct ON disputes_acct.kind = '{DISPUTES.value}'
+  AND disputes_acct.owner = c.provider AND disputes_acct.currency = c.currency
+"""
+ACCOUNT_COLUMNS = (
+    "customer_acct.id AS customer_ledger_id, clearing_acct.id AS clearing_ledger_id, "
+    "disputes_acct.id AS disputes_ledger_id"
+)
 
 
 class LedgerBatch:
-    """Postings for one settlement batch, each remembered with the event index it books."""
+    """Postings for one settlement batch, each remembered with the event index it books.
+    `charges` are the rows of settlement's locking read (with `ACCOUNT_COLUMNS`)."""
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, charges: Iterable[Mapping[str, Any]] = ()) -> None:
         self.provider = provider
         self.specs: list[tuple[int, _Posting]] = []
+        self.known: dict[tuple[str, str, str], int] = {}
+        for row in charges:
+            for role, column in _LEDGER_ID_COLUMNS:
+                if row[column] is not None:
+                    owner = row["account_id"] if role == CUSTOMER else provider
+                    self.known[self._key(role, owner, row["currency"])] = row[column]
 
     def capture(self, index: int, charge: ChargeState) -> None:
         self._add(index, charge, "captured", charge.amount_minor, CLEARING, CUSTOMER)
@@ -92,22 +122,25 @@ class LedgerBatch:
 
     def _owner(self, role: str, charge: ChargeState) -> tuple[str, str, str]:
         """The ledger's (kind, owner, currency) of a role for one charge."""
-        if role == CUSTOMER:
-            return CUSTOMER_BALANCE, charge.account_id, charge.currency
-        return role, self.provider, charge.currency
+        owner = charge.account_id if role == CUSTOMER else self.provider
+        return self._key(role, owner, charge.currency)
+
+    @staticmethod
+    def _key(role: str, owner: str, currency: str) -> tuple[str, str, str]:
+        return (CUSTOMER_BALANCE if role == CUSTOMER else role), owner, currency
 
     async def _accounts(self, conn: asyncpg.Connection[Any]) -> dict[tuple[str, str, str], int]:
-        """Every ledger account the batch touches, found in one query (a batch of webhook
-        events names many customers); the few that do not exist yet are created through the
-        ledger's own get-or-create."""
+        """Every ledger account the batch touches: known from settlement's read, else found in
+        one query; the few that do not exist yet are created through the ledger's own
+        get-or-create."""
         wanted = {
             self._owner(role, p.charge) for _, p in self.specs for role in (p.debit, p.credit)
         }
-        kinds, owners, currencies = (list(column) for column in zip(*wanted, strict=True))
-        found = {
-            (row["kind"], row["owner"], row["currency"]): row["id"]
-            for row in await conn.fetch(_FIND_ACCOUNTS, kinds, owners, currencies)
-        }
+        found = {key: self.known[key] for key in wanted if key in self.known}
+        if missing := wanted - found.keys():
+            kinds, owners, currencies = (list(column) for column in zip(*missing, strict=True))
+            for row in await conn.fetch(_FIND_ACCOUNTS, kinds, owners, currencies):
+                found[(row["kind"], row["owner"], row["currency"])] = row["id"]
         for kind, owner, code in wanted - found.keys():
             if kind == CUSTOMER_BALANCE:
                 found[(kind, owner, code)] = await customer_account(conn, owner, code)

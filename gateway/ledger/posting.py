@@ -23,9 +23,9 @@ debits != credits, an unknown account, an account in another currency) raises
 an outcome. The database checks the same at commit (a deferred constraint trigger), so raw SQL
 cannot unbalance the books either.
 
-Cost: two round trips per batch when nothing is a duplicate (lock the touched cached-balance
-accounts in id order and read the accounts; then one statement inserting transactions and
-entries and updating cached balances), a third when some references already exist. Accounts
+Cost: one round trip per batch when nothing is a duplicate (one statement locks the touched
+cached-balance accounts in id order, checks the legs' accounts, inserts transactions and
+entries and updates cached balances), a second when some references already exist. Accounts
 without a cached balance (system accounts, see `chart`) are never locked, so a hot clearing
 or revenue account does not serialize writers. A deadlock or serialization failure aborts the
 caller's transaction: run the whole transaction again (`gateway.db.in_transaction`)."""
@@ -126,33 +126,44 @@ def validate(spec: TransactionSpec) -> None:
         raise LedgerInvariantError(f"{where}: more than {limits.METADATA_KEYS_MAX} metadata keys")
 
 
-_LOCK_AND_READ_ACCOUNTS = """
+# One statement: lock the touched cached-balance accounts in id order (so concurrent batches
+# never deadlock), check that every leg's account exists in its transaction's currency, and
+# only if all do: insert the transactions (a known reference inserts nothing), their entries,
+# and move the cached balances of the accounts they touch (on each account's normal side).
+# The legs are read through the locks, so nothing is written before every lock is held; the
+# balance update names its accounts by id, so it probes the primary key however small the
+# table (a join alone lets the planner scan a small accounts table on every posting).
+_POST = """
 WITH locked AS MATERIALIZED (
   SELECT id FROM ledger_accounts
-   WHERE id = ANY($1::bigint[]) AND balance_micros IS NOT NULL
+   WHERE id = ANY($6::bigint[]) AND balance_micros IS NOT NULL
    ORDER BY id FOR UPDATE
-)
-SELECT a.id, a.currency FROM ledger_accounts a LEFT JOIN locked l ON l.id = a.id
- WHERE a.id = ANY($1::bigint[])
-"""
-
-# One statement: insert the transactions (a known reference inserts nothing), their entries,
-# and move the cached balances of the accounts they touch (on each account's normal side).
-_INSERT = """
-WITH spec AS (
+), spec AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
          WITH ORDINALITY AS s(reference, code, currency, metadata, n)
-), tx AS (
-  INSERT INTO ledger_transactions (reference, code, currency, metadata)
-  SELECT reference, code, currency, metadata FROM spec ORDER BY n
-  ON CONFLICT (reference) DO NOTHING
-  RETURNING id, reference
-), leg AS MATERIALIZED (
-  SELECT tx.id AS transaction_id, l.account_id, l.side::ledger_side AS side, l.amount_micros, l.k
+), input AS MATERIALIZED (
+  SELECT l.account_id, l.side, l.amount_micros, l.k, spec.reference,
+         spec.currency, a.currency AS account_currency
     FROM unnest($5::bigint[], $6::bigint[], $7::text[], $8::bigint[])
          WITH ORDINALITY AS l(n, account_id, side, amount_micros, k)
     JOIN spec ON spec.n = l.n
-    JOIN tx ON tx.reference = spec.reference
+    CROSS JOIN (SELECT count(*) FROM locked) AS locks_held
+    LEFT JOIN ledger_accounts a ON a.id = l.account_id
+), bad AS MATERIALIZED (
+  SELECT reference, account_id, account_currency FROM input
+   WHERE account_currency IS DISTINCT FROM currency
+   LIMIT 1
+), tx AS (
+  INSERT INTO ledger_transactions (reference, code, currency, metadata)
+  SELECT reference, code, currency, metadata FROM spec
+   WHERE NOT EXISTS (SELECT FROM bad)
+   ORDER BY n
+  ON CONFLICT (reference) DO NOTHING
+  RETURNING id, reference
+), leg AS MATERIALIZED (
+  SELECT tx.id AS transaction_id, i.account_id, i.side::ledger_side AS side,
+         i.amount_micros, i.k
+    FROM input i JOIN tx ON tx.reference = i.reference
 ), entries AS (
   INSERT INTO ledger_entries (transaction_id, account_id, side, amount_micros)
   SELECT transaction_id, account_id, side, amount_micros FROM leg ORDER BY k
@@ -165,9 +176,11 @@ WITH spec AS (
     FROM (SELECT account_id,
                  sum(CASE WHEN side = 'debit' THEN amount_micros ELSE -amount_micros END) AS net
             FROM leg GROUP BY account_id) d
-   WHERE a.id = d.account_id AND a.balance_micros IS NOT NULL
+   WHERE a.id = ANY($6::bigint[]) AND a.id = d.account_id AND a.balance_micros IS NOT NULL
 )
-SELECT reference FROM tx
+SELECT reference, NULL::bigint AS bad_account, NULL::text AS bad_currency FROM tx
+UNION ALL
+SELECT reference, account_id, account_currency FROM bad
 """
 
 _EXISTING = """
@@ -195,8 +208,7 @@ async def post_transactions(
     for i, spec in enumerate(specs):
         first.setdefault(spec.reference, i)
     unique = [specs[i] for i in sorted(first.values())]
-    await _check_accounts(conn, unique)
-    posted = await _insert(conn, unique)
+    posted = await _post(conn, unique)
     existing = await existing_legs(conn, [s.reference for s in unique if s.reference not in posted])
     outcomes: list[PostOutcome] = []
     for i, spec in enumerate(specs):
@@ -218,28 +230,9 @@ async def post_transactions(
     return outcomes
 
 
-async def _check_accounts(conn: asyncpg.Connection[Any], specs: Sequence[TransactionSpec]) -> None:
-    """Lock the cached-balance accounts the batch touches, in id order (no deadlocks
-    between batches), and refuse unknown accounts and currency mismatches."""
-    ids = sorted({leg.account_id for spec in specs for leg in spec.legs})
-    rows = await conn.fetch(_LOCK_AND_READ_ACCOUNTS, ids)
-    currency_of = {row["id"]: row["currency"] for row in rows}
-    for spec in specs:
-        for leg in spec.legs:
-            found = currency_of.get(leg.account_id)
-            if found is None:
-                raise LedgerInvariantError(
-                    f"ledger transaction '{spec.reference}': no ledger account {leg.account_id}"
-                )
-            if found != spec.currency:
-                raise LedgerInvariantError(
-                    f"ledger transaction '{spec.reference}' is in {spec.currency}, "
-                    f"account {leg.account_id} in {found}"
-                )
-
-
-async def _insert(conn: asyncpg.Connection[Any], specs: Sequence[TransactionSpec]) -> set[str]:
-    """Write the batch; returns the references that were new (the others exist already)."""
+async def _post(conn: asyncpg.Connection[Any], specs: Sequence[TransactionSpec]) -> set[str]:
+    """Write the batch; returns the references that were new (the others exist already).
+    Refuses, writing nothing, a leg whose account is unknown or in another currency."""
     leg_n: list[int] = []
     leg_account: list[int] = []
     leg_side: list[str] = []
@@ -251,7 +244,7 @@ async def _insert(conn: asyncpg.Connection[Any], specs: Sequence[TransactionSpec
             leg_side.append(leg.side.value)
             leg_amount.append(leg.amount_micros)
     rows = await conn.fetch(
-        _INSERT,
+        _POST,
         [s.reference for s in specs],
         [s.code for s in specs],
         [s.currency for s in specs],
@@ -264,7 +257,20 @@ async def _insert(conn: asyncpg.Connection[Any], specs: Sequence[TransactionSpec
         leg_side,
         leg_amount,
     )
+    for row in rows:
+        if row["bad_account"] is not None:
+            raise _refusal(row, specs)
     return {row["reference"] for row in rows}
+
+
+def _refusal(row: asyncpg.Record, specs: Sequence[TransactionSpec]) -> LedgerInvariantError:
+    where = f"ledger transaction '{row['reference']}'"
+    if row["bad_currency"] is None:
+        return LedgerInvariantError(f"{where}: no ledger account {row['bad_account']}")
+    currency = next(s.currency for s in specs if s.reference == row["reference"])
+    return LedgerInvariantError(
+        f"{where} is in {currency}, account {row['bad_account']} in {row['bad_currency']}"
+    )
 
 
 async def existing_legs(

@@ -133,6 +133,19 @@ async def test_an_account_in_another_currency_is_refused(conn: Conn) -> None:
     async with conn.transaction():
         with pytest.raises(LedgerInvariantError, match="in USD, account"):
             await post_transactions(conn, [spec])
+    assert await conn.fetchval("SELECT count(*) FROM ledger_transactions") == 0
+
+
+async def test_an_unknown_account_is_refused_and_nothing_is_written(conn: Conn) -> None:
+    revenue = await system_account(conn, SystemAccount.USAGE_REVENUE, "USD")
+    good = await usage(conn, "usage:acct_1:r1", 5)
+    unknown = TransactionSpec(
+        "ref", "usage", "USD", (Leg(revenue + 1000, Side.DEBIT, 5), Leg(revenue, Side.CREDIT, 5))
+    )
+    async with conn.transaction():
+        with pytest.raises(LedgerInvariantError, match=f"no ledger account {revenue + 1000}"):
+            await post_transactions(conn, [good, unknown])
+    assert await conn.fetchval("SELECT count(*) FROM ledger_transactions") == 0
 
 
 async def test_posting_outside_a_transaction_is_refused(conn: Conn) -> None:
