@@ -15,7 +15,7 @@ from aiohttp.typedefs import Middleware
 from redis.asyncio import Redis
 
 import webhooks
-from gateway import limits, migrate, processors
+from gateway import limits, migrate, processes, processors
 from gateway.accounts import api as accounts_api
 from gateway.api import health
 from gateway.api.middleware import authentication, errors, idempotency_key_check, request_context
@@ -73,6 +73,8 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(redis_client)
     processors.setup(app)
+    if role is Role.SERVE:
+        processes.setup(app)  # after the database and the processors: copies share both
     health.setup_routes(app)
     charges.setup(app)  # after the database and the providers: its deps need both
     webhooks.setup(app)

@@ -53,7 +53,7 @@ def _with_dev_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"api_keys": (SecretStr(key),)})
 
 
-def _run(app: web.Application, host: str, port: int) -> None:
+def _run(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; stock loop still works
@@ -68,6 +68,7 @@ def _run(app: web.Application, host: str, port: int) -> None:
         print=None,
         shutdown_timeout=limits.SHUTDOWN_GRACE_SECONDS,
         handle_signals=True,
+        reuse_port=reuse_port,
         loop=loop_factory() if loop_factory else None,
     )
 
@@ -75,7 +76,8 @@ def _run(app: web.Application, host: str, port: int) -> None:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = _with_dev_key(settings)
     print(f"  serving on http://{settings.host}:{settings.port}", file=sys.stderr, flush=True)
-    _run(create_app(settings, Role.SERVE), settings.host, settings.port)
+    shared_port = settings.processes > 1 or settings.parent_pid is not None
+    _run(create_app(settings, Role.SERVE), settings.host, settings.port, reuse_port=shared_port)
     return 0
 
 
@@ -159,7 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    configure_logging(settings.log_format, settings.log_level)
+    several = settings.processes > 1 or settings.parent_pid is not None
+    configure_logging(
+        settings.log_format, settings.log_level, process=settings.process_index if several else None
+    )
     func: Command = args.func
     return func(settings, args)
 

@@ -31,6 +31,9 @@ DB_STATEMENT_TIMEOUT_MS: Final = 15_000
 READINESS_TIMEOUT_SECONDS: Final = 2.0
 TRANSACTION_RETRIES_MAX: Final = 5  # serialization failures and deadlocks
 
+# Serving processes per `gateway serve` (GATEWAY_PROCESSES)
+PROCESSES_MAX: Final = 64
+
 # Background work
 WORKER_RESTART_BACKOFF_SECONDS_MAX: Final = 30.0
 SHUTDOWN_GRACE_SECONDS: Final = 10.0

@@ -14,8 +14,11 @@ import structlog
 from gateway.settings import LogFormat
 
 
-def configure_logging(fmt: LogFormat | None, level: str = "info") -> None:
-    """Configure structlog and the stdlib root logger to one format. Idempotent."""
+def configure_logging(
+    fmt: LogFormat | None, level: str = "info", *, process: int | None = None
+) -> None:
+    """Configure structlog and the stdlib root logger to one format. Idempotent. `process`:
+    this serving process's index, on every line, when several serve one port."""
     if fmt is None:
         fmt = LogFormat.CONSOLE if sys.stderr.isatty() else LogFormat.JSON
     level_no = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -24,6 +27,8 @@ def configure_logging(fmt: LogFormat | None, level: str = "info") -> None:
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if process is not None:
+        shared.append(_add_process(process))
     renderer: structlog.types.Processor
     if fmt is LogFormat.JSON:
         shared.append(
@@ -54,3 +59,13 @@ def configure_logging(fmt: LogFormat | None, level: str = "info") -> None:
     root.setLevel(max(level_no, logging.INFO))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # we log one line ourselves
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # logs every pg_ctl call at INFO
+
+
+def _add_process(index: int) -> structlog.types.Processor:
+    def add(
+        _logger: object, _method: str, event: structlog.types.EventDict
+    ) -> structlog.types.EventDict:
+        event.setdefault("process", index)
+        return event
+
+    return add

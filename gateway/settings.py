@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     log_format: LogFormat | None = None
     log_level: str = "info"
     migrate_on_start: bool = True
+    # `serve` processes accepting on the port (see gateway.processes); the first one starts
+    # the others and sets these two for them.
+    processes: int = Field(default=1, ge=1, le=limits.PROCESSES_MAX)
+    parent_pid: int | None = None
+    process_index: int = 0
     # Charges: a key locked longer than this belongs to a dead request and is taken over; the
     # completer resolves charges left unresolved this long; keys live at least 24 hours.
     charges_lock_timeout_seconds: float = Field(default=limits.CHARGE_LOCK_TIMEOUT_SECONDS, gt=0)
@@ -58,6 +63,12 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _processes_need_a_port(self) -> Self:
+        if self.processes > 1 and self.port == 0:
+            raise ValueError("GATEWAY_PROCESSES > 1 needs a fixed GATEWAY_PORT (not 0)")
+        return self
 
     @property
     def database_url_safe(self) -> str:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from gateway import limits
 from gateway.app import create_app
@@ -144,6 +145,11 @@ async def test_body_over_the_cap_is_a_json_413(
     )
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "body_too_large"
+
+
+def test_several_processes_need_a_fixed_port(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="GATEWAY_PROCESSES > 1 needs a fixed GATEWAY_PORT"):
+        Settings(processes=2, port=0, data_dir=tmp_path)
 
 
 def test_api_key_is_never_in_the_settings_repr(tmp_path: Path) -> None:
