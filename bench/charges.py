@@ -3,7 +3,8 @@ standalone sandbox processor (both real subprocesses), at concurrency 1 and 64, 
 
 - the sandbox alone (the processor's own ceiling on this machine), and
 - a bare aiohttp endpoint (`python -m bench.charges bare …`) making the same processor call
-  (once with httpx and the gateway's connection limits, once with aiohttp's client)
+  (once with the gateway's shared client, `providers.http.create_client()`, once with
+  aiohttp's client alone)
   and the same database round trips as the gateway's charge path (the key+charge statement;
   then one transaction: lock the charge, two account look-ups, lock accounts, insert the
   ledger transaction and entries, update the charge twice, store the response), with none
@@ -32,7 +33,7 @@ from aiohttp import web
 
 from bench.support import Figure, fresh_database, report
 from gateway.charges.phases import BEGIN_SQL
-from providers.http import DEFAULT_LIMITS
+from providers.http import create_client
 from tests.support.service import ServiceProcess, free_port
 
 API_KEY = "sk_bench_" + "b" * 24
@@ -112,13 +113,14 @@ WHERE id = $5 AND balance_micros IS NOT NULL
 
 
 class Processor:
-    """The bare endpoint's processor client: httpx with the gateway's limits (the gateway's
-    providers use httpx), or aiohttp's client, to show what the HTTP client costs."""
+    """The bare endpoint's processor client: the gateway's shared client (httpx's API on the
+    aiohttp transport, with the gateway's limits), or aiohttp's client alone, to show what
+    the HTTP client costs."""
 
     def __init__(self, kind: str, sandbox_url: str) -> None:
         self.kind = kind
         self.url = sandbox_url + "/v1/charges"
-        self.httpx = httpx.AsyncClient(limits=DEFAULT_LIMITS)
+        self.httpx = create_client()
         self.aiohttp: aiohttp.ClientSession | None = None
 
     async def charge(self, payload: dict[str, Any], key: str) -> str:

@@ -1,8 +1,9 @@
 """The one outbound HTTP layer: a shared httpx client and the mapping of its faults.
 
-Every provider talks to its processor through the client `create_client()` builds (timeouts
-and connection limits from `providers.limits`) and through `send()`, which turns transport
-failures and error statuses into the `ProviderError` tree of `providers.base`:
+Every provider talks to its processor through the client `create_client()` builds (httpx's
+API on aiohttp's connection pool, `providers.transport`; timeouts and limits from
+`providers.limits`) and through `send()`, which turns transport failures and error statuses
+into the `ProviderError` tree of `providers.base`:
 
     httpx.ConnectError / ConnectTimeout / PoolTimeout   -> ProviderUnavailable (nothing sent)
       (and UnsupportedProtocol: a misconfigured URL)
@@ -32,16 +33,13 @@ from providers.base import (
     ProviderUnavailable,
     scrub_card_numbers,
 )
+from providers.transport import AiohttpTransport
 
 DEFAULT_TIMEOUT = httpx.Timeout(
     connect=limits.HTTP_CONNECT_TIMEOUT_SECONDS,
     read=limits.HTTP_READ_TIMEOUT_SECONDS,
-    write=limits.HTTP_WRITE_TIMEOUT_SECONDS,
+    write=None,  # the aiohttp transport has none (see `providers.transport._client_timeout`)
     pool=limits.HTTP_POOL_TIMEOUT_SECONDS,
-)
-DEFAULT_LIMITS = httpx.Limits(
-    max_connections=limits.HTTP_CONNECTIONS_MAX,
-    max_keepalive_connections=limits.HTTP_KEEPALIVE_CONNECTIONS_MAX,
 )
 
 
@@ -50,12 +48,13 @@ def create_client(
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
-    """The shared client. Redirects are never followed: a processor API does not redirect,
-    and following one could re-send a charge somewhere else. Close it with `aclose()`."""
+    """The shared client: httpx's API over `AiohttpTransport` (aiohttp's connection pool,
+    `HTTP_CONNECTIONS_MAX` connections) unless a transport is passed. Redirects are never
+    followed: a processor API does not redirect, and following one could re-send a charge
+    somewhere else. Close it with `aclose()`, on the event loop that used it."""
     return httpx.AsyncClient(
         timeout=timeout,
-        limits=DEFAULT_LIMITS,
-        transport=transport,
+        transport=transport if transport is not None else AiohttpTransport(),
         follow_redirects=False,
         trust_env=False,  # a stray HTTP(S)_PROXY must not route card traffic
     )

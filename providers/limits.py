@@ -6,13 +6,17 @@ the sandbox processor's own queues and delays."""
 
 from typing import Final
 
-# Outbound HTTP (providers.http): one shared client for every provider.
+# Outbound HTTP (providers.http, providers.transport): one shared client for every provider.
 HTTP_CONNECT_TIMEOUT_SECONDS: Final = 3.0  # nothing sent yet: safe to fail fast and retry
 HTTP_READ_TIMEOUT_SECONDS: Final = 30.0  # after this the outcome is unknown, so be generous
-HTTP_WRITE_TIMEOUT_SECONDS: Final = 10.0
 HTTP_POOL_TIMEOUT_SECONDS: Final = 5.0  # waiting for a free connection: nothing sent
-HTTP_CONNECTIONS_MAX: Final = 100  # in-flight processor calls across all providers
-HTTP_KEEPALIVE_CONNECTIONS_MAX: Final = 20
+# In-flight processor calls across all providers; the idle keep-alive connections are bounded
+# only by this too (aiohttp's connector has no separate cap for them).
+HTTP_CONNECTIONS_MAX: Final = 100
+# Idle connections are closed after this, before a processor's own keep-alive timeout
+# (commonly 60-75 s) closes them under a request being sent.
+HTTP_KEEPALIVE_SECONDS: Final = 15.0
+HTTP_RESPONSE_BYTES_MAX: Final = 1_048_576  # processors answer in kilobytes; more is refused
 HTTP_ERROR_BODY_CHARS_MAX: Final = 300  # how much of an error body goes into an exception
 
 # The one retry policy (providers.retry)

@@ -21,6 +21,7 @@ from gateway.charges.deps import CHARGE_DEPS
 from gateway.state import Role
 from tests.conftest import AiohttpClient, auth, make_settings
 from tests.support.charges import fetch, open_account, postings
+from tests.support.wire import mock_wire
 
 Client = TestClient[web.Request, web.Application]
 PROCESSOR = "http://sandbox.test"
@@ -64,7 +65,7 @@ async def charge_silently(client: Client, processor: respx.Router, key: str) -> 
 async def test_an_unknown_outcome_stays_pending_and_a_retry_resumes_with_the_same_key(
     client: Client, db_url: str
 ) -> None:
-    with respx.mock(base_url=PROCESSOR) as processor:
+    with mock_wire(base_url=PROCESSOR) as processor:
         charge_id, route = await charge_silently(client, processor, "k-unknown")
         rows = await fetch(db_url, "SELECT status FROM charges WHERE id = $1", charge_id)
         assert rows[0]["status"] == "pending", "never marked failed on a guess"
@@ -82,7 +83,7 @@ async def test_an_unknown_outcome_stays_pending_and_a_retry_resumes_with_the_sam
 async def test_the_completer_finishes_a_charge_nobody_asked_about_again(
     client: Client, db_url: str
 ) -> None:
-    with respx.mock(base_url=PROCESSOR) as processor:
+    with mock_wire(base_url=PROCESSOR) as processor:
         charge_id, route = await charge_silently(client, processor, "k-completer")
         route.mock(side_effect=succeeded)
         await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
@@ -99,7 +100,7 @@ async def test_the_completer_finishes_a_charge_nobody_asked_about_again(
 async def test_a_pending_charge_is_looked_up_and_settled_by_the_completer(
     client: Client, db_url: str
 ) -> None:
-    with respx.mock(base_url=PROCESSOR) as processor:
+    with mock_wire(base_url=PROCESSOR) as processor:
         processor.post("/v1/charges").mock(
             return_value=httpx.Response(
                 200, json={"id": "py_async", "status": "pending", "amount": 700, "currency": "usd"}
@@ -127,7 +128,7 @@ async def test_a_pending_charge_is_looked_up_and_settled_by_the_completer(
 async def test_the_reaper_forgets_finished_keys_after_a_day_and_keeps_unfinished_ones(
     client: Client, db_url: str
 ) -> None:
-    with respx.mock(base_url=PROCESSOR) as processor:
+    with mock_wire(base_url=PROCESSOR) as processor:
         processor.post("/v1/charges").mock(side_effect=succeeded)
         for key in ("k-old", "k-new"):
             await client.post("/v1/charges", json=BODY, headers=auth(idempotency_key=key))
@@ -149,7 +150,7 @@ async def test_the_reaper_forgets_finished_keys_after_a_day_and_keeps_unfinished
 async def test_a_refund_without_an_answer_is_finished_by_the_completer(
     client: Client, db_url: str
 ) -> None:
-    with respx.mock(base_url=PROCESSOR) as processor:
+    with mock_wire(base_url=PROCESSOR) as processor:
         processor.post("/v1/charges").mock(side_effect=succeeded)
         made = await client.post("/v1/charges", json=BODY, headers=auth(idempotency_key="k-r"))
         charge_id = (await made.json())["id"]

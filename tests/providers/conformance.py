@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import respx
 
 from providers.base import (
     ChargeRequest,
@@ -29,6 +28,7 @@ from providers.base import (
     WebhookVerificationError,
 )
 from tests.providers.kits import Delivery, Kit, WireOutcome
+from tests.support.wire import mock_wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +91,7 @@ async def check_charge_outcomes_map_to_statuses_and_declines(
     provider = build(kit, cls, harness)
     request = charge_request()
     for outcome, expected in EXPECTED_STATUS.items():
-        with respx.mock(assert_all_called=True) as router:
+        with mock_wire(assert_all_called=True) as router:
             kit.charge_route(router).return_value = kit.charge_answer(outcome, request)
             result = await provider.create_charge(request)
         assert result.status is expected, f"{outcome} must map to {expected}"
@@ -104,7 +104,7 @@ async def check_charge_outcomes_map_to_statuses_and_declines(
 async def check_unknown_status_is_pending(kit: Kit, cls: type[Provider], harness: Harness) -> None:
     provider = build(kit, cls, harness)
     request = charge_request()
-    with respx.mock(assert_all_called=True) as router:
+    with mock_wire(assert_all_called=True) as router:
         kit.charge_route(router).return_value = kit.charge_answer(
             WireOutcome.UNKNOWN_STATUS, request
         )
@@ -118,7 +118,7 @@ async def check_unreadable_answer_is_never_final(
     provider = build(kit, cls, harness)
     request = charge_request()
     for answer in (httpx.Response(200, json={"unexpected": True}), httpx.Response(200, text="<")):
-        with respx.mock(assert_all_called=True) as router:
+        with mock_wire(assert_all_called=True) as router:
             kit.charge_route(router).return_value = answer
             try:
                 result = await provider.create_charge(request)
@@ -134,7 +134,7 @@ async def check_charge_sends_our_idempotency_key_and_ids(
 ) -> None:
     provider = build(kit, cls, harness)
     request = charge_request()
-    with respx.mock(assert_all_called=True) as router:
+    with mock_wire(assert_all_called=True) as router:
         route = kit.charge_route(router)
         route.return_value = kit.charge_answer(WireOutcome.SUCCEEDED, request)
         await provider.create_charge(request)
@@ -171,7 +171,7 @@ async def check_faults_are_classified_for_retry(
     provider = build(kit, cls, harness)
     request = charge_request()
     for name, fault, retryable, reached, retry_after in FAULTS:
-        with respx.mock(assert_all_called=True) as router:
+        with mock_wire(assert_all_called=True) as router:
             route = kit.charge_route(router)
             if isinstance(fault, int):
                 seconds = int(retry_after) if retry_after is not None else None

@@ -31,6 +31,7 @@ from providers.base import (
 from providers.retry import RetryPolicy, call_with_retry
 from providers.stripe import StripeOutcomeIndeterminate, StripeProvider, StripeSettings
 from tests.support.stripe_payloads import fixture
+from tests.support.wire import mock_wire
 
 API_KEY = "sk_test_51Hx" + "a1B2c3D4" * 4
 WEBHOOK_SECRET = "whsec_" + "s3cr3t" * 5
@@ -72,7 +73,7 @@ async def provider() -> AsyncIterator[StripeProvider]:
 
 @pytest.fixture
 def stripe_api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=API, assert_all_called=False) as router:
+    with mock_wire(base_url=API, assert_all_called=False) as router:
         yield router
 
 
