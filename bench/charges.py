@@ -1,17 +1,22 @@
 """Charges per second and latency, end to end over HTTP: `gateway serve` charging through a
-standalone sandbox processor (both real subprocesses), at concurrency 1 and 64, beside
+standalone sandbox processor (both real subprocesses), at concurrency 1 and 64 (closed loop:
+each client sends its next charge when the last is answered), as one process and as two
+(`GATEWAY_PROCESSES=2`), and at fixed arrival rates (open loop, at most 64 in flight, latency
+counted from when each charge was due, so a stall is not hidden by clients that wait), beside
 
 - the sandbox alone (the processor's own ceiling on this machine), and
 - a bare aiohttp endpoint (`python -m bench.charges bare …`) making the same processor call
   (once with the gateway's shared client, `providers.http.create_client()`, once with
   aiohttp's client alone)
   and the same database round trips as the gateway's charge path (the key+charge statement;
-  then one transaction: lock the charge, two account look-ups, lock accounts, insert the
-  ledger transaction and entries, update the charge twice, store the response), with none
-  of the gateway's code around them,
+  then one transaction: lock the charge reading its ledger accounts, post the ledger
+  transaction with its entries and balance, update the charge, store the response), with
+  none of the gateway's code around them,
 
 so the gateway's own overhead shows as a ratio. Every charge has its own idempotency key and
-pays with `pm_card_visa`; customers are spread over many accounts, as in production."""
+pays with `pm_card_visa`; customers are spread over many accounts, as in production. Under
+each figure: the CPU each process group spent per charge (on a machine shared by the service,
+its database, the processor and the load generator, throughput is bounded by their sum)."""
 
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ import asyncpg
 import httpx
 from aiohttp import web
 
+from bench.cpu import CpuMeter
 from bench.support import Figure, fresh_database, report
 from gateway.charges.phases import BEGIN_SQL
 from providers.http import create_client
@@ -39,6 +45,33 @@ from tests.support.service import ServiceProcess, free_port
 API_KEY = "sk_bench_" + "b" * 24
 ACCOUNTS = 1000
 DURATION_SECONDS = {1: 4.0, 64: 8.0}
+OPEN_LOOP_SECONDS = 8.0
+OPEN_LOOP_RATES = (200, 400)  # charges per second offered
+IN_FLIGHT_MAX = 64
+
+
+def classify(comm: str, cmdline: str) -> str | None:
+    """The process groups the bench reports CPU for."""
+    if comm == "postgres":
+        return "postgres"
+    if "bench.charges bare" in cmdline:
+        return "bare endpoint"
+    if "gateway" in cmdline and "sandbox" in cmdline:
+        return "sandbox"
+    if "gateway" in cmdline and "serve" in cmdline:
+        return "gateway"
+    if "-m bench" in cmdline:
+        return "load"
+    return None
+
+
+def _body(n: int) -> dict[str, Any]:
+    return {
+        "account_id": f"acct_{n % ACCOUNTS}",
+        "amount": 100,
+        "currency": "USD",
+        "payment_method": "pm_card_visa",
+    }
 
 
 async def open_accounts(url: str) -> None:
@@ -53,9 +86,11 @@ async def open_accounts(url: str) -> None:
 
 
 async def load(url: str, concurrency: int, headers: dict[str, str], name: str) -> Figure:
-    """Charge as fast as `concurrency` clients can for a fixed time; count successes."""
+    """Closed loop: `concurrency` clients charge as fast as they are answered, for a fixed
+    time; count successes."""
     latencies: list[float] = []
     failures = 0
+    meter = CpuMeter(classify)
     deadline = time.perf_counter() + DURATION_SECONDS[concurrency]
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -65,39 +100,75 @@ async def load(url: str, concurrency: int, headers: dict[str, str], name: str) -
             i = 0
             while time.perf_counter() < deadline:
                 i += 1
-                body = {
-                    "account_id": f"acct_{(n * 7919 + i) % ACCOUNTS}",
-                    "amount": 100,
-                    "currency": "USD",
-                    "payment_method": "pm_card_visa",
-                }
-                key = uuid.uuid4().hex
                 started = time.perf_counter()
-                async with http.post(
-                    url, json=body, headers=headers | {"Idempotency-Key": key}
-                ) as response:
-                    await response.read()
-                    ok = response.status == 200
-                if ok:
+                if await _charge(http, url, headers, n * 7919 + i):
                     latencies.append((time.perf_counter() - started) * 1000)
                 else:
                     failures += 1
 
+        meter.start()
         started = time.perf_counter()
         await asyncio.gather(*(client(n) for n in range(concurrency)))
         elapsed = time.perf_counter() - started
     if failures:
         name += f" ({failures} failed)"
-    return Figure(name, len(latencies), elapsed, tuple(latencies))
+    return Figure(name, len(latencies), elapsed, tuple(latencies), meter.stop(len(latencies)))
+
+
+async def load_open(url: str, rate: int, headers: dict[str, str], name: str) -> Figure:
+    """Open loop: charges arrive at `rate` per second whatever the answers do, at most
+    `IN_FLIGHT_MAX` in flight (the rest wait); latency runs from when each was due."""
+    latencies: list[float] = []
+    failures = 0
+    meter = CpuMeter(classify)
+    slots = asyncio.Semaphore(IN_FLIGHT_MAX)
+    connector = aiohttp.TCPConnector(limit=IN_FLIGHT_MAX)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def one(n: int, due: float) -> None:
+            nonlocal failures
+            async with slots:
+                ok = await _charge(http, url, headers, n)
+            if ok:
+                latencies.append((time.perf_counter() - due) * 1000)
+            else:
+                failures += 1
+
+        meter.start()
+        started = time.perf_counter()
+        arrivals = []
+        for n in range(int(rate * OPEN_LOOP_SECONDS)):
+            due = started + n / rate
+            if (wait := due - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+            arrivals.append(asyncio.create_task(one(n, due)))
+        await asyncio.gather(*arrivals)
+        elapsed = time.perf_counter() - started
+    if failures:
+        name += f" ({failures} failed)"
+    return Figure(name, len(latencies), elapsed, tuple(latencies), meter.stop(len(latencies)))
+
+
+async def _charge(http: aiohttp.ClientSession, url: str, headers: dict[str, str], n: int) -> bool:
+    key = uuid.uuid4().hex
+    async with http.post(
+        url, json=_body(n), headers=headers | {"Idempotency-Key": key}
+    ) as response:
+        await response.read()
+        return response.status == 200
 
 
 # The bare endpoint: the same statements as the charge path, inline, no framework around them.
-_LOCK = "SELECT id FROM charges WHERE id = $1 FOR UPDATE"
-_FIND = "SELECT id FROM ledger_accounts WHERE kind = $1 AND owner = $2 AND currency = $3"
-_LOCK_ACCOUNTS = (
-    "SELECT id FROM ledger_accounts WHERE id = ANY($1::bigint[]) AND balance_micros IS NOT NULL "
-    "ORDER BY id FOR UPDATE"
-)
+_LOCK = """
+SELECT c.id, customer.id AS customer, clearing.id AS clearing
+FROM charges c
+JOIN ledger_accounts customer ON customer.kind = 'customer_balance'
+  AND customer.owner = c.account_id AND customer.currency = c.currency
+JOIN ledger_accounts clearing ON clearing.kind = 'provider_clearing'
+  AND clearing.owner = c.provider AND clearing.currency = c.currency
+WHERE c.id = $1
+FOR UPDATE OF c
+"""
 _POST = """
 WITH t AS (
   INSERT INTO ledger_transactions (reference, code, currency) VALUES ($1, 'captured', 'USD')
@@ -172,10 +243,10 @@ async def bare_app(db_url: str, sandbox_url: str, client: str) -> web.Applicatio
             f"gw_{charge_id}",
         )
         async with pool.acquire() as conn, conn.transaction():
-            await conn.fetchrow(_LOCK, charge_id)
-            customer = await conn.fetchval(_FIND, "customer_balance", body["account_id"], "USD")
-            clearing = await conn.fetchval(_FIND, "provider_clearing", "sandbox", "USD")
-            await conn.fetch(_LOCK_ACCOUNTS, [customer, clearing])
+            accounts = await conn.fetchrow(_LOCK, charge_id)
+            if accounts is None:
+                raise RuntimeError(f"charge {charge_id} vanished")
+            customer, clearing = accounts["customer"], accounts["clearing"]
             await conn.execute(
                 _POST,
                 f"bare:{charge_id}:captured",
@@ -184,9 +255,9 @@ async def bare_app(db_url: str, sandbox_url: str, client: str) -> web.Applicatio
                 body["amount"] * 10_000,
                 customer,
             )
-            await conn.execute("UPDATE charges SET status = 'succeeded' WHERE id = $1", charge_id)
             await conn.fetchrow(
-                "UPDATE charges SET provider_charge_id = $2 WHERE id = $1 RETURNING *",
+                "UPDATE charges SET status = 'succeeded', provider_charge_id = $2, "
+                "updated_at = now() WHERE id = $1 RETURNING *",
                 charge_id,
                 provider_charge_id,
             )
@@ -269,7 +340,8 @@ async def main() -> None:
                         f"sandbox alone, concurrency {concurrency}",
                     )
                 )
-            figures += await _gateway(tmp_path, db_url, sandbox_url)
+            figures += await _gateway(tmp_path, db_url, sandbox_url, processes=1)
+            figures += await _gateway(tmp_path, db_url, sandbox_url, processes=2)
             figures += await _bare(tmp_path, db_url, sandbox_url, "httpx")
             figures += await _bare(tmp_path, db_url, sandbox_url, "aiohttp")
         finally:
@@ -279,7 +351,7 @@ async def main() -> None:
         f.name.rsplit(" (", 1)[0] if f.name.endswith("failed)") else f.name: f for f in figures
     }
     for concurrency in (1, 64):
-        gateway = by_name.get(f"gateway, concurrency {concurrency}")
+        gateway = by_name.get(f"gateway (1 process), concurrency {concurrency}")
         for client in ("httpx", "aiohttp"):
             bare = by_name.get(f"bare endpoint ({client}), concurrency {concurrency}")
             if gateway and bare and gateway.per_second:
@@ -289,7 +361,9 @@ async def main() -> None:
                 )
 
 
-async def _gateway(tmp_path: Path, db_url: str, sandbox_url: str) -> list[Figure]:
+async def _gateway(
+    tmp_path: Path, db_url: str, sandbox_url: str, *, processes: int
+) -> list[Figure]:
     port = free_port()
     service = ServiceProcess(
         "serve",
@@ -301,21 +375,48 @@ async def _gateway(tmp_path: Path, db_url: str, sandbox_url: str) -> list[Figure
             "GATEWAY_DATA_DIR": str(tmp_path / "serve"),
             "GATEWAY_LOG_FORMAT": "json",
             "GATEWAY_LOG_LEVEL": "warning",
+            "GATEWAY_PROCESSES": str(processes),
         },
         tmp_path / "serve.log",
     )
     await service.start()
     try:
         await service.wait_ready(f"http://127.0.0.1:{port}/readyz", timeout_seconds=60)
+        await _all_serving(port, processes)
         headers = {"Authorization": f"Bearer {API_KEY}"}
-        return [
-            await load(
-                f"http://127.0.0.1:{port}/v1/charges", c, headers, f"gateway, concurrency {c}"
-            )
-            for c in (1, 64)
+        url = f"http://127.0.0.1:{port}/v1/charges"
+        name = f"gateway ({processes} process{'es' if processes > 1 else ''})"
+        if processes == 1:
+            return [await load(url, c, headers, f"{name}, concurrency {c}") for c in (1, 64)]
+        return [await load(url, 64, headers, f"{name}, concurrency 64")] + [
+            await load_open(url, rate, headers, f"{name}, {rate}/s offered, <= 64 in flight")
+            for rate in OPEN_LOOP_RATES
         ]
     finally:
         await service.stop(signal.SIGTERM)
+
+
+async def _all_serving(port: int, processes: int) -> None:
+    """Wait until every process listens (the copies start after the first is ready): with
+    SO_REUSEPORT each has its own listening socket in /proc/net/tcp."""
+    for _ in range(600):
+        if _listeners(port) >= processes:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{processes} processes never listened on port {port}")
+
+
+def _listeners(port: int) -> int:
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return 1 << 30  # not Linux: cannot tell, do not wait
+    listen = "0A"
+    return sum(
+        1
+        for line in lines
+        if (fields := line.split())[3] == listen and int(fields[1].rsplit(":", 1)[1], 16) == port
+    )
 
 
 async def _bare(tmp_path: Path, db_url: str, sandbox_url: str, client: str) -> list[Figure]:

@@ -67,6 +67,7 @@ class Figure:
     operations: int
     seconds: float
     latencies_ms: tuple[float, ...] = ()
+    note: str = ""
 
     @property
     def per_second(self) -> float:
@@ -80,6 +81,8 @@ class Figure:
         if len(self.latencies_ms) >= 2:
             q = statistics.quantiles(self.latencies_ms, n=100)
             text += f"  p50 {q[49]:.1f} ms  p99 {q[98]:.1f} ms"
+        if self.note:
+            text += f"\n      {self.note}"
         return text
 
 
