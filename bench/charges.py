@@ -37,7 +37,7 @@ import httpx
 from aiohttp import web
 
 from bench.cpu import CpuMeter
-from bench.support import Figure, fresh_database, report
+from bench.support import Figure, fresh_database, report, settle_database
 from gateway.charges.phases import BEGIN_SQL
 from providers.http import create_client
 from tests.support.service import ServiceProcess, free_port
@@ -46,7 +46,7 @@ API_KEY = "sk_bench_" + "b" * 24
 ACCOUNTS = 1000
 DURATION_SECONDS = {1: 4.0, 64: 8.0}
 OPEN_LOOP_SECONDS = 8.0
-OPEN_LOOP_RATES = (200, 400)  # charges per second offered
+OPEN_LOOP_RATES = (200, 300, 400)  # charges per second offered
 IN_FLIGHT_MAX = 64
 
 
@@ -308,6 +308,7 @@ async def main() -> None:
     db_url = await fresh_database("bench_charges")
     await open_accounts(db_url)
     await warm_accounts(db_url)
+    await settle_database(db_url)
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)

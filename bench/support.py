@@ -4,9 +4,11 @@ and the printed table."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import statistics
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,17 @@ def server_url(database: str) -> str:
         server = pgserver.get_server(pgdata, cleanup_mode=None)
         url = make_url(str(server.get_uri())).set(database=database)
         return url.render_as_string(hide_password=False)
+
+
+async def settle_database(url: str) -> None:
+    """Before measuring: vacuum and analyze what setup wrote and force a checkpoint, so
+    neither autovacuum nor a checkpoint of the setup's writes lands inside the measurement."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("VACUUM ANALYZE")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
 
 
 async def fresh_database(name: str) -> str:
@@ -86,8 +99,22 @@ class Figure:
         return text
 
 
+@functools.cache
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    """The machine, and how fast its Python runs right now: a fixed loop's time, so figures
+    from a shared host (whose speed varies with its neighbours) can be compared."""
+    started = time.perf_counter()
+    total = 0
+    for n in range(_CALIBRATION_LOOPS):
+        total += n
+    loop_ms = (time.perf_counter() - started) * 1000
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{_CALIBRATION_LOOPS // 1_000_000}M-step loop {loop_ms:.0f} ms"
+    )
+
+
+_CALIBRATION_LOOPS = 5_000_000
 
 
 def report(title: str, figures: list[Figure]) -> None:
