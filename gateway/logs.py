@@ -43,7 +43,10 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write() per line (message and newline together): with unbuffered stdio
+        # (PYTHONUNBUFFERED) print() writes them separately, and the lines of processes
+        # sharing one stderr (GATEWAY_PROCESSES) would interleave.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
     # Library loggers (aiohttp, alembic) go through the same renderer.
@@ -58,6 +61,7 @@ def configure_logging(
     root.handlers = [handler]
     root.setLevel(max(level_no, logging.INFO))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # we log one line ourselves
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per processor call: metrics
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # logs every pg_ctl call at INFO
 
 

@@ -141,7 +141,10 @@ class LedgerBatch:
             kinds, owners, currencies = (list(column) for column in zip(*missing, strict=True))
             for row in await conn.fetch(_FIND_ACCOUNTS, kinds, owners, currencies):
                 found[(row["kind"], row["owner"], row["currency"])] = row["id"]
-        for kind, owner, code in wanted - found.keys():
+        # Created in one order everywhere: a set's order follows string hashes, which differ
+        # between processes, and two transactions creating the same two accounts in opposite
+        # orders deadlock (each waits on the other's uncommitted insert).
+        for kind, owner, code in sorted(wanted - found.keys()):
             if kind == CUSTOMER_BALANCE:
                 found[(kind, owner, code)] = await customer_account(conn, owner, code)
             else:

@@ -42,7 +42,8 @@ class Served:
 
     async def charge(self, n: int) -> None:
         # A new connection per request, so the kernel spreads them over the processes.
-        async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as http:
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(limits=no_reuse, timeout=30.0) as http:
             response = await http.post(
                 f"{self.url}/v1/charges",
                 json={
@@ -53,7 +54,12 @@ class Served:
                 },
                 headers=auth(idempotency_key=f"processes-{n}"),
             )
-        assert response.status_code == 200, response.text
+        assert response.status_code == 200, (response.text, self.problems())
+
+    def problems(self) -> list[str]:
+        """The service's warnings and errors, to explain a failure."""
+        lines = self.service.log_path.read_text(errors="replace").splitlines()
+        return [line for line in lines if '"level": "warning"' in line or '"error"' in line][-20:]
 
 
 @pytest.fixture
@@ -70,6 +76,9 @@ async def served(db_url: str, tmp_path: Path) -> AsyncIterator[Served]:
             "GATEWAY_SANDBOX_PORT": "0",
             "GATEWAY_API_KEYS": API_KEY,
             "GATEWAY_LOG_FORMAT": "json",
+            # Unbuffered stdio, as in most containers: every JSON line must still arrive
+            # whole, though two processes write to one stderr (`events` parses them all).
+            "PYTHONUNBUFFERED": "1",
         },
         tmp_path / "serve.log",
     )
@@ -84,7 +93,8 @@ async def served(db_url: str, tmp_path: Path) -> AsyncIterator[Served]:
         await eventually(copy_serving, what="the copy to start")
         yield served
     finally:
-        await service.stop(signal.SIGKILL)
+        # SIGTERM stops the copies too; a SIGKILL here would orphan them into the next test.
+        await service.stop(signal.SIGTERM)
 
 
 def alive(pid: int) -> bool:
