@@ -126,7 +126,9 @@ async def test_a_concurrent_request_with_the_same_key_waits_and_gets_the_same_ch
     provider: StripeProvider, server: StripeServer
 ) -> None:
     server.work_seconds = 0.2
-    fast = RetryPolicy(backoff_base_seconds=0.1, backoff_max_seconds=0.2)
+    # Short waits, but enough attempts to outlast the first request's work on a busy machine:
+    # full jitter can make five attempts add up to less than its 0.2 s.
+    fast = RetryPolicy(attempts_max=50, backoff_base_seconds=0.1, backoff_max_seconds=0.2)
 
     async def charge_with_retries() -> ChargeResult:
         return await call_with_retry(
