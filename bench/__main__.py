@@ -4,8 +4,9 @@ they never share the machine."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
+
+from bench.support import run
 
 BENCHES: list[str] = [
     "providers",
@@ -26,7 +27,7 @@ def main() -> None:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
     for name in args.names or BENCHES:
         module = importlib.import_module(f"bench.{name}")
-        asyncio.run(module.main())
+        run(module.main())
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import httpx
 from aiohttp import web
 
 from bench.cpu import CpuMeter
-from bench.support import Figure, fresh_database, report, settle_database
+from bench.support import Figure, fresh_database, report, run, settle_database
 from gateway.charges.phases import BEGIN_SQL
 from providers.http import create_client
 from tests.support.service import ServiceProcess, free_port
@@ -469,7 +469,7 @@ def _cli(argv: list[str]) -> Any:
     if len(argv) == 5 and argv[0] == "bare":
         run_bare(int(argv[1]), argv[2], argv[3], argv[4])
         return None
-    return asyncio.run(main())
+    return run(main())
 
 
 if __name__ == "__main__":

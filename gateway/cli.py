@@ -53,13 +53,16 @@ def _with_dev_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"api_keys": (SecretStr(key),)})
 
 
-def _run(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
+def _event_loop() -> asyncio.AbstractEventLoop | None:
+    """uvloop where it is installed (a dependency off Windows), else the stock loop."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; stock loop still works
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
+        return None
+    return uvloop.new_event_loop()
+
+
+def _run(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
     web.run_app(
         app,
         host=host,
@@ -69,7 +72,7 @@ def _run(app: web.Application, host: str, port: int, *, reuse_port: bool = False
         shutdown_timeout=limits.SHUTDOWN_GRACE_SECONDS,
         handle_signals=True,
         reuse_port=reuse_port,
-        loop=loop_factory() if loop_factory else None,
+        loop=_event_loop(),
     )
 
 
@@ -123,7 +126,7 @@ def cmd_check_ledger(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
-    serve_forever()
+    serve_forever(loop=_event_loop())
     return 0
 
 

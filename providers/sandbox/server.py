@@ -543,9 +543,11 @@ async def start(processor: SandboxProcessor, host: str, port: int) -> RunningSan
     return RunningSandbox(processor, runner, f"http://{bound_host}:{bound_port}")
 
 
-def serve_forever(settings: SandboxSettings | None = None) -> None:
+def serve_forever(
+    settings: SandboxSettings | None = None, *, loop: asyncio.AbstractEventLoop | None = None
+) -> None:
     """`gateway sandbox`: a standalone sandbox configured by `GATEWAY_SANDBOX_*` and
-    `GATEWAY_DATA_DIR`, serving until interrupted."""
+    `GATEWAY_DATA_DIR`, serving until interrupted (on `loop`, else a new stock loop)."""
     settings = settings or SandboxSettings()
     processor = SandboxProcessor(
         state_dir(settings.data_dir),
@@ -554,5 +556,10 @@ def serve_forever(settings: SandboxSettings | None = None) -> None:
     )
     print(f"  sandbox processor on {settings.local_url()}", file=sys.stderr, flush=True)
     web.run_app(
-        processor.app(), host=settings.host, port=settings.port, access_log=None, print=None
+        processor.app(),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=None,
+        loop=loop,
     )
