@@ -5,7 +5,6 @@ and the printed table."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import platform
 import statistics
@@ -113,10 +112,9 @@ class Figure:
         return text
 
 
-@functools.cache
 def machine() -> str:
-    """The machine, and how fast its Python runs right now: a fixed loop's time, so figures
-    from a shared host (whose speed varies with its neighbours) can be compared."""
+    """The machine, and how fast its Python runs right now (timed at each report: a shared
+    host's speed varies with its neighbours, within one run too), so figures can be compared."""
     started = time.perf_counter()
     total = 0
     for n in range(_CALIBRATION_LOOPS):
