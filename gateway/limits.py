@@ -41,6 +41,9 @@ SHUTDOWN_GRACE_SECONDS: Final = 10.0
 # Charges
 CHARGE_AMOUNT_MINOR_MAX: Final = 99_999_999  # Stripe's own ceiling for most currencies
 CHARGE_LOCK_TIMEOUT_SECONDS: Final = 75.0  # > the retry deadline plus one read timeout
+# A charge is re-sent under its processor key only while the key is this far from the end of
+# the processor's retention; later, the processor is asked for the charge first.
+PROCESSOR_KEY_RETENTION_MARGIN_SECONDS: Final = 3600.0
 IDEMPOTENCY_KEY_RETENTION_HOURS_MIN: Final = 24  # the contract: keys live at least a day
 COMPLETER_BATCH_MAX: Final = 50  # unfinished charges resolved per completer pass
 COMPLETER_CONCURRENCY_MAX: Final = 8  # processor lookups in flight per pass

@@ -29,7 +29,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar, Self
@@ -254,6 +254,10 @@ class Provider(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
+    idempotency_key_retention: ClassVar[timedelta | None] = None
+    """How long the processor remembers an idempotency key (None: for good). After that a
+    re-send under the same key would be a second charge, so the charge path looks for the
+    first one instead (`find_charge`) and re-sends only if the processor has none."""
 
     @classmethod
     @abstractmethod

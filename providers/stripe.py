@@ -34,7 +34,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Self, TypeVar, cast
 
 import httpx
@@ -151,6 +151,8 @@ class StripeProvider(Provider):
     """Stripe PaymentIntents. Owns its SDK HTTP client (closed by `aclose`)."""
 
     name = "stripe"
+    # Stripe prunes idempotency keys once they are 24 hours old.
+    idempotency_key_retention = timedelta(hours=24)
     capabilities = frozenset(
         {
             Capability.CHARGE,

@@ -14,12 +14,14 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import asyncpg
 import structlog
 from prometheus_client import Counter, Histogram
 
+from gateway import limits
 from providers.base import (
     ChargeRequest,
     ChargeResult,
@@ -137,3 +139,25 @@ async def look_up_charge(provider: Provider, row: asyncpg.Record) -> ChargeResul
         return await provider.find_charge(request)
 
     return await call_with_retry(look_up, provider=provider.name, op="look_up_charge")
+
+
+async def send_again(provider: Provider, row: asyncpg.Record) -> Sent:
+    """A charge's processor call after its first request (a retry with its key, or the
+    completer): re-sent under the same processor key while the processor still remembers
+    the key. Past the provider's key retention a re-send would be a second charge, so the
+    processor is asked for the charge an earlier send may have made; only if it has none is
+    the charge sent again (then it is the first). Not knowing is not a reason to send."""
+    retention = provider.idempotency_key_retention
+    margin = timedelta(seconds=limits.PROCESSOR_KEY_RETENTION_MARGIN_SECONDS)
+    if retention is None or datetime.now(UTC) - row["created_at"] < retention - margin:
+        return await send_charge(provider, charge_request(row))
+    try:
+        found = await look_up_charge(provider, row)
+    except ProviderError as exc:
+        UNKNOWN_OUTCOMES.labels(provider.name).inc()
+        log.warning("charge.lookup_failed_past_key_retention", charge_id=row["id"])
+        return Unknown(exc)
+    if found is not None:
+        return found
+    log.warning("charge.sent_again_past_key_retention", charge_id=row["id"])
+    return await send_charge(provider, charge_request(row))

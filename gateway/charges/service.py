@@ -32,6 +32,7 @@ from gateway.charges.processor import (
     Unknown,
     Unreached,
     charge_request,
+    send_again,
     send_charge,
 )
 from gateway.db import in_transaction, raw_connection
@@ -177,7 +178,9 @@ async def drive(
     """From `charge_created` to the answer: call the processor (same processor key on every
     attempt) and settle what it says. Raises the 503s that store nothing."""
     charge_id: str = row["id"]
-    sent = await send_charge(provider, charge_request(row))
+    sent = await (
+        send_charge(provider, charge_request(row)) if first_run else send_again(provider, row)
+    )
     # Forget the charge only if the database lets us: a charge we could not delete stays
     # pending, and whoever finishes it later resumes it, so the client hears "unknown".
     if (

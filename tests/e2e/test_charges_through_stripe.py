@@ -13,10 +13,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.charges.completer import complete_once
+from gateway.charges.deps import CHARGE_DEPS
 from gateway.state import Role
 from tests.conftest import AiohttpClient, auth, make_settings
 from tests.support import stripe_server
-from tests.support.charges import balance_micros, open_account, postings
+from tests.support.charges import balance_micros, fetch, open_account, postings
 from tests.support.stripe_server import StripeServer
 
 Client = TestClient[web.Request, web.Application]
@@ -125,3 +127,31 @@ async def test_a_stripe_refund_reverses_the_credit(
     assert refund.status == 200, await refund.text()
     assert fake_stripe.refunded[charge["provider_charge_id"]] == 1000
     assert await balance_micros(db_url, ACCOUNT) == 15_000_000
+
+
+async def test_a_charge_resumed_after_stripe_forgot_its_key_is_found_not_charged_again(
+    client: Client, db_url: str, fake_stripe: StripeServer
+) -> None:
+    fake_stripe.lose_next_answers(100)  # every attempt's answer: the charge stays pending
+    response = await client.post(
+        "/v1/charges", json=stripe_charge(), headers=auth(idempotency_key="stripe-old")
+    )
+    assert response.status == 503, await response.text()
+    charge_id = (await response.json())["error"]["charge"]
+    assert len(fake_stripe.intents) == 1, "the first attempt made the PaymentIntent"
+    # A day later: Stripe no longer knows the key, so re-sending it would charge again.
+    fake_stripe.lose_next_answers(0)
+    fake_stripe.forget_keys()
+    await fetch(
+        db_url,
+        "UPDATE charges SET created_at = created_at - interval '25 hours' WHERE id = $1",
+        charge_id,
+    )
+
+    await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
+
+    assert len(fake_stripe.intents) == 1, "found by its metadata, not created a second time"
+    rows = await fetch(db_url, "SELECT status FROM charges WHERE id = $1", charge_id)
+    assert rows[0]["status"] == "succeeded"
+    assert await postings(db_url, charge_id) == [f"stripe:{charge_id}:captured"]
+    assert await balance_micros(db_url, ACCOUNT) == 25_000_000

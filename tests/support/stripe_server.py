@@ -8,8 +8,9 @@ declines included, with `Idempotent-Replayed: true`; other parameters: 400
 at creation, retrieval, metadata search, and refunds. Test cards follow Stripe's names:
 `pm_card_visa` succeeds, `pm_card_chargeDeclined` and `pm_card_insufficientFunds` decline.
 
-`lose_next_answers(n)` makes the next `n` charge creations succeed but drop the connection
-before answering: the lost-answer case the provider must survive without charging twice.
+`lose_next_answers(n)` drops the connection before the next `n` answers to charge creations
+(new or replayed under their key): the lost-answer case the provider must survive without
+charging twice. `forget_keys()` forgets every idempotency key, as Stripe does after 24 hours.
 `work_seconds` keeps each keyed request in flight that long, so a concurrent request with the
 same key meets the 409."""
 
@@ -59,6 +60,10 @@ class StripeServer:
     def lose_next_answers(self, count: int) -> None:
         self._answers_to_lose = count
 
+    def forget_keys(self) -> None:
+        """As Stripe does with idempotency keys once they are 24 hours old."""
+        self._keys.clear()
+
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._authenticate])
         app.router.add_post("/v1/payment_intents", self._create_intent)
@@ -79,13 +84,13 @@ class StripeServer:
     async def _create_intent(self, request: web.Request) -> web.StreamResponse:
         params = _form(await request.text())
         answer = await self._idempotent(request, params, lambda: self._confirm_intent(params))
-        if isinstance(answer, web.StreamResponse):
-            return answer
         if self._answers_to_lose > 0:
             self._answers_to_lose -= 1
             if request.transport is not None:
-                request.transport.abort()  # charged, and the answer never leaves
+                request.transport.abort()  # charged (or replayed), and the answer never leaves
             raise web.HTTPServiceUnavailable  # never written: the connection is gone
+        if isinstance(answer, web.StreamResponse):
+            return answer
         return answer_response(answer, replayed=False)
 
     async def _create_refund(self, request: web.Request) -> web.StreamResponse:
