@@ -141,15 +141,22 @@ async def look_up_charge(provider: Provider, row: asyncpg.Record) -> ChargeResul
     return await call_with_retry(look_up, provider=provider.name, op="look_up_charge")
 
 
+def past_key_retention(provider: Provider, created_at: datetime) -> bool:
+    """Whether the processor may have forgotten the idempotency key of something we created
+    at `created_at` (within the margin of its retention, or later): re-sending it then could
+    act twice."""
+    retention = provider.idempotency_key_retention
+    margin = timedelta(seconds=limits.PROCESSOR_KEY_RETENTION_MARGIN_SECONDS)
+    return retention is not None and datetime.now(UTC) - created_at >= retention - margin
+
+
 async def send_again(provider: Provider, row: asyncpg.Record) -> Sent:
     """A charge's processor call after its first request (a retry with its key, or the
     completer): re-sent under the same processor key while the processor still remembers
     the key. Past the provider's key retention a re-send would be a second charge, so the
     processor is asked for the charge an earlier send may have made; only if it has none is
     the charge sent again (then it is the first). Not knowing is not a reason to send."""
-    retention = provider.idempotency_key_retention
-    margin = timedelta(seconds=limits.PROCESSOR_KEY_RETENTION_MARGIN_SECONDS)
-    if retention is None or datetime.now(UTC) - row["created_at"] < retention - margin:
+    if not past_key_retention(provider, row["created_at"]):
         return await send_charge(provider, charge_request(row))
     try:
         found = await look_up_charge(provider, row)

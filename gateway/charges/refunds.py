@@ -15,17 +15,33 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import structlog
 
 from gateway.api.errors import ApiError, dumps, invalid, not_found
 from gateway.charges import idempotency
 from gateway.charges.errors import database_unavailable, is_database_down
 from gateway.charges.idempotency import StoredResponse
 from gateway.charges.model import RefundCreate, timestamp
-from gateway.charges.processor import Refused, Unknown, Unreached, call_once
+from gateway.charges.processor import (
+    Refused,
+    Unknown,
+    Unreached,
+    call_once,
+    past_key_retention,
+)
 from gateway.charges.service import ChargeDeps, ChargeResponse, provider_for
 from gateway.db import in_transaction, raw_connection
 from gateway.settlement import settle
-from providers.base import EventKind, RefundRequest, RefundResult, RefundStatus, WebhookEvent
+from providers.base import (
+    EventKind,
+    ProviderOutcomeUnknown,
+    RefundRequest,
+    RefundResult,
+    RefundStatus,
+    WebhookEvent,
+)
+
+log = structlog.get_logger(__name__)
 
 _NEW_KEY = """
 INSERT INTO idempotency_keys
@@ -187,7 +203,14 @@ async def _drive(
         amount_minor=refund["amount_minor"],
         currency=refund["currency"],
     )
-    sent = await call_once(provider, "refund", lambda: provider.refund(request))
+    sent: RefundResult | Unreached | Unknown | Refused
+    if not first_run and past_key_retention(provider, refund["created_at"]):
+        # The processor may have forgotten the refund's key, and there is no look-up for a
+        # refund yet: re-sending could refund twice, so it stays pending for an operator.
+        log.error("refund.past_key_retention", refund_id=refund["id"], provider=provider.name)
+        sent = Unknown(ProviderOutcomeUnknown("past the processor's key retention: not re-sent"))
+    else:
+        sent = await call_once(provider, "refund", lambda: provider.refund(request))
     if isinstance(sent, Unreached) and first_run:
         async with raw_connection(deps.engine) as conn:
             await conn.execute("DELETE FROM refunds WHERE id = $1", refund["id"])

@@ -19,6 +19,7 @@ from gateway.app import create_app
 from gateway.charges.completer import complete_once, reap_once
 from gateway.charges.deps import CHARGE_DEPS
 from gateway.state import Role
+from providers.sandbox.provider import SandboxProvider
 from tests.conftest import AiohttpClient, auth, make_settings
 from tests.support.charges import fetch, open_account, postings
 from tests.support.wire import mock_wire
@@ -176,3 +177,33 @@ async def test_a_refund_without_an_answer_is_finished_by_the_completer(
         f"sandbox:{charge_id}:captured",
         f"sandbox:{charge_id}:refunded_total:300",
     ]
+
+
+async def test_a_refund_past_the_processors_key_retention_is_not_sent_again(
+    client: Client, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with mock_wire(base_url=PROCESSOR) as processor:
+        processor.post("/v1/charges").mock(side_effect=succeeded)
+        made = await client.post("/v1/charges", json=BODY, headers=auth(idempotency_key="k-o"))
+        charge_id = (await made.json())["id"]
+        route = processor.post("/v1/refunds").mock(side_effect=httpx.ReadTimeout("silence"))
+        refund = await client.post(
+            f"/v1/charges/{charge_id}/refunds",
+            json={"amount": 300},
+            headers=auth(idempotency_key="r-old"),
+        )
+        assert refund.status == 503
+        refund_id = (await refund.json())["error"]["refund"]
+        sent = route.call_count
+        # A processor that forgets keys after a day, and a refund a day and more old: its
+        # key may be gone, so a re-send could refund twice.
+        monkeypatch.setattr(SandboxProvider, "idempotency_key_retention", timedelta(hours=24))
+        await fetch(
+            db_url,
+            "UPDATE refunds SET created_at = created_at - interval '25 hours' WHERE id = $1",
+            refund_id,
+        )
+        await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
+        assert route.call_count == sent, "not sent again"
+    rows = await fetch(db_url, "SELECT status FROM refunds WHERE id = $1", refund_id)
+    assert rows[0]["status"] == "pending", "left for an operator, never failed on a guess"
