@@ -148,21 +148,29 @@ async def test_the_reaper_forgets_finished_keys_after_a_day_and_keeps_unfinished
     assert [row["key"] for row in remaining] == ["k-new"]
 
 
+async def refund_silently(client: Client, processor: respx.Router) -> tuple[str, Any, respx.Route]:
+    """A succeeded charge, then a refund of 300 whose every attempt is sent and never
+    answered: (charge id, the 503's error, the refunds route)."""
+    processor.post("/v1/charges").mock(side_effect=succeeded)
+    made = await client.post("/v1/charges", json=BODY, headers=auth(idempotency_key="k-r"))
+    charge_id = (await made.json())["id"]
+    route = processor.post("/v1/refunds").mock(side_effect=httpx.ReadTimeout("silence"))
+    refund = await client.post(
+        f"/v1/charges/{charge_id}/refunds",
+        json={"amount": 300},
+        headers=auth(idempotency_key="r-silent"),
+    )
+    assert refund.status == 503
+    error = (await refund.json())["error"]
+    assert error["code"] == "processor_outcome_unknown"
+    return charge_id, error, route
+
+
 async def test_a_refund_without_an_answer_is_finished_by_the_completer(
     client: Client, db_url: str
 ) -> None:
     with mock_wire(base_url=PROCESSOR) as processor:
-        processor.post("/v1/charges").mock(side_effect=succeeded)
-        made = await client.post("/v1/charges", json=BODY, headers=auth(idempotency_key="k-r"))
-        charge_id = (await made.json())["id"]
-        route = processor.post("/v1/refunds").mock(side_effect=httpx.ReadTimeout("silence"))
-        refund = await client.post(
-            f"/v1/charges/{charge_id}/refunds",
-            json={"amount": 300},
-            headers=auth(idempotency_key="r-silent"),
-        )
-        assert refund.status == 503
-        assert (await refund.json())["error"]["code"] == "processor_outcome_unknown"
+        charge_id, _, route = await refund_silently(client, processor)
         route.mock(
             return_value=httpx.Response(
                 200, json={"id": "pr_1", "status": "succeeded", "amount": 300}
@@ -183,17 +191,7 @@ async def test_a_refund_past_the_processors_key_retention_is_not_sent_again(
     client: Client, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with mock_wire(base_url=PROCESSOR) as processor:
-        processor.post("/v1/charges").mock(side_effect=succeeded)
-        made = await client.post("/v1/charges", json=BODY, headers=auth(idempotency_key="k-o"))
-        charge_id = (await made.json())["id"]
-        route = processor.post("/v1/refunds").mock(side_effect=httpx.ReadTimeout("silence"))
-        refund = await client.post(
-            f"/v1/charges/{charge_id}/refunds",
-            json={"amount": 300},
-            headers=auth(idempotency_key="r-old"),
-        )
-        assert refund.status == 503
-        refund_id = (await refund.json())["error"]["refund"]
+        _, error, route = await refund_silently(client, processor)
         sent = route.call_count
         # A processor that forgets keys after a day, and a refund a day and more old: its
         # key may be gone, so a re-send could refund twice.
@@ -201,9 +199,9 @@ async def test_a_refund_past_the_processors_key_retention_is_not_sent_again(
         await fetch(
             db_url,
             "UPDATE refunds SET created_at = created_at - interval '25 hours' WHERE id = $1",
-            refund_id,
+            error["refund"],
         )
         await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
         assert route.call_count == sent, "not sent again"
-    rows = await fetch(db_url, "SELECT status FROM refunds WHERE id = $1", refund_id)
+    rows = await fetch(db_url, "SELECT status FROM refunds WHERE id = $1", error["refund"])
     assert rows[0]["status"] == "pending", "left for an operator, never failed on a guess"
