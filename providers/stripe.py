@@ -223,7 +223,12 @@ class StripeProvider(Provider):
     async def refund(self, request: RefundRequest) -> RefundResult:
         try:
             refund = await self._client.v1.refunds.create_async(
-                {"payment_intent": request.provider_charge_id, "amount": request.amount_minor},
+                {
+                    "payment_intent": request.provider_charge_id,
+                    "amount": request.amount_minor,
+                    # What a refund look-up matches once Stripe has forgotten the key.
+                    "metadata": {"refund_id": request.refund_id},
+                },
                 options={"idempotency_key": request.idempotency_key},
             )
         except stripe.StripeError as exc:

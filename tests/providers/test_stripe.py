@@ -390,7 +390,11 @@ async def test_a_refund_names_the_paymentintent_and_amount_under_our_key(
     assert (result.provider_refund_id, result.amount_minor) == ("re_3MtwBwLkdIwHu7ix1Yc9j8Ef", 500)
     sent = route.calls.last.request
     assert sent.headers["Idempotency-Key"] == "re_0123:create"
-    assert form(sent) == {"payment_intent": ["pi_3MtwBwLkdIwHu7ix28a3tqPa"], "amount": ["500"]}
+    assert form(sent) == {
+        "payment_intent": ["pi_3MtwBwLkdIwHu7ix28a3tqPa"],
+        "amount": ["500"],
+        "metadata[refund_id]": ["re_0123"],
+    }
 
 
 @pytest.mark.parametrize(

@@ -226,7 +226,7 @@ class StripeServer:
             "charge": intent["latest_charge"],
             "created": int(time.time()),
             "currency": intent["currency"],
-            "metadata": {},
+            "metadata": params.get("metadata", {}),
             "payment_intent": intent["id"],
             "reason": None,
             "status": "succeeded",
