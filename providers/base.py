@@ -256,8 +256,9 @@ class Provider(ABC):
     capabilities: ClassVar[frozenset[Capability]]
     idempotency_key_retention: ClassVar[timedelta | None] = None
     """How long the processor remembers an idempotency key (None: for good). After that a
-    re-send under the same key would be a second charge, so the charge path looks for the
-    first one instead (`find_charge`) and re-sends only if the processor has none."""
+    re-send under the same key would be a second charge or refund, so the core looks for the
+    first one instead (`find_charge`, `find_refund`) and re-sends only if the processor has
+    none."""
 
     @classmethod
     @abstractmethod
@@ -282,6 +283,13 @@ class Provider(ABC):
         """Find the charge a `create_charge(request)` may have made when its answer was lost
         (by idempotency key or our metadata). `None` means the processor authoritatively has
         no such charge, so re-sending with the same key is safe."""
+
+    @abstractmethod
+    async def find_refund(self, request: RefundRequest) -> RefundResult | None:
+        """Find the refund a `refund(request)` may have made when its answer was lost (by
+        idempotency key or our metadata). `None` means the processor authoritatively has no
+        such refund, so re-sending with the same key is safe. Several matches are a double
+        refund: raise a `ProviderError` (the caller then knows nothing), never pick one."""
 
     @abstractmethod
     def verify_webhook(self, body: bytes, headers: Mapping[str, str], now: datetime) -> None:

@@ -25,7 +25,9 @@ How a Stripe failure is classified (Stripe's documented semantics):
 
 Unknown outcomes are resolved by the core: `retrieve_charge` when a PaymentIntent id came
 back, else `find_charge` (search by our `charge_id` metadata), else re-sending under the same
-idempotency key, which Stripe answers with the original result for 24 hours.
+idempotency key, which Stripe answers with the original result for 24 hours. A refund is
+re-sent under its key within those 24 hours; later `find_refund` lists the PaymentIntent's
+refunds for our `refund_id` metadata first.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from providers.base import (
     WebhookVerificationError,
 )
 from providers.config import ProviderSettings, read_settings
+from providers.lookups import one_refund
 
 log = structlog.get_logger(__name__)
 R = TypeVar("R")
@@ -226,7 +229,7 @@ class StripeProvider(Provider):
                 {
                     "payment_intent": request.provider_charge_id,
                     "amount": request.amount_minor,
-                    # What a refund look-up matches once Stripe has forgotten the key.
+                    # What `find_refund` matches once Stripe has forgotten the key.
                     "metadata": {"refund_id": request.refund_id},
                 },
                 options={"idempotency_key": request.idempotency_key},
@@ -276,6 +279,51 @@ class StripeProvider(Provider):
                 f"{request.amount_minor} {request.currency}"
             )
         return result
+
+    async def find_refund(self, request: RefundRequest) -> RefundResult | None:
+        """The refund carrying our `refund_id` in its metadata among the PaymentIntent's
+        refunds. Unlike search, a list is consistent at once: an empty answer is
+        authoritative.
+
+        A refund of the same amount *without* a `refund_id` may be this one, sent before
+        refunds carried it (or one made in the Dashboard): with no match, that is refused
+        rather than taken for "none", since re-sending could then refund twice."""
+        refunds = await self._refunds_of(request.provider_charge_id)
+        ours = [r for r in refunds if _metadata(r).get("refund_id") == request.refund_id]
+        unmarked = [
+            str(r.get("id"))
+            for r in refunds
+            if "refund_id" not in _metadata(r) and r.get("amount") == request.amount_minor
+        ]
+        if not ours and unmarked:
+            raise ProviderRequestError(
+                f"stripe: no refund carries refund_id {request.refund_id}, but "
+                f"{', '.join(unmarked)} (same amount, no refund_id) may be it"
+            )
+        return one_refund(self.name, request, [_read_answer(_refund_result, r) for r in ours])
+
+    async def _refunds_of(self, payment_intent: str) -> list[dict[str, Any]]:
+        """Every refund of a PaymentIntent, page after page up to the cap (more: a fault)."""
+        params: dict[str, Any] = {
+            "payment_intent": payment_intent,
+            "limit": limits.STRIPE_LIST_PAGE_SIZE,
+        }
+        refunds: list[dict[str, Any]] = []
+        for _ in range(limits.STRIPE_REFUND_PAGES_MAX):
+            try:
+                page = await self._client.v1.refunds.list_async(cast(Any, params))
+            except stripe.StripeError as exc:
+                raise self._fault("find_refund", exc) from None
+            data, after = _read_answer(_list_page, page.to_dict())
+            refunds.extend(data)
+            if after is None:
+                return refunds
+            params["starting_after"] = after
+        raise ProviderRequestError(
+            f"stripe: PaymentIntent {payment_intent} has more than "
+            f"{limits.STRIPE_REFUND_PAGES_MAX * limits.STRIPE_LIST_PAGE_SIZE} refunds; "
+            "not all were read"
+        )
 
     def _declined(self, exc: stripe.CardError, request: ChargeRequest) -> ChargeResult:
         """A card error is an outcome. Stripe attaches the failed PaymentIntent to it."""
@@ -457,6 +505,21 @@ def _refund_result(refund: Mapping[str, Any]) -> RefundResult:
     )
 
 
+def _list_page(page: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """A list page's objects, and the `starting_after` of the next page (None: the last)."""
+    data = [_as_dict(item) for item in page["data"]]
+    if not page["has_more"]:
+        return data, None
+    if not data:
+        raise ValueError("has_more on an empty page")
+    return data, str(data[-1]["id"])
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = obj.get("metadata")
+    return metadata if isinstance(metadata, Mapping) else {}
+
+
 def _webhook_event(event: Mapping[str, Any]) -> WebhookEvent:
     raw_type = str(event["type"])
     obj = _as_dict(event["data"]["object"])
@@ -512,8 +575,7 @@ def _intent_id(obj: Mapping[str, Any]) -> str | None:
 
 
 def _our_charge_id(obj: Mapping[str, Any]) -> str | None:
-    metadata = obj.get("metadata")
-    value = metadata.get("charge_id") if isinstance(metadata, Mapping) else None
+    value = _metadata(obj).get("charge_id")
     return str(value) if value else None
 
 

@@ -33,6 +33,7 @@ from providers.base import (
     WebhookVerificationError,
 )
 from providers.config import read_settings
+from providers.lookups import one_refund
 from providers.sandbox import signing
 from providers.sandbox.settings import SandboxSettings, webhook_secret
 
@@ -44,6 +45,7 @@ STATUSES = {
     "requires_action": ChargeStatus.REQUIRES_ACTION,
     "failed": ChargeStatus.FAILED,
 }
+REFUND_STATUSES = {"succeeded": RefundStatus.SUCCEEDED, "failed": RefundStatus.FAILED}
 EVENT_KINDS = {
     "charge.succeeded": EventKind.CHARGE_SUCCEEDED,
     "charge.failed": EventKind.CHARGE_FAILED,
@@ -137,12 +139,18 @@ class SandboxProvider(Provider):
             headers={"Idempotency-Key": request.idempotency_key},
             json={"charge": request.provider_charge_id, "amount": request.amount_minor},
         )
-        status = {"succeeded": RefundStatus.SUCCEEDED, "failed": RefundStatus.FAILED}
-        return RefundResult(
-            status=status.get(body.get("status", ""), RefundStatus.PENDING),
-            provider_refund_id=body.get("id"),
-            amount_minor=int(body.get("amount", request.amount_minor)),
-        )
+        return refund_result(body)
+
+    async def find_refund(self, request: RefundRequest) -> RefundResult | None:
+        # The sandbox keeps every key, and each refund the key it was made under: the key
+        # names the refund. A limit of two lets a double refund show instead of hiding.
+        params = {
+            "charge": request.provider_charge_id,
+            "idempotency_key": request.idempotency_key,
+            "limit": 2,
+        }
+        _, body = await self._send("GET", "/v1/refunds", params=params)
+        return one_refund(self.name, request, [refund_result(r) for r in body.get("data") or []])
 
     async def retrieve_charge(self, provider_charge_id: str) -> ChargeResult:
         _, body = await self._send("GET", f"/v1/charges/{provider_charge_id}")
@@ -181,6 +189,18 @@ def charge_result(charge: Json) -> ChargeResult:
         return _charge_result(charge)
     except (KeyError, TypeError, ValueError) as exc:
         raise ProviderOutcomeUnknown(f"sandbox: unreadable charge ({type(exc).__name__})") from None
+
+
+def refund_result(refund: Json) -> RefundResult:
+    """A sandbox refund object as a result; one we cannot read means the outcome is unknown."""
+    try:
+        return RefundResult(
+            status=REFUND_STATUSES.get(str(refund.get("status", "")), RefundStatus.PENDING),
+            provider_refund_id=str(refund["id"]),
+            amount_minor=int(refund["amount"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProviderOutcomeUnknown(f"sandbox: unreadable refund ({type(exc).__name__})") from None
 
 
 def _charge_result(charge: Json) -> ChargeResult:

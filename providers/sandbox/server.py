@@ -6,6 +6,9 @@
     GET  /v1/charges        newest first, {data, has_more}; limit, starting_after,
                             idempotency_key, metadata[<key>]=<value> filters
     POST /v1/refunds        charge, amount? (Idempotency-Key); never more than captured
+    GET  /v1/refunds        newest first, {data, has_more}; limit, starting_after, charge,
+                            idempotency_key filters (keys are kept for good, and each refund
+                            keeps the key it was made under: the key names the refund)
 
 Idempotency keys work as Stripe's: the same key and parameters replay the stored answer
 (`Idempotent-Replayed: true`); different parameters are a 422; a request arriving while the
@@ -23,7 +26,7 @@ import json
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -123,6 +126,7 @@ class SandboxProcessor:
         app.router.add_get("/v1/charges", self.list_charges)
         app.router.add_get("/v1/charges/{id}", self.get_charge)
         app.router.add_post("/v1/refunds", self.create_refund)
+        app.router.add_get("/v1/refunds", self.list_refunds)
         controls.add_routes(app, self)
         app.cleanup_ctx.append(self._lifecycle)
         return app
@@ -384,32 +388,19 @@ class SandboxProcessor:
 
     async def list_charges(self, request: web.Request) -> web.Response:
         query = request.query
-        try:
-            limit = int(query.get("limit", limits.SANDBOX_PAGE_LIMIT_DEFAULT))
-        except ValueError:
-            limit = -1
-        if not 1 <= limit <= limits.SANDBOX_PAGE_LIMIT_MAX:
-            return invalid(Invalid("limit", f"limit must be 1 to {limits.SANDBOX_PAGE_LIMIT_MAX}"))
         wanted_meta = {
             name[len("metadata[") : -1]: value
             for name, value in query.items()
             if name.startswith("metadata[") and name.endswith("]")
         }
         key = query.get("idempotency_key")
-        matches = [
-            charge
-            for charge in reversed(self.charges.values())
-            if (key is None or charge["idempotency_key"] == key)
-            and all(charge["metadata"].get(k) == v for k, v in wanted_meta.items())
-        ]
-        after = query.get("starting_after")
-        if after is not None:
-            ids = [charge["id"] for charge in matches]
-            if after not in ids:
-                return invalid(Invalid("starting_after", "no such charge in this list"))
-            matches = matches[ids.index(after) + 1 :]
-        return json_response(
-            200, {"object": "list", "data": matches[:limit], "has_more": len(matches) > limit}
+        return _page(
+            query,
+            self.charges,
+            lambda charge: (
+                (key is None or charge["idempotency_key"] == key)
+                and all(charge["metadata"].get(k) == v for k, v in wanted_meta.items())
+            ),
         )
 
     # -- refunds ----------------------------------------------------------------------------
@@ -434,6 +425,18 @@ class SandboxProcessor:
             )
         except Invalid as exc:
             return invalid(exc)
+
+    async def list_refunds(self, request: web.Request) -> web.Response:
+        query = request.query
+        charge, key = query.get("charge"), query.get("idempotency_key")
+        return _page(
+            query,
+            self.refunds,
+            lambda refund: (
+                (charge is None or refund["charge"] == charge)
+                and (key is None or refund["idempotency_key"] == key)
+            ),
+        )
 
     def _refund(self, charge_id: str, requested: int | None, record: Json) -> Answer:
         charge = self.charges[charge_id]  # re-read: another refund may have landed meanwhile
@@ -487,6 +490,29 @@ class SandboxProcessor:
         self._save("dispute", closed)
         self._emit("dispute.closed", closed)
         return closed
+
+
+def _page(
+    query: Mapping[str, str], table: dict[str, Json], keep: Callable[[Json], bool]
+) -> web.Response:
+    """One page of a list endpoint: `table`'s objects that `keep` wants, newest first, after
+    `starting_after` (an id in that same list), at most `limit` of them."""
+    try:
+        limit = int(query.get("limit", limits.SANDBOX_PAGE_LIMIT_DEFAULT))
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= limits.SANDBOX_PAGE_LIMIT_MAX:
+        return invalid(Invalid("limit", f"limit must be 1 to {limits.SANDBOX_PAGE_LIMIT_MAX}"))
+    matches = [value for value in reversed(table.values()) if keep(value)]
+    after = query.get("starting_after")
+    if after is not None:
+        ids = [value["id"] for value in matches]
+        if after not in ids:
+            return invalid(Invalid("starting_after", "no such object in this list"))
+        matches = matches[ids.index(after) + 1 :]
+    return json_response(
+        200, {"object": "list", "data": matches[:limit], "has_more": len(matches) > limit}
+    )
 
 
 def _charge_params(body: Json) -> Json:

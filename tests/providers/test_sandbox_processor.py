@@ -127,6 +127,25 @@ async def test_refunds_partial_then_full_never_exceed_the_capture(
     assert after.amount_refunded_minor == 1000
 
 
+async def test_a_refund_is_found_by_its_key_and_an_unknown_one_is_not(
+    provider: SandboxProvider, sandbox: Sandbox
+) -> None:
+    charge = await provider.create_charge(request_for("pm_card_visa", amount=1000))
+    charge_id = charge.provider_charge_id or ""
+    made = RefundRequest("r1", "re_r1", charge_id, 300, "usd")
+    never = RefundRequest("r2", "re_r2", charge_id, 300, "usd")
+    result = await provider.refund(made)
+    assert await provider.find_refund(made) == result
+    assert await provider.find_refund(never) is None, "another refund of the charge is not it"
+    async with httpx.AsyncClient() as raw:
+        listed = (await raw.get(f"{sandbox.url}/v1/refunds", params={"charge": charge_id})).json()
+        bad = await raw.get(f"{sandbox.url}/v1/refunds", params={"limit": 0})
+    assert [(r["id"], r["idempotency_key"]) for r in listed["data"]] == [
+        (result.provider_refund_id, "r1")
+    ]
+    assert bad.status_code == 400
+
+
 async def test_a_declined_charge_cannot_be_refunded(provider: SandboxProvider) -> None:
     declined = await provider.create_charge(request_for("pm_card_chargeDeclined"))
     with pytest.raises(ProviderRequestError, match="charge_not_refundable"):

@@ -14,6 +14,7 @@ import respx
 import structlog
 from pydantic import SecretStr, ValidationError
 
+from providers import limits
 from providers.base import (
     ChargeRequest,
     ChargeStatus,
@@ -502,6 +503,101 @@ async def test_search_quotes_a_charge_id_it_cannot_be_tricked_by(
     await provider.find_charge(charge_request(charge_id="x' OR metadata['a']:'b"))
     query = route.calls.last.request.url.params["query"]
     assert query == "metadata['charge_id']:'x\\' OR metadata[\\'a\\']:\\'b'"
+
+
+def refund_list(*refunds: dict[str, Any], has_more: bool = False) -> dict[str, Any]:
+    return {"object": "list", "data": list(refunds), "has_more": has_more, "url": "/v1/refunds"}
+
+
+def listed_refund(refund_id: str | None, stripe_id: str, amount: int = 500) -> dict[str, Any]:
+    """A refund of the PaymentIntent as Stripe lists it, with our refund_id (or none)."""
+    metadata = {} if refund_id is None else {"refund_id": refund_id}
+    return {**fixture("refund"), "id": stripe_id, "amount": amount, "metadata": metadata}
+
+
+async def test_a_lost_refund_is_found_by_our_refund_id_among_the_paymentintents_refunds(
+    provider: StripeProvider, stripe_api: respx.MockRouter
+) -> None:
+    route = stripe_api.get("/v1/refunds").respond(
+        200,
+        json=refund_list(
+            listed_refund("re_other", "re_stripe_2"), listed_refund("re_0123", "re_1")
+        ),
+    )
+    result = await provider.find_refund(refund_request())
+    assert result is not None
+    assert (result.status, result.provider_refund_id, result.amount_minor) == (
+        RefundStatus.SUCCEEDED,
+        "re_1",
+        500,
+    )
+    params = route.calls.last.request.url.params
+    assert (params["payment_intent"], params["limit"]) == ("pi_3MtwBwLkdIwHu7ix28a3tqPa", "100")
+
+
+async def test_no_refund_with_our_refund_id_means_none(
+    provider: StripeProvider, stripe_api: respx.MockRouter
+) -> None:
+    stripe_api.get("/v1/refunds").respond(
+        200, json=refund_list(listed_refund("re_other", "re_2"), listed_refund(None, "re_3", 200))
+    )
+    assert await provider.find_refund(refund_request()) is None
+
+
+async def test_the_refund_look_up_follows_pages_until_the_last(
+    provider: StripeProvider, stripe_api: respx.MockRouter
+) -> None:
+    route = stripe_api.get("/v1/refunds").mock(
+        side_effect=[
+            httpx.Response(200, json=refund_list(listed_refund("re_9", "re_a"), has_more=True)),
+            httpx.Response(200, json=refund_list(listed_refund("re_0123", "re_b"))),
+        ]
+    )
+    result = await provider.find_refund(refund_request())
+    assert result is not None
+    assert result.provider_refund_id == "re_b"
+    assert route.calls.last.request.url.params["starting_after"] == "re_a"
+
+
+async def test_more_refunds_than_the_page_cap_is_a_fault_not_none(
+    provider: StripeProvider, stripe_api: respx.MockRouter
+) -> None:
+    route = stripe_api.get("/v1/refunds").respond(
+        200, json=refund_list(listed_refund("re_9", "re_a"), has_more=True)
+    )
+    with pytest.raises(ProviderRequestError, match="not all were read"):
+        await provider.find_refund(refund_request())
+    assert route.call_count == limits.STRIPE_REFUND_PAGES_MAX
+
+
+@pytest.mark.parametrize(
+    ("listed", "match"),
+    [
+        # Two refunds for one of ours: a double refund, never resolved by picking one.
+        ([listed_refund("re_0123", "re_1"), listed_refund("re_0123", "re_2")], "re_2"),
+        ([listed_refund("re_0123", "re_1", amount=499)], "499, not 500"),
+        # Sent before refunds carried our refund_id (or made in the Dashboard): may be ours.
+        ([listed_refund(None, "re_old")], "re_old"),
+    ],
+    ids=["two_refunds", "another_amount", "same_amount_without_refund_id"],
+)
+async def test_a_refund_look_up_that_cannot_say_refuses_instead_of_answering(
+    provider: StripeProvider,
+    stripe_api: respx.MockRouter,
+    listed: list[dict[str, Any]],
+    match: str,
+) -> None:
+    stripe_api.get("/v1/refunds").respond(200, json=refund_list(*listed))
+    with pytest.raises(ProviderRequestError, match=match):
+        await provider.find_refund(refund_request())
+
+
+async def test_a_failed_refund_look_up_is_classified_like_any_call(
+    provider: StripeProvider, stripe_api: respx.MockRouter
+) -> None:
+    stripe_api.get("/v1/refunds").respond(503, json=fixture("error.api_error"))
+    with pytest.raises(ProviderRetryableError):
+        await provider.find_refund(refund_request())
 
 
 # Configuration and secrets

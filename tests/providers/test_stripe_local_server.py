@@ -165,6 +165,25 @@ async def test_partial_refunds_up_to_the_amount_then_refused(
     assert server.refunded[intent_id] == 1000
 
 
+async def test_a_lost_refund_answer_is_found_by_its_refund_id_after_stripe_forgot_the_key(
+    provider: StripeProvider, server: StripeServer
+) -> None:
+    intent_id = str((await provider.create_charge(charge())).provider_charge_id)
+    other = RefundRequest("re_0:create", "re_0", intent_id, 200, "EUR")
+    await provider.refund(other)
+    lost = RefundRequest("re_1:create", "re_1", intent_id, 300, "EUR")
+    assert await provider.find_refund(lost) is None, "not made yet"
+    server.lose_next_refund_answers(1)
+    with pytest.raises(ProviderOutcomeUnknown):
+        await provider.refund(lost)
+    server.forget_keys()
+    found = await provider.find_refund(lost)
+    assert found is not None
+    assert (found.status, found.amount_minor) == (RefundStatus.SUCCEEDED, 300)
+    assert server.refunds[str(found.provider_refund_id)]["metadata"] == {"refund_id": "re_1"}
+    assert server.refunded[intent_id] == 500, "two refunds, each made once"
+
+
 async def test_a_key_reused_with_other_parameters_is_a_request_error(
     provider: StripeProvider,
 ) -> None:

@@ -5,12 +5,15 @@ uses, with Stripe's wire format and semantics: form-encoded bodies with brackete
 Bearer authentication, `Idempotency-Key` replay (same key and parameters: the stored answer,
 declines included, with `Idempotent-Replayed: true`; other parameters: 400
 `idempotency_error`; still running: 409 `idempotency_key_in_use`), PaymentIntents confirmed
-at creation, retrieval, metadata search, and refunds. Test cards follow Stripe's names:
-`pm_card_visa` succeeds, `pm_card_chargeDeclined` and `pm_card_insufficientFunds` decline.
+at creation, retrieval, metadata search, and refunds (their metadata kept, listed by
+PaymentIntent newest first, `limit` up to 100 and `starting_after`). Test cards follow
+Stripe's names: `pm_card_visa` succeeds, `pm_card_chargeDeclined` and
+`pm_card_insufficientFunds` decline.
 
 `lose_next_answers(n)` drops the connection before the next `n` answers to charge creations
-(new or replayed under their key): the lost-answer case the provider must survive without
-charging twice. `forget_keys()` forgets every idempotency key, as Stripe does after 24 hours.
+(new or replayed under their key), `lose_next_refund_answers(n)` likewise for refunds: the
+lost-answer cases the provider must survive without charging or refunding twice.
+`forget_keys()` forgets every idempotency key, as Stripe does after 24 hours.
 `work_seconds` keeps each keyed request in flight that long, so a concurrent request with the
 same key meets the 409."""
 
@@ -55,10 +58,13 @@ class StripeServer:
     work_seconds: float = 0.0
     refunded: dict[str, int] = field(default_factory=dict)  # by PaymentIntent (Stripe: Charge)
     _keys: dict[str, tuple[str, Answer | None]] = field(default_factory=dict)
-    _answers_to_lose: int = 0
+    _answers_to_lose: dict[str, int] = field(default_factory=dict)  # by creation path
 
     def lose_next_answers(self, count: int) -> None:
-        self._answers_to_lose = count
+        self._answers_to_lose["/v1/payment_intents"] = count
+
+    def lose_next_refund_answers(self, count: int) -> None:
+        self._answers_to_lose["/v1/refunds"] = count
 
     def forget_keys(self) -> None:
         """As Stripe does with idempotency keys once they are 24 hours old."""
@@ -70,6 +76,7 @@ class StripeServer:
         app.router.add_get("/v1/payment_intents/search", self._search_intents)
         app.router.add_get("/v1/payment_intents/{id}", self._retrieve_intent)
         app.router.add_post("/v1/refunds", self._create_refund)
+        app.router.add_get("/v1/refunds", self._list_refunds)
         return app
 
     @web.middleware
@@ -84,19 +91,49 @@ class StripeServer:
     async def _create_intent(self, request: web.Request) -> web.StreamResponse:
         params = _form(await request.text())
         answer = await self._idempotent(request, params, lambda: self._confirm_intent(params))
-        if self._answers_to_lose > 0:
-            self._answers_to_lose -= 1
-            if request.transport is not None:
-                request.transport.abort()  # charged (or replayed), and the answer never leaves
-            raise web.HTTPServiceUnavailable  # never written: the connection is gone
-        if isinstance(answer, web.StreamResponse):
-            return answer
-        return answer_response(answer, replayed=False)
+        return self._created(request, answer)
 
     async def _create_refund(self, request: web.Request) -> web.StreamResponse:
         params = _form(await request.text())
         answer = await self._idempotent(request, params, lambda: self._refund(params))
+        return self._created(request, answer)
+
+    def _created(
+        self, request: web.Request, answer: Answer | web.StreamResponse
+    ) -> web.StreamResponse:
+        """The answer to a creation, unless it is one of the next answers to lose."""
+        if self._answers_to_lose.get(request.path, 0) > 0:
+            self._answers_to_lose[request.path] -= 1
+            if request.transport is not None:
+                request.transport.abort()  # made (or replayed), and the answer never leaves
+            raise web.HTTPServiceUnavailable  # never written: the connection is gone
         return answer if isinstance(answer, web.StreamResponse) else answer_response(answer)
+
+    async def _list_refunds(self, request: web.Request) -> web.StreamResponse:
+        query = request.query
+        intent = query.get("payment_intent")
+        found = [
+            refund
+            for refund in reversed(self.refunds.values())
+            if intent is None or refund["payment_intent"] == intent
+        ]
+        after = query.get("starting_after")
+        if after is not None:
+            ids = [refund["id"] for refund in found]
+            if after not in ids:
+                return _missing("refund", after)
+            found = found[ids.index(after) + 1 :]
+        limit = int(query.get("limit", "10"))
+        if not 1 <= limit <= 100:
+            return _error(400, "invalid_request_error", "limit must be 1 to 100.", "limit")
+        return web.json_response(
+            {
+                "object": "list",
+                "data": found[:limit],
+                "has_more": len(found) > limit,
+                "url": "/v1/refunds",
+            }
+        )
 
     async def _retrieve_intent(self, request: web.Request) -> web.StreamResponse:
         intent = self.intents.get(request.match_info["id"])

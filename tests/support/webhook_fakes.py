@@ -62,6 +62,9 @@ class FakeProvider(Provider):
     async def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
         raise NotImplementedError
 
+    async def find_refund(self, request: RefundRequest) -> RefundResult | None:
+        raise NotImplementedError
+
     def verify_webhook(self, body: bytes, headers: Mapping[str, str], now: datetime) -> None:
         msg_id = headers.get("webhook-id")
         stamp = headers.get("webhook-timestamp")
