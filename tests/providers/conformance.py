@@ -9,12 +9,14 @@ The rules are the contract of `providers.base`."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import respx
 
 from providers.base import (
     ChargeRequest,
@@ -25,6 +27,8 @@ from providers.base import (
     ProviderContext,
     ProviderError,
     ProviderOutcomeUnknown,
+    RefundRequest,
+    RefundResult,
     WebhookVerificationError,
 )
 from tests.providers.kits import Delivery, Kit, WireOutcome
@@ -70,6 +74,15 @@ def charge_request(**overrides: object) -> ChargeRequest:
     }
     values.update(overrides)
     return ChargeRequest(**values)  # type: ignore[arg-type]
+
+
+REFUND = RefundRequest(
+    idempotency_key="gw_re_conformance_1",
+    refund_id="re_" + "r" * 32,
+    provider_charge_id="ch_at_the_processor_1",
+    amount_minor=500,
+    currency="usd",
+)
 
 
 def build(kit: Kit, cls: type[Provider], harness: Harness) -> Provider:
@@ -189,6 +202,58 @@ async def check_faults_are_classified_for_retry(
             assert isinstance(error, ProviderOutcomeUnknown), f"{name}: the outcome is unknown"
 
 
+# -- refunds: a lost answer is found again, never guessed ---------------------------------------
+
+
+def refund_processor(kit: Kit, router: respx.MockRouter) -> None:
+    """The processor's refunds on the wire as the kit writes them. It remembers no key (as
+    past its key retention): every refund call makes a refund."""
+    made: list[dict[str, Any]] = []
+
+    def create(sent: httpx.Request) -> httpx.Response:
+        made.append(kit.refund_made(sent))
+        return httpx.Response(200, json=made[-1])
+
+    kit.refund_route(router).side_effect = create
+    kit.refund_lookup_route(router).side_effect = lambda sent: kit.refund_list(sent, made)
+
+
+def same_refund(found: RefundResult | None, made: RefundResult) -> bool:
+    return found is not None and (found.status, found.provider_refund_id, found.amount_minor) == (
+        made.status,
+        made.provider_refund_id,
+        made.amount_minor,
+    )
+
+
+async def check_find_refund_finds_the_refund_made_and_no_other(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    request = REFUND
+    # The same charge and amount, another refund of ours: only our identity tells them apart.
+    other = replace(REFUND, idempotency_key="gw_re_conformance_2", refund_id="re_" + "o" * 32)
+    with mock_wire(assert_all_called=True) as router:
+        refund_processor(kit, router)
+        assert await provider.find_refund(request) is None, "nothing refunded yet: none"
+        made = await provider.refund(request)
+        assert same_refund(await provider.find_refund(request), made), "the refund made is found"
+        assert await provider.find_refund(other) is None, "another refund is not this one"
+
+
+async def check_find_refund_refuses_a_double_refund(
+    kit: Kit, cls: type[Provider], harness: Harness
+) -> None:
+    provider = build(kit, cls, harness)
+    request = REFUND
+    with mock_wire(assert_all_called=True) as router:
+        refund_processor(kit, router)
+        await provider.refund(request)
+        await provider.refund(request)  # the processor had forgotten the key: two refunds
+        with pytest.raises(ProviderError):
+            await provider.find_refund(request)
+
+
 # -- webhooks ---------------------------------------------------------------------------------
 
 
@@ -286,6 +351,8 @@ CHECKS: dict[str, Check] = {
         check_unreadable_answer_is_never_final,
         check_charge_sends_our_idempotency_key_and_ids,
         check_faults_are_classified_for_retry,
+        check_find_refund_finds_the_refund_made_and_no_other,
+        check_find_refund_refuses_a_double_refund,
         check_genuine_webhooks_verify_and_parse,
         check_webhook_without_signature_is_rejected,
         check_tampered_webhook_is_rejected,

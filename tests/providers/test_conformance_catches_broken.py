@@ -19,8 +19,11 @@ from providers.base import (
     ProviderError,
     ProviderOutcomeUnknown,
     ProviderRequestError,
+    RefundRequest,
+    RefundResult,
+    RefundStatus,
 )
-from providers.sandbox.provider import STATUSES, SandboxProvider
+from providers.sandbox.provider import STATUSES, SandboxProvider, refund_result
 from tests.providers.conformance import CHECKS, Harness
 from tests.providers.kits import kit_for
 
@@ -82,6 +85,26 @@ class LogsSecrets(SandboxProvider):
         return text
 
 
+class NeverFindsRefunds(SandboxProvider):
+    async def find_refund(self, request: RefundRequest) -> RefundResult | None:
+        return None
+
+
+class TakesAnyRefundOfTheCharge(SandboxProvider):
+    async def find_refund(self, request: RefundRequest) -> RefundResult | None:
+        params = {"charge": request.provider_charge_id, "limit": 1}
+        _, body = await self._send("GET", "/v1/refunds", params=params)
+        return refund_result(body["data"][0]) if body["data"] else None
+
+
+class PicksOneOfADoubleRefund(SandboxProvider):
+    async def find_refund(self, request: RefundRequest) -> RefundResult | None:
+        try:
+            return await super().find_refund(request)
+        except ProviderRequestError:
+            return RefundResult(RefundStatus.SUCCEEDED, "re_picked", request.amount_minor)
+
+
 BROKEN: list[tuple[type[Provider], str]] = [
     (UnknownStatusIsSuccess, "unknown_status_is_pending"),
     (DeclineIsAnError, "charge_outcomes_map_to_statuses_and_declines"),
@@ -93,6 +116,9 @@ BROKEN: list[tuple[type[Provider], str]] = [
     (TrustsEveryWebhook, "webhook_signed_with_another_secret_is_rejected"),
     (IgnoresWebhookClock, "stale_webhook_is_rejected"),
     (LogsSecrets, "scrub_masks_secrets_and_card_numbers"),
+    (NeverFindsRefunds, "find_refund_finds_the_refund_made_and_no_other"),
+    (TakesAnyRefundOfTheCharge, "find_refund_finds_the_refund_made_and_no_other"),
+    (PicksOneOfADoubleRefund, "find_refund_refuses_a_double_refund"),
 ]
 
 

@@ -38,6 +38,18 @@ built by the suite itself with `cls.from_env(context)` where `context.overrides`
 - `tamper(body)`: bytes that differ from `body` but that a careless verifier might accept
   (default: JSON with one extra trailing space, which re-serializing verifiers miss).
 
+Refunds and their look-up: the suite runs a processor's refunds on the wire from these (one
+that remembers no idempotency key, as past its key retention: every refund call makes one).
+
+- `refund_route(router)`: the respx route `refund` calls.
+- `refund_made(sent)`: the refund object the processor makes for that call as `sent` (an
+  `httpx.Request`), exactly as it answers it: a fresh processor id every time, and whatever
+  the processor keeps from the request (amount, charge, metadata, the idempotency key).
+- `refund_lookup_route(router)`: the respx route `find_refund` calls.
+- `refund_list(sent, made)`: the processor's answer to that look-up request over the refunds
+  `made` so far, honouring the filters and paging the processor documents (`list_page` writes
+  a Stripe-style page).
+
 Expectations the suite checks are in `tests/providers/conformance.py` (one function per
 rule); `EXPECTED_DECLINES` there says which `DeclineCode` each declining outcome must map to.
 """
@@ -46,11 +58,11 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 import respx
@@ -101,6 +113,34 @@ class Kit(ABC):
 
     def tamper(self, body: bytes) -> bytes:
         return body + b" "
+
+    @abstractmethod
+    def refund_route(self, router: respx.MockRouter) -> respx.Route: ...
+
+    @abstractmethod
+    def refund_made(self, sent: httpx.Request) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def refund_lookup_route(self, router: respx.MockRouter) -> respx.Route: ...
+
+    @abstractmethod
+    def refund_list(
+        self, sent: httpx.Request, made: Sequence[dict[str, Any]]
+    ) -> httpx.Response: ...
+
+
+def list_page(
+    made: Sequence[dict[str, Any]], sent: httpx.Request, keep: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """A list answer as Stripe writes one (the sandbox copies it): the objects of `made` that
+    `keep` wants, newest first, after the request's `starting_after`, at most its `limit`."""
+    params = sent.url.params
+    found = [obj for obj in reversed(made) if keep(obj)]
+    after = params.get("starting_after")
+    if after is not None:
+        found = found[[obj["id"] for obj in found].index(after) + 1 :]
+    limit = int(params.get("limit", "10"))
+    return {"object": "list", "data": found[:limit], "has_more": len(found) > limit}
 
 
 def kit_for(provider_name: str) -> Kit:

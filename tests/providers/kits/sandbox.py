@@ -4,7 +4,8 @@ hand, as a processor's documentation would give it, and Standard Webhooks signin
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import secrets
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -13,7 +14,7 @@ import respx
 
 from providers.base import ChargeRequest, EventKind
 from providers.sandbox import signing
-from tests.providers.kits import Delivery, Kit, WireOutcome
+from tests.providers.kits import Delivery, Kit, WireOutcome, list_page
 
 BASE = "http://sandbox.test"
 SECRET = "whsec_" + "c2FuZGJveC1jb25mb3JtYW5jZS1zZWNyZXQtMzJieXRlcw=="
@@ -114,6 +115,32 @@ class SandboxKit(Kit):
         body = json.dumps(event, separators=(",", ":")).encode()
         headers = signing.sign(secret or SECRET, event_id, int(at.timestamp()), body)
         return Delivery(body=body, headers={**headers, "content-type": "application/json"})
+
+    def refund_route(self, router: respx.MockRouter) -> respx.Route:
+        return router.post(f"{BASE}/v1/refunds")
+
+    def refund_made(self, sent: httpx.Request) -> dict[str, Any]:
+        body = json.loads(sent.content)
+        return {
+            "id": f"re_sb_{secrets.token_hex(12)}",
+            "object": "refund",
+            "charge": body["charge"],
+            "amount": body["amount"],
+            "currency": "usd",
+            "status": "succeeded",
+            "idempotency_key": sent.headers.get("idempotency-key"),
+            "created": 1_700_000_000,
+        }
+
+    def refund_lookup_route(self, router: respx.MockRouter) -> respx.Route:
+        return router.get(f"{BASE}/v1/refunds")
+
+    def refund_list(self, sent: httpx.Request, made: Sequence[dict[str, Any]]) -> httpx.Response:
+        wanted = {f: sent.url.params.get(f) for f in ("charge", "idempotency_key")}
+        page = list_page(
+            made, sent, lambda refund: all(v in (None, refund[f]) for f, v in wanted.items())
+        )
+        return httpx.Response(200, json=page)
 
 
 KIT = SandboxKit()

@@ -5,14 +5,17 @@ the API reference fixtures, 402 `card_error` declines, Stripe's error shape, and
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl
 
 import httpx
 import respx
 
 from providers.base import ChargeRequest, EventKind
-from tests.providers.kits import Delivery, Kit, WireOutcome
+from tests.providers.kits import Delivery, Kit, WireOutcome, list_page
 from tests.support.stripe_payloads import fixture, signature_header
 
 API_BASE = "http://stripe.test"
@@ -104,6 +107,32 @@ class StripeKit(Kit):
         body = json.dumps(event).encode()
         header = signature_header(body, secret or WEBHOOK_SECRET, int(at.timestamp()))
         return Delivery(body=body, headers={"stripe-signature": header})
+
+    def refund_route(self, router: respx.MockRouter) -> respx.Route:
+        return router.post(f"{API_BASE}/v1/refunds")
+
+    def refund_made(self, sent: httpx.Request) -> dict[str, Any]:
+        form = dict(parse_qsl(sent.content.decode()))
+        refund = fixture("refund")
+        refund.update(
+            id=f"re_{secrets.token_hex(12)}",
+            amount=int(form["amount"]),
+            payment_intent=form["payment_intent"],
+            metadata={
+                name[len("metadata[") : -1]: value
+                for name, value in form.items()
+                if name.startswith("metadata[")
+            },
+        )
+        return refund
+
+    def refund_lookup_route(self, router: respx.MockRouter) -> respx.Route:
+        return router.get(f"{API_BASE}/v1/refunds")
+
+    def refund_list(self, sent: httpx.Request, made: Sequence[dict[str, Any]]) -> httpx.Response:
+        intent = sent.url.params.get("payment_intent")
+        page = list_page(made, sent, lambda refund: intent in (None, refund["payment_intent"]))
+        return httpx.Response(200, json={**page, "url": "/v1/refunds"})
 
 
 KIT = StripeKit()
