@@ -2,7 +2,8 @@
 
     begin   lock the charge row, check what is left to refund (captured minus every refund
             pending or succeeded), insert the refund and its key together -> `refund_created`
-    (processor call, retried, the refund's own processor key)
+    (processor call, retried, the refund's own processor key; resumed near or past the
+     processor's key retention, the refund is looked up first: `find_refund`)
     finish  record the answer; a success settles the charge's new CUMULATIVE refunded total
             through `settle`, exactly like a `charge.refunded` webhook would
 
@@ -27,19 +28,20 @@ from gateway.charges.processor import (
     Unknown,
     Unreached,
     call_once,
-    past_key_retention,
+    send_again_unless_found,
 )
 from gateway.charges.service import ChargeDeps, ChargeResponse, provider_for
 from gateway.db import in_transaction, raw_connection
 from gateway.settlement import settle
 from providers.base import (
     EventKind,
-    ProviderOutcomeUnknown,
+    Provider,
     RefundRequest,
     RefundResult,
     RefundStatus,
     WebhookEvent,
 )
+from providers.retry import call_with_retry
 
 log = structlog.get_logger(__name__)
 
@@ -203,14 +205,22 @@ async def _drive(
         amount_minor=refund["amount_minor"],
         currency=refund["currency"],
     )
-    sent: RefundResult | Unreached | Unknown | Refused
-    if not first_run and past_key_retention(provider, refund["created_at"]):
-        # The processor may have forgotten the refund's key, and there is no look-up for a
-        # refund yet: re-sending could refund twice, so it stays pending for an operator.
-        log.error("refund.past_key_retention", refund_id=refund["id"], provider=provider.name)
-        sent = Unknown(ProviderOutcomeUnknown("past the processor's key retention: not re-sent"))
-    else:
-        sent = await call_once(provider, "refund", lambda: provider.refund(request))
+
+    async def send() -> RefundResult | Unreached | Unknown | Refused:
+        return await call_once(provider, "refund", lambda: provider.refund(request))
+
+    sent = (
+        await send()
+        if first_run
+        else await send_again_unless_found(
+            provider,
+            kind="refund",
+            object_id=refund["id"],
+            created_at=refund["created_at"],
+            send=send,
+            look_up=lambda: look_up_refund(provider, request),
+        )
+    )
     if isinstance(sent, Unreached) and first_run:
         async with raw_connection(deps.engine) as conn:
             await conn.execute("DELETE FROM refunds WHERE id = $1", refund["id"])
@@ -244,6 +254,17 @@ async def _drive(
         return await idempotency.finish(conn, key_id, StoredResponse(200, body, {}))
 
     return await in_transaction(deps.engine, finish)
+
+
+async def look_up_refund(provider: Provider, request: RefundRequest) -> RefundResult | None:
+    """The refund a lost answer may have made, asked under the retry policy. None: the
+    processor has no such refund."""
+
+    # A coroutine function, not a lambda: tenacity awaits only what it recognizes as async.
+    async def look_up() -> RefundResult | None:
+        return await provider.find_refund(request)
+
+    return await call_with_retry(look_up, provider=provider.name, op="find_refund")
 
 
 async def record_refund(

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -187,21 +188,79 @@ async def test_a_refund_without_an_answer_is_finished_by_the_completer(
     ]
 
 
-async def test_a_refund_past_the_processors_key_retention_is_not_sent_again(
-    client: Client, db_url: str, monkeypatch: pytest.MonkeyPatch
+async def past_key_retention(db_url: str, monkeypatch: pytest.MonkeyPatch, refund_id: str) -> None:
+    """A processor that forgets keys after a day, and a refund a day and more old: its key may
+    be gone, so a re-send could refund twice."""
+    monkeypatch.setattr(SandboxProvider, "idempotency_key_retention", timedelta(hours=24))
+    await fetch(
+        db_url,
+        "UPDATE refunds SET created_at = created_at - interval '25 hours' WHERE id = $1",
+        refund_id,
+    )
+
+
+def refund_list(*refunds: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(200, json={"object": "list", "data": list(refunds), "has_more": False})
+
+
+@pytest.mark.parametrize(("made_earlier", "sent_again"), [(True, 0), (False, 1)], ids=str)
+async def test_a_refund_past_the_processors_key_retention_is_looked_up_before_it_is_sent(
+    client: Client,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    made_earlier: bool,
+    sent_again: int,
+) -> None:
+    with mock_wire(base_url=PROCESSOR) as processor:
+        charge_id, error, route = await refund_silently(client, processor)
+        sent = route.call_count
+        await past_key_retention(db_url, monkeypatch, error["refund"])
+        made = {"id": "pr_made", "object": "refund", "amount": 300, "status": "succeeded"}
+        look_up = processor.get("/v1/refunds").mock(
+            return_value=refund_list(made) if made_earlier else refund_list()
+        )
+        route.mock(return_value=httpx.Response(200, json={**made, "id": "pr_sent_again"}))
+        await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
+        asked = look_up.calls.last.request.url.params
+        keys = {call.request.headers["Idempotency-Key"] for call in route.calls}
+        assert route.call_count == sent + sent_again, "sent again only if the processor has none"
+    assert (asked["charge"], asked["idempotency_key"]) == (f"py_gw_{charge_id}", *keys)
+    rows = await fetch(
+        db_url, "SELECT status, provider_refund_id FROM refunds WHERE id = $1", error["refund"]
+    )
+    expected = "pr_made" if made_earlier else "pr_sent_again"
+    assert (rows[0]["status"], rows[0]["provider_refund_id"]) == ("succeeded", expected)
+    assert await postings(db_url, charge_id) == [
+        f"sandbox:{charge_id}:captured",
+        f"sandbox:{charge_id}:refunded_total:300",
+    ]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # Two refunds under the refund's one key: a double refund is reported, not picked from.
+        refund_list(
+            {"id": "pr_1", "object": "refund", "amount": 300, "status": "succeeded"},
+            {"id": "pr_2", "object": "refund", "amount": 300, "status": "succeeded"},
+        ),
+        httpx.Response(503, json={"error": {"type": "api_error", "message": "down"}}),
+    ],
+    ids=["double_refund", "processor_down"],
+)
+async def test_a_refund_past_the_processors_key_retention_whose_look_up_fails_stays_pending(
+    client: Client, db_url: str, monkeypatch: pytest.MonkeyPatch, answer: httpx.Response
 ) -> None:
     with mock_wire(base_url=PROCESSOR) as processor:
         _, error, route = await refund_silently(client, processor)
         sent = route.call_count
-        # A processor that forgets keys after a day, and a refund a day and more old: its
-        # key may be gone, so a re-send could refund twice.
-        monkeypatch.setattr(SandboxProvider, "idempotency_key_retention", timedelta(hours=24))
-        await fetch(
-            db_url,
-            "UPDATE refunds SET created_at = created_at - interval '25 hours' WHERE id = $1",
-            error["refund"],
-        )
-        await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
-        assert route.call_count == sent, "not sent again"
+        await past_key_retention(db_url, monkeypatch, error["refund"])
+        look_up = processor.get("/v1/refunds").mock(return_value=answer)
+        with structlog.testing.capture_logs() as logs:
+            await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
+        assert look_up.called
+        assert route.call_count == sent, "not knowing is not a reason to send again"
     rows = await fetch(db_url, "SELECT status FROM refunds WHERE id = $1", error["refund"])
     assert rows[0]["status"] == "pending", "left for an operator, never failed on a guess"
+    warned = [e for e in logs if e["event"] == "refund.lookup_failed_past_key_retention"]
+    assert [(e["log_level"], e["refund_id"]) for e in warned] == [("warning", error["refund"])]
