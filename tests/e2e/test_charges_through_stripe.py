@@ -155,3 +155,47 @@ async def test_a_charge_resumed_after_stripe_forgot_its_key_is_found_not_charged
     assert rows[0]["status"] == "succeeded"
     assert await postings(db_url, charge_id) == [f"stripe:{charge_id}:captured"]
     assert await balance_micros(db_url, ACCOUNT) == 25_000_000
+
+
+async def test_a_refund_resumed_after_stripe_forgot_its_key_is_found_not_refunded_again(
+    client: Client, db_url: str, fake_stripe: StripeServer
+) -> None:
+    charge = await (
+        await client.post(
+            "/v1/charges", json=stripe_charge(), headers=auth(idempotency_key="stripe-ro")
+        )
+    ).json()
+    fake_stripe.lose_next_refund_answers(100)  # every attempt's answer: the refund stays pending
+    response = await client.post(
+        f"/v1/charges/{charge['id']}/refunds",
+        json={"amount": 1000},
+        headers=auth(idempotency_key="stripe-ro-1"),
+    )
+    assert response.status == 503, await response.text()
+    refund_id = (await response.json())["error"]["refund"]
+    assert len(fake_stripe.refunds) == 1, "the first attempt made the refund"
+    # A day later: Stripe no longer knows the key, so re-sending it would refund again.
+    fake_stripe.lose_next_refund_answers(0)
+    fake_stripe.forget_keys()
+    await fetch(
+        db_url,
+        "UPDATE refunds SET created_at = created_at - interval '25 hours' WHERE id = $1",
+        refund_id,
+    )
+
+    await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
+
+    assert len(fake_stripe.refunds) == 1, "found by its metadata, not refunded a second time"
+    assert fake_stripe.refunded[charge["provider_charge_id"]] == 1000
+    rows = await fetch(
+        db_url, "SELECT status, provider_refund_id FROM refunds WHERE id = $1", refund_id
+    )
+    assert (rows[0]["status"], rows[0]["provider_refund_id"]) == (
+        "succeeded",
+        *fake_stripe.refunds,
+    )
+    assert await postings(db_url, charge["id"]) == [
+        f"stripe:{charge['id']}:captured",
+        f"stripe:{charge['id']}:refunded_total:1000",
+    ]
+    assert await balance_micros(db_url, ACCOUNT) == 15_000_000
