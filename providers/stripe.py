@@ -100,9 +100,10 @@ class StripeSettings(ProviderSettings):
 
 
 class StripeOutcomeIndeterminate(ProviderOutcomeUnknown):
-    """Stripe answered 5xx and said not to retry (`Stripe-Should-Retry: false`): it stored
-    that answer under our key, so re-sending only replays it. The charge may exist; the core
-    resolves it by lookup, as for any unknown outcome, without retrying first."""
+    """Re-sending under our key cannot tell more: Stripe answered 5xx and said not to retry
+    (`Stripe-Should-Retry: false`: it stored that answer under the key, so a retry only
+    replays it), or it holds a refund's key with other parameters. The charge or refund may
+    exist; the core resolves it by lookup, as for any unknown outcome, without retrying."""
 
     retryable = False
 
@@ -235,7 +236,11 @@ class StripeProvider(Provider):
                 options={"idempotency_key": request.idempotency_key},
             )
         except stripe.StripeError as exc:
-            raise self._fault("refund", exc) from None
+            # Stripe holding our refund's key with other parameters means this refund was
+            # sent under it before (by a version that sent no refund_id) and may have been
+            # made: unknown, not a refusal, which would record it failed and free its amount.
+            reused = isinstance(exc, stripe.IdempotencyError)
+            raise self._fault("refund", exc, unknown=reused) from None
         return _read_answer(_refund_result, refund.to_dict())
 
     async def retrieve_charge(self, provider_charge_id: str) -> ChargeResult:
@@ -348,10 +353,15 @@ class StripeProvider(Provider):
             raw_status=str(intent.get("status") or ""),
         )
 
-    def _fault(self, operation: str, exc: stripe.StripeError) -> ProviderError:
-        """Classify and log once. Callers raise it `from None`: the SDK error's unscrubbed
-        text would otherwise ride along in every logged traceback."""
+    def _fault(
+        self, operation: str, exc: stripe.StripeError, *, unknown: bool = False
+    ) -> ProviderError:
+        """Classify (`unknown`: as an indeterminate outcome, whatever the error) and log once.
+        Callers raise it `from None`: the SDK error's unscrubbed text would otherwise ride
+        along in every logged traceback."""
         fault = classify(exc, self.scrub(str(exc.user_message or exc)))
+        if unknown:
+            fault = StripeOutcomeIndeterminate(str(fault))
         log.warning(
             "stripe.request_failed",
             operation=operation,

@@ -441,6 +441,22 @@ async def test_a_refund_stripe_refuses_is_a_request_error(
         await provider.refund(refund_request())
 
 
+async def test_a_refund_key_stripe_holds_with_other_parameters_is_unknown_not_refused(
+    provider: StripeProvider, stripe_api: respx.MockRouter
+) -> None:
+    # Sent under this key before refunds carried refund_id: that refund may have been made.
+    route = stripe_api.post("/v1/refunds").respond(400, json=fixture("error.idempotency_error"))
+    with pytest.raises(ProviderOutcomeUnknown) as raised:
+        await call_with_retry(
+            lambda: provider.refund(refund_request()),
+            provider="stripe",
+            op="refund",
+            policy=RetryPolicy(backoff_base_seconds=0.0),
+        )
+    assert raised.value.may_have_reached_processor
+    assert route.call_count == 1, "replaying the key cannot tell more"
+
+
 async def test_an_unknown_paymentintent_id_is_a_request_error(
     provider: StripeProvider, stripe_api: respx.MockRouter
 ) -> None:
