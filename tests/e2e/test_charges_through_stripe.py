@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
@@ -111,22 +111,42 @@ async def test_a_lost_stripe_answer_ends_in_one_payment_intent(
     assert await balance_micros(db_url, ACCOUNT) == 25_000_000
 
 
-async def test_a_stripe_refund_reverses_the_credit(
-    client: Client, db_url: str, fake_stripe: StripeServer
-) -> None:
+async def charge_and_refund(client: Client, key: str) -> tuple[dict[str, Any], ClientResponse]:
+    """A Stripe charge of 2500 under `key`, and the answer to refunding 1000 of it."""
     charge = await (
-        await client.post(
-            "/v1/charges", json=stripe_charge(), headers=auth(idempotency_key="stripe-r")
-        )
+        await client.post("/v1/charges", json=stripe_charge(), headers=auth(idempotency_key=key))
     ).json()
     refund = await client.post(
         f"/v1/charges/{charge['id']}/refunds",
         json={"amount": 1000},
-        headers=auth(idempotency_key="stripe-r-1"),
+        headers=auth(idempotency_key=f"{key}-1"),
     )
+    return charge, refund
+
+
+async def test_a_stripe_refund_reverses_the_credit(
+    client: Client, db_url: str, fake_stripe: StripeServer
+) -> None:
+    charge, refund = await charge_and_refund(client, "stripe-r")
     assert refund.status == 200, await refund.text()
     assert fake_stripe.refunded[charge["provider_charge_id"]] == 1000
     assert await balance_micros(db_url, ACCOUNT) == 15_000_000
+
+
+async def resume_a_day_later(
+    client: Client, db_url: str, fake_stripe: StripeServer, table: str, row_id: str
+) -> None:
+    """The completer resumes a charge or refund (its `table` row) a day and more after it was
+    made: Stripe answers again but no longer knows any key, so re-sending would act twice."""
+    fake_stripe.lose_next_answers(0)
+    fake_stripe.lose_next_refund_answers(0)
+    fake_stripe.forget_keys()
+    await fetch(
+        db_url,
+        f"UPDATE {table} SET created_at = created_at - interval '25 hours' WHERE id = $1",
+        row_id,
+    )
+    await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
 
 
 async def test_a_charge_resumed_after_stripe_forgot_its_key_is_found_not_charged_again(
@@ -139,17 +159,7 @@ async def test_a_charge_resumed_after_stripe_forgot_its_key_is_found_not_charged
     assert response.status == 503, await response.text()
     charge_id = (await response.json())["error"]["charge"]
     assert len(fake_stripe.intents) == 1, "the first attempt made the PaymentIntent"
-    # A day later: Stripe no longer knows the key, so re-sending it would charge again.
-    fake_stripe.lose_next_answers(0)
-    fake_stripe.forget_keys()
-    await fetch(
-        db_url,
-        "UPDATE charges SET created_at = created_at - interval '25 hours' WHERE id = $1",
-        charge_id,
-    )
-
-    await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
-
+    await resume_a_day_later(client, db_url, fake_stripe, "charges", charge_id)
     assert len(fake_stripe.intents) == 1, "found by its metadata, not created a second time"
     rows = await fetch(db_url, "SELECT status FROM charges WHERE id = $1", charge_id)
     assert rows[0]["status"] == "succeeded"
@@ -160,31 +170,12 @@ async def test_a_charge_resumed_after_stripe_forgot_its_key_is_found_not_charged
 async def test_a_refund_resumed_after_stripe_forgot_its_key_is_found_not_refunded_again(
     client: Client, db_url: str, fake_stripe: StripeServer
 ) -> None:
-    charge = await (
-        await client.post(
-            "/v1/charges", json=stripe_charge(), headers=auth(idempotency_key="stripe-ro")
-        )
-    ).json()
     fake_stripe.lose_next_refund_answers(100)  # every attempt's answer: the refund stays pending
-    response = await client.post(
-        f"/v1/charges/{charge['id']}/refunds",
-        json={"amount": 1000},
-        headers=auth(idempotency_key="stripe-ro-1"),
-    )
+    charge, response = await charge_and_refund(client, "stripe-ro")
     assert response.status == 503, await response.text()
     refund_id = (await response.json())["error"]["refund"]
     assert len(fake_stripe.refunds) == 1, "the first attempt made the refund"
-    # A day later: Stripe no longer knows the key, so re-sending it would refund again.
-    fake_stripe.lose_next_refund_answers(0)
-    fake_stripe.forget_keys()
-    await fetch(
-        db_url,
-        "UPDATE refunds SET created_at = created_at - interval '25 hours' WHERE id = $1",
-        refund_id,
-    )
-
-    await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
-
+    await resume_a_day_later(client, db_url, fake_stripe, "refunds", refund_id)
     assert len(fake_stripe.refunds) == 1, "found by its metadata, not refunded a second time"
     assert fake_stripe.refunded[charge["provider_charge_id"]] == 1000
     rows = await fetch(
