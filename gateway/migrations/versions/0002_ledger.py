@@ -13,6 +13,67 @@ branch_labels = None
 depends_on = None
 
 
+# Migration 0006 plans the check differently; its downgrade restores this one.
+BALANCE_CHECK_FUNCTION = """
+CREATE OR REPLACE FUNCTION ledger_entries_balanced() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  span text := current_setting('ledger.checked_span', true);
+  low bigint;
+  high bigint;
+  touched bigint[];
+  bad record;
+BEGIN
+  IF NEW.xact_id <> pg_current_xact_id() THEN
+    RAISE EXCEPTION 'ledger entry % claims another database transaction', NEW.id
+      USING ERRCODE = 'check_violation';
+  END IF;
+  IF span IS NOT NULL AND span <> '' THEN
+    low := split_part(span, ':', 1)::bigint;
+    high := split_part(span, ':', 2)::bigint;
+    IF NEW.id BETWEEN low AND high THEN
+      RETURN NULL;
+    END IF;
+  END IF;
+  -- Dynamic SQL, so each commit is planned with its real id (a cached generic plan
+  -- can pick full scans); the touched transactions are then looked up one by one.
+  EXECUTE 'SELECT max(id), array_agg(DISTINCT transaction_id) FROM ledger_entries
+            WHERE id >= $1 AND xact_id = pg_current_xact_id()'
+     INTO high, touched USING NEW.id;
+  EXECUTE 'SELECT x.id, t.reference, s.debits, s.credits, s.legs, s.mixed,
+                  s.unknown_accounts, t.id IS NULL AS missing
+             FROM unnest($1::bigint[]) AS x (id)
+             LEFT JOIN ledger_transactions t ON t.id = x.id
+            CROSS JOIN LATERAL (
+              SELECT coalesce(sum(e.amount_micros) FILTER (WHERE e.side = ''debit''), 0)
+                       AS debits,
+                     coalesce(sum(e.amount_micros) FILTER (WHERE e.side = ''credit''), 0)
+                       AS credits,
+                     count(*) AS legs,
+                     coalesce(bool_or(a.currency IS DISTINCT FROM t.currency), false)
+                       AS mixed,
+                     count(*) - count(a.id) AS unknown_accounts
+                FROM ledger_entries e LEFT JOIN ledger_accounts a ON a.id = e.account_id
+               WHERE e.transaction_id = x.id) s
+            WHERE t.id IS NULL OR s.debits <> s.credits OR s.legs < 2 OR s.mixed
+            LIMIT 1'
+     INTO bad USING touched;
+  IF bad.id IS NOT NULL THEN
+    RAISE EXCEPTION 'ledger transaction % (%) does not balance: debits %, credits %, '
+                    '% entries, mixed currencies %, unknown accounts %, missing %',
+                    bad.id, bad.reference, bad.debits, bad.credits, bad.legs, bad.mixed,
+                    bad.unknown_accounts, bad.missing
+      USING ERRCODE = 'check_violation';
+  END IF;
+  IF low IS NULL OR NEW.id < low THEN
+    low := NEW.id;
+  END IF;
+  PERFORM set_config('ledger.checked_span', low || ':' || high, true);
+  RETURN NULL;
+END $$
+"""
+
+
 def upgrade() -> None:
     op.execute("CREATE TYPE ledger_side AS ENUM ('debit', 'credit')")
     op.execute(
@@ -80,66 +141,7 @@ def upgrade() -> None:
     # cost is one query per commit plus a cheap call per entry, not a query per entry.
     # Entries written after that (SET CONSTRAINTS ... IMMEDIATE, then more inserts) have
     # higher ids, fall outside the span and are checked again.
-    op.execute(
-        """
-        CREATE FUNCTION ledger_entries_balanced() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        DECLARE
-          span text := current_setting('ledger.checked_span', true);
-          low bigint;
-          high bigint;
-          touched bigint[];
-          bad record;
-        BEGIN
-          IF NEW.xact_id <> pg_current_xact_id() THEN
-            RAISE EXCEPTION 'ledger entry % claims another database transaction', NEW.id
-              USING ERRCODE = 'check_violation';
-          END IF;
-          IF span IS NOT NULL AND span <> '' THEN
-            low := split_part(span, ':', 1)::bigint;
-            high := split_part(span, ':', 2)::bigint;
-            IF NEW.id BETWEEN low AND high THEN
-              RETURN NULL;
-            END IF;
-          END IF;
-          -- Dynamic SQL, so each commit is planned with its real id (a cached generic plan
-          -- can pick full scans); the touched transactions are then looked up one by one.
-          EXECUTE 'SELECT max(id), array_agg(DISTINCT transaction_id) FROM ledger_entries
-                    WHERE id >= $1 AND xact_id = pg_current_xact_id()'
-             INTO high, touched USING NEW.id;
-          EXECUTE 'SELECT x.id, t.reference, s.debits, s.credits, s.legs, s.mixed,
-                          s.unknown_accounts, t.id IS NULL AS missing
-                     FROM unnest($1::bigint[]) AS x (id)
-                     LEFT JOIN ledger_transactions t ON t.id = x.id
-                    CROSS JOIN LATERAL (
-                      SELECT coalesce(sum(e.amount_micros) FILTER (WHERE e.side = ''debit''), 0)
-                               AS debits,
-                             coalesce(sum(e.amount_micros) FILTER (WHERE e.side = ''credit''), 0)
-                               AS credits,
-                             count(*) AS legs,
-                             coalesce(bool_or(a.currency IS DISTINCT FROM t.currency), false)
-                               AS mixed,
-                             count(*) - count(a.id) AS unknown_accounts
-                        FROM ledger_entries e LEFT JOIN ledger_accounts a ON a.id = e.account_id
-                       WHERE e.transaction_id = x.id) s
-                    WHERE t.id IS NULL OR s.debits <> s.credits OR s.legs < 2 OR s.mixed
-                    LIMIT 1'
-             INTO bad USING touched;
-          IF bad.id IS NOT NULL THEN
-            RAISE EXCEPTION 'ledger transaction % (%) does not balance: debits %, credits %, '
-                            '% entries, mixed currencies %, unknown accounts %, missing %',
-                            bad.id, bad.reference, bad.debits, bad.credits, bad.legs, bad.mixed,
-                            bad.unknown_accounts, bad.missing
-              USING ERRCODE = 'check_violation';
-          END IF;
-          IF low IS NULL OR NEW.id < low THEN
-            low := NEW.id;
-          END IF;
-          PERFORM set_config('ledger.checked_span', low || ':' || high, true);
-          RETURN NULL;
-        END $$
-        """
-    )
+    op.execute(BALANCE_CHECK_FUNCTION)
     # An ordinary (not ENABLE ALWAYS) trigger: the test fixture empties tables as replica.
     op.execute(
         """
