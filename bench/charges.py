@@ -39,6 +39,7 @@ from aiohttp import web
 from bench.cpu import CpuMeter
 from bench.support import Figure, fresh_database, report, run, settle_database
 from gateway.charges.phases import BEGIN_SQL
+from gateway.db import PLANNER_SETTINGS
 from providers.http import create_client
 from tests.support.service import ServiceProcess, free_port
 
@@ -208,7 +209,10 @@ class Processor:
 
 
 async def bare_app(db_url: str, sandbox_url: str, client: str) -> web.Application:
-    pool = await asyncpg.create_pool(db_url, min_size=10, max_size=20)
+    # The same session settings as the gateway's pool, so the statements are planned alike.
+    pool = await asyncpg.create_pool(
+        db_url, min_size=10, max_size=20, server_settings=PLANNER_SETTINGS
+    )
     processor = Processor(client, sandbox_url)
 
     async def charge(request: web.Request) -> web.Response:

@@ -35,7 +35,7 @@ import asyncpg
 import structlog
 
 from gateway.charges.model import CHARGE_COLUMNS
-from gateway.charges.postings import ACCOUNT_COLUMNS, ACCOUNT_JOINS, LedgerBatch
+from gateway.charges.postings import ACCOUNT_COLUMNS, LedgerBatch
 from providers.base import DisputeOutcome, EventKind, WebhookEvent
 
 log = structlog.get_logger(__name__)
@@ -76,11 +76,10 @@ _STATE_COLUMNS = tuple(field.name for field in fields(ChargeState))
 _LOCK_CHARGES = f"""
 SELECT {", ".join(f"c.{name}" for name in _STATE_COLUMNS)}, {ACCOUNT_COLUMNS}
 FROM charges c
-{ACCOUNT_JOINS}
 WHERE c.provider = $1 AND (c.id = ANY($2::text[]) OR c.provider_charge_id = ANY($3::text[]))
 ORDER BY c.id
 FOR UPDATE OF c
-"""  # noqa: S608 - only constant column lists and joins are interpolated
+"""  # noqa: S608 - only constant column lists are interpolated
 
 _UPDATE_CHARGES = """
 UPDATE charges AS c SET

@@ -3,7 +3,7 @@
 Each posting's reference is derived from the fact it books (`sandbox:ch_123:captured`,
 `sandbox:ch_123:refunded_total:500`, `sandbox:ch_123:dispute:dp_1:opened`), so the same fact
 settled twice, by the charge path and by a webhook, is posted once. Settlement's locking read
-of the charges also reads the ledger accounts their postings use (`ACCOUNT_JOINS`), so a batch
+of the charges also reads the ledger accounts their postings use (`ACCOUNT_COLUMNS`), so a batch
 usually needs no look-up of its own; the few accounts that do not exist yet are created."""
 
 from __future__ import annotations
@@ -36,19 +36,23 @@ _LEDGER_ID_COLUMNS = (
 )
 
 
-# What settlement's locking read of `charges c` joins and selects, per charge: the ledger
-# accounts a charge's postings can touch (NULL where one does not exist yet).
-ACCOUNT_JOINS = f"""
-LEFT JOIN ledger_accounts customer_acct ON customer_acct.kind = '{CUSTOMER_BALANCE}'
-  AND customer_acct.owner = c.account_id AND customer_acct.currency = c.currency
-LEFT JOIN ledger_accounts clearing_acct ON clearing_acct.kind = '{CLEARING.value}'
-  AND clearing_acct.owner = c.provider AND clearing_acct.currency = c.currency
-LEFT JOIN ledger_accounts disputes_acct ON disputes_acct.kind = '{DISPUTES.value}'
-  AND disputes_acct.owner = c.provider AND disputes_acct.currency = c.currency
-"""
-ACCOUNT_COLUMNS = (
-    "customer_acct.id AS customer_ledger_id, clearing_acct.id AS clearing_ledger_id, "
-    "disputes_acct.id AS disputes_ledger_id"
+# What settlement's locking read of `charges c` selects, per charge: the ledger accounts a
+# charge's postings can touch (NULL where one does not exist yet). Scalar subqueries, so each
+# is a probe of the accounts' unique index in any plan; as joins, a plan made for a batch of
+# unknown size could hash the whole accounts table for one charge.
+def _account(column: str, kind: str, owner: str) -> str:
+    return (  # only the constants below are interpolated
+        f"(SELECT a.id FROM ledger_accounts a WHERE a.kind = '{kind}' AND a.owner = {owner} "  # noqa: S608
+        f"AND a.currency = c.currency) AS {column}"
+    )
+
+
+ACCOUNT_COLUMNS = ", ".join(
+    (
+        _account("customer_ledger_id", CUSTOMER_BALANCE, "c.account_id"),
+        _account("clearing_ledger_id", CLEARING.value, "c.provider"),
+        _account("disputes_ledger_id", DISPUTES.value, "c.provider"),
+    )
 )
 
 
