@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import secrets
 import sys
@@ -62,7 +63,19 @@ def _event_loop() -> asyncio.AbstractEventLoop | None:
     return uvloop.new_event_loop()
 
 
+def _settle_heap() -> None:
+    """Before serving: move everything loaded so far (modules, the app) out of the cyclic
+    garbage collector's reach, and collect the young generation less often. A charge
+    allocates thousands of short-lived containers, so the default (a collection every 700
+    allocations, each older generation every 10 of the younger) spent ~4 % of the serve
+    process's CPU tracing long-lived objects that never become garbage."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*limits.GC_THRESHOLDS)
+
+
 def _run(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
+    _settle_heap()
     web.run_app(
         app,
         host=host,

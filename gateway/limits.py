@@ -34,6 +34,10 @@ TRANSACTION_RETRIES_MAX: Final = 5  # serialization failures and deadlocks
 # Serving processes per `gateway serve` (GATEWAY_PROCESSES)
 PROCESSES_MAX: Final = 64
 
+# Python's cyclic garbage collector in serving processes: (young generation allocations, then
+# collections of each generation per collection of the next older one). Default (700, 10, 10).
+GC_THRESHOLDS: Final = (20_000, 20, 20)
+
 # Background work
 WORKER_RESTART_BACKOFF_SECONDS_MAX: Final = 30.0
 SHUTDOWN_GRACE_SECONDS: Final = 10.0
