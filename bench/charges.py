@@ -39,12 +39,14 @@ from aiohttp import web
 from bench.cpu import CpuMeter
 from bench.support import Figure, fresh_database, report, run, settle_database
 from gateway.charges.phases import BEGIN_SQL
+from gateway.charges.postings import ACCOUNT_COLUMNS
 from gateway.db import PLANNER_SETTINGS
 from providers.http import create_client
 from tests.support.service import ServiceProcess, free_port
 
 API_KEY = "sk_bench_" + "b" * 24
 ACCOUNTS = 1000
+HISTORY_CHARGES = 50_000  # settled before the run: the planner sees tables in use, not empty
 DURATION_SECONDS = {1: 4.0, 64: 8.0}
 OPEN_LOOP_SECONDS = 8.0
 OPEN_LOOP_RATES = (200, 300, 400)  # charges per second offered
@@ -160,16 +162,12 @@ async def _charge(http: aiohttp.ClientSession, url: str, headers: dict[str, str]
 
 
 # The bare endpoint: the same statements as the charge path, inline, no framework around them.
-_LOCK = """
-SELECT c.id, customer.id AS customer, clearing.id AS clearing
+_LOCK = f"""
+SELECT c.id, {ACCOUNT_COLUMNS}
 FROM charges c
-JOIN ledger_accounts customer ON customer.kind = 'customer_balance'
-  AND customer.owner = c.account_id AND customer.currency = c.currency
-JOIN ledger_accounts clearing ON clearing.kind = 'provider_clearing'
-  AND clearing.owner = c.provider AND clearing.currency = c.currency
 WHERE c.id = $1
 FOR UPDATE OF c
-"""
+"""  # noqa: S608 - the gateway's constant column list
 _POST = """
 WITH t AS (
   INSERT INTO ledger_transactions (reference, code, currency) VALUES ($1, 'captured', 'USD')
@@ -236,7 +234,7 @@ async def bare_app(db_url: str, sandbox_url: str, client: str) -> web.Applicatio
             )
         if row is None or row["id"] is None:
             raise RuntimeError(f"the bench's key or account is wrong: {body}")
-        charge_id = row["id"]
+        charge_id, key_id = row["id"], row["key_id"]
         provider_charge_id = await processor.charge(
             {
                 "amount": body["amount"],
@@ -250,7 +248,8 @@ async def bare_app(db_url: str, sandbox_url: str, client: str) -> web.Applicatio
             accounts = await conn.fetchrow(_LOCK, charge_id)
             if accounts is None:
                 raise RuntimeError(f"charge {charge_id} vanished")
-            customer, clearing = accounts["customer"], accounts["clearing"]
+            customer = accounts["customer_ledger_id"]
+            clearing = accounts["clearing_ledger_id"]
             await conn.execute(
                 _POST,
                 f"bare:{charge_id}:captured",
@@ -268,8 +267,8 @@ async def bare_app(db_url: str, sandbox_url: str, client: str) -> web.Applicatio
             payload = json.dumps({"id": charge_id, "status": "succeeded"}).encode()
             await conn.execute(
                 "UPDATE idempotency_keys SET response_status = 200, response_body = $2, "
-                "recovery_point = 'finished' WHERE key = $1",
-                key,
+                "recovery_point = 'finished' WHERE id = $1",
+                key_id,
                 payload,
             )
         return web.Response(body=payload, content_type="application/json")
@@ -308,10 +307,56 @@ async def warm_accounts(db_url: str) -> None:
         await conn.close()
 
 
+# Earlier charges, as the charge path leaves them: succeeded, their key finished, their capture
+# posted and the balances moved. Without them the run starts on empty tables, and a plan made
+# for an empty table (a sequential scan) is not what a gateway in use runs.
+_HISTORY = f"""
+CREATE TEMP TABLE history AS
+SELECT g, 'ch_' || md5('history' || g) AS id, 'acct_' || (g % {ACCOUNTS}) AS account_id,
+       now() - make_interval(secs => {HISTORY_CHARGES} - g) - interval '1 day' AS at
+  FROM generate_series(1, {HISTORY_CHARGES}) AS g;
+INSERT INTO charges (id, account_id, amount_minor, currency, status, provider,
+                     provider_charge_id, payment_method, metadata, created_at, updated_at)
+SELECT id, account_id, 100, 'USD', 'succeeded', 'sandbox', 'pi_' || md5('pi' || g),
+       'pm_card_visa', '{{}}', at, at FROM history;
+INSERT INTO idempotency_keys (scope, key, request_method, request_path, fingerprint,
+                              recovery_point, charge_id, response_status, response_body,
+                              response_headers, created_at, last_run_at)
+SELECT 'history', md5('key' || g), 'POST', '/v1/charges', sha256(convert_to(id, 'UTF8')),
+       'finished', id, 200, convert_to(repeat('x', 600), 'UTF8'), '{{}}', at, at FROM history;
+INSERT INTO ledger_transactions (reference, code, currency, metadata, created_at)
+SELECT 'sandbox:' || id || ':captured', 'captured', 'USD', jsonb_build_object('charge_id', id), at
+  FROM history;
+INSERT INTO ledger_entries (transaction_id, account_id, side, amount_micros)
+SELECT t.id, CASE WHEN side = 'debit' THEN clearing.id ELSE customer.id END,
+       side::ledger_side, 1000000
+  FROM history h
+  JOIN ledger_transactions t ON t.reference = 'sandbox:' || h.id || ':captured'
+  JOIN ledger_accounts customer ON customer.kind = 'customer_balance'
+   AND customer.owner = h.account_id AND customer.currency = 'USD'
+  JOIN ledger_accounts clearing ON clearing.kind = 'provider_clearing'
+   AND clearing.owner = 'sandbox' AND clearing.currency = 'USD'
+ CROSS JOIN unnest(ARRAY['debit', 'credit']) AS side;
+UPDATE ledger_accounts a SET balance_micros = balance_micros + d.n * 1000000
+  FROM (SELECT account_id, count(*) AS n FROM history GROUP BY account_id) d
+ WHERE a.kind = 'customer_balance' AND a.owner = d.account_id AND a.currency = 'USD';
+"""  # noqa: S608 - only the bench's constants are interpolated
+
+
+async def seed_history(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await conn.execute(_HISTORY)
+    finally:
+        await conn.close()
+
+
 async def main() -> None:
     db_url = await fresh_database("bench_charges")
     await open_accounts(db_url)
     await warm_accounts(db_url)
+    await seed_history(db_url)
     await settle_database(db_url)
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as tmp:
