@@ -13,8 +13,11 @@ branch_labels = None
 depends_on = None
 
 
-# Migration 0006 plans the check differently; its downgrade restores this one.
-BALANCE_CHECK_FUNCTION = """
+# The check function is this skeleton around two queries: find the ledger transactions the
+# database transaction wrote entries for (into `high`, `touched`), then the first of them
+# that does not balance (into `bad`). Migration 0006 fills it with other queries; its
+# downgrade restores these.
+BALANCE_CHECK_SKELETON = """
 CREATE OR REPLACE FUNCTION ledger_entries_balanced() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -35,6 +38,23 @@ BEGIN
       RETURN NULL;
     END IF;
   END IF;
+{find_and_check}
+  IF bad.id IS NOT NULL THEN
+    RAISE EXCEPTION 'ledger transaction % (%) does not balance: debits %, credits %, '
+                    '% entries, mixed currencies %, unknown accounts %, missing %',
+                    bad.id, bad.reference, bad.debits, bad.credits, bad.legs, bad.mixed,
+                    bad.unknown_accounts, bad.missing
+      USING ERRCODE = 'check_violation';
+  END IF;
+  IF low IS NULL OR NEW.id < low THEN
+    low := NEW.id;
+  END IF;
+  PERFORM set_config('ledger.checked_span', low || ':' || high, true);
+  RETURN NULL;
+END $$
+"""
+
+BALANCE_CHECK_QUERIES = """\
   -- Dynamic SQL, so each commit is planned with its real id (a cached generic plan
   -- can pick full scans); the touched transactions are then looked up one by one.
   EXECUTE 'SELECT max(id), array_agg(DISTINCT transaction_id) FROM ledger_entries
@@ -57,21 +77,9 @@ BEGIN
                WHERE e.transaction_id = x.id) s
             WHERE t.id IS NULL OR s.debits <> s.credits OR s.legs < 2 OR s.mixed
             LIMIT 1'
-     INTO bad USING touched;
-  IF bad.id IS NOT NULL THEN
-    RAISE EXCEPTION 'ledger transaction % (%) does not balance: debits %, credits %, '
-                    '% entries, mixed currencies %, unknown accounts %, missing %',
-                    bad.id, bad.reference, bad.debits, bad.credits, bad.legs, bad.mixed,
-                    bad.unknown_accounts, bad.missing
-      USING ERRCODE = 'check_violation';
-  END IF;
-  IF low IS NULL OR NEW.id < low THEN
-    low := NEW.id;
-  END IF;
-  PERFORM set_config('ledger.checked_span', low || ':' || high, true);
-  RETURN NULL;
-END $$
-"""
+     INTO bad USING touched;"""
+
+BALANCE_CHECK_FUNCTION = BALANCE_CHECK_SKELETON.format(find_and_check=BALANCE_CHECK_QUERIES)
 
 
 def upgrade() -> None:

@@ -24,27 +24,9 @@ depends_on = None
 #   as a third of the table and was a full scan as a generic plan.
 # - the check reads only by equality on indexed columns (one probe per touched transaction,
 #   per entry and per account, the accounts as scalar subqueries).
-_CHECKED_FUNCTION = """
-CREATE OR REPLACE FUNCTION ledger_entries_balanced() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-  span text := current_setting('ledger.checked_span', true);
-  low bigint;
-  high bigint;
-  touched bigint[];
-  bad record;
-BEGIN
-  IF NEW.xact_id <> pg_current_xact_id() THEN
-    RAISE EXCEPTION 'ledger entry % claims another database transaction', NEW.id
-      USING ERRCODE = 'check_violation';
-  END IF;
-  IF span IS NOT NULL AND span <> '' THEN
-    low := split_part(span, ':', 1)::bigint;
-    high := split_part(span, ':', 2)::bigint;
-    IF NEW.id BETWEEN low AND high THEN
-      RETURN NULL;
-    END IF;
-  END IF;
+_LEDGER = import_module("gateway.migrations.versions.0002_ledger")
+
+_STATIC_QUERIES = """\
   SELECT max(id), array_agg(DISTINCT transaction_id) INTO high, touched
     FROM ledger_entries
    WHERE id BETWEEN NEW.id AND (SELECT last_value FROM ledger_entries_id_seq)
@@ -65,27 +47,12 @@ BEGIN
                       AS currency
                FROM ledger_entries ee WHERE ee.transaction_id = x.id) e) s
    WHERE t.id IS NULL OR s.debits <> s.credits OR s.legs < 2 OR s.mixed
-   LIMIT 1;
-  IF bad.id IS NOT NULL THEN
-    RAISE EXCEPTION 'ledger transaction % (%) does not balance: debits %, credits %, '
-                    '% entries, mixed currencies %, unknown accounts %, missing %',
-                    bad.id, bad.reference, bad.debits, bad.credits, bad.legs, bad.mixed,
-                    bad.unknown_accounts, bad.missing
-      USING ERRCODE = 'check_violation';
-  END IF;
-  IF low IS NULL OR NEW.id < low THEN
-    low := NEW.id;
-  END IF;
-  PERFORM set_config('ledger.checked_span', low || ':' || high, true);
-  RETURN NULL;
-END $$
-"""
+   LIMIT 1;"""
 
 
 def upgrade() -> None:
-    op.execute(_CHECKED_FUNCTION)
+    op.execute(_LEDGER.BALANCE_CHECK_SKELETON.format(find_and_check=_STATIC_QUERIES))
 
 
 def downgrade() -> None:
-    ledger = import_module("gateway.migrations.versions.0002_ledger")
-    op.execute(ledger.BALANCE_CHECK_FUNCTION)
+    op.execute(_LEDGER.BALANCE_CHECK_FUNCTION)
