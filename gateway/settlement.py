@@ -17,7 +17,9 @@ Rules:
 - A dispute moves the disputed amount from the customer balance to the disputes account; won,
   it moves back; lost, it leaves through the clearing account.
 - Refunds and disputes of a charge not captured yet, and events naming one of our charge ids
-  whose row is not visible yet, are RETRY_LATER; an event with no charge of ours is NOT_OURS.
+  whose row is not visible yet, are RETRY_LATER; an event with no charge of ours is NOT_OURS,
+  and so is one naming our charge made through another processor (misrouted or forged: an
+  error log, never applied).
 
 Batch-capable: one locking read of every charge the batch names (with the ledger accounts
 its postings need), one ledger batch, one set-based update. Events for the same charge in one
@@ -58,6 +60,7 @@ class ChargeState:
     """The settlement-relevant columns of one charge row."""
 
     id: str
+    provider: str
     account_id: str
     amount_minor: int
     currency: str
@@ -76,7 +79,7 @@ _STATE_COLUMNS = tuple(field.name for field in fields(ChargeState))
 _LOCK_CHARGES = f"""
 SELECT {", ".join(f"c.{name}" for name in _STATE_COLUMNS)}, {ACCOUNT_COLUMNS}
 FROM charges c
-WHERE c.provider = $1 AND (c.id = ANY($2::text[]) OR c.provider_charge_id = ANY($3::text[]))
+WHERE c.id = ANY($2::text[]) OR (c.provider = $1 AND c.provider_charge_id = ANY($3::text[]))
 ORDER BY c.id
 FOR UPDATE OF c
 """  # noqa: S608 - only constant column lists are interpolated
@@ -126,12 +129,29 @@ async def settle_batch(
         [e.provider_charge_id for e in events if e.provider_charge_id],
     )
     states = {row["id"]: ChargeState(*(row[name] for name in _STATE_COLUMNS)) for row in rows}
-    by_provider_id = {s.provider_charge_id: s.id for s in states.values() if s.provider_charge_id}
+    by_provider_id = {
+        s.provider_charge_id: s.id
+        for s in states.values()
+        if s.provider_charge_id and s.provider == provider
+    }
     original = dict(states)
-    batch = LedgerBatch(provider, rows)
+    # A row of another processor's charge (an event naming it is refused below) must not
+    # lend its clearing account to this provider's postings.
+    batch = LedgerBatch(provider, [row for row in rows if row["provider"] == provider])
     outcomes: list[SettlementOutcome] = []
     for event in events:
         charge_id = _charge_of(event, states, by_provider_id)
+        if charge_id is not None and states[charge_id].provider != provider:
+            # Our charge id, from the wrong processor: misrouted or forged, never applied.
+            log.error(
+                "settlement.provider_mismatch",
+                charge_id=charge_id,
+                event_id=event.event_id,
+                event_provider=provider,
+                charge_provider=states[charge_id].provider,
+            )
+            outcomes.append(SettlementOutcome.NOT_OURS)
+            continue
         if charge_id is None:
             outcomes.append(
                 SettlementOutcome.RETRY_LATER if event.charge_id else SettlementOutcome.NOT_OURS

@@ -115,6 +115,25 @@ async def test_an_event_for_an_uncommitted_charge_waits_and_a_stranger_is_not_ou
     assert outcomes == [Outcome.RETRY_LATER, Outcome.NOT_OURS]
 
 
+async def test_an_event_from_another_processor_naming_our_charge_is_not_ours(
+    conn: Any, db_url: str
+) -> None:
+    charge_id = await new_charge(conn)
+    # Stripe's event names a charge made through the sandbox, with the sandbox's own id too.
+    await conn.execute("UPDATE charges SET provider_charge_id = 'sb_1' WHERE id = $1", charge_id)
+    misrouted = [
+        event(EventKind.CHARGE_SUCCEEDED, charge_id, amount_minor=1000, currency="USD"),
+        event(EventKind.CHARGE_SUCCEEDED, None, 1, provider_charge_id="sb_1"),
+    ]
+    async with conn.transaction():
+        outcomes = await settle(conn, "stripe", misrouted)
+    assert outcomes == [Outcome.NOT_OURS, Outcome.NOT_OURS]
+    assert await status(conn, charge_id) == "pending"
+    assert await postings(db_url, charge_id) == []
+    assert await run(conn, misrouted[0]) == [Outcome.APPLIED]  # from its own processor
+    assert await postings(db_url, charge_id) == [f"sandbox:{charge_id}:captured"]
+
+
 async def test_a_dispute_holds_the_money_and_a_win_gives_it_back(conn: Any, db_url: str) -> None:
     charge_id = await new_charge(conn)
     await run(conn, event(EventKind.CHARGE_SUCCEEDED, charge_id))
