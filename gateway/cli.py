@@ -23,6 +23,7 @@ from gateway.db import create_engine, raw_connection
 from gateway.embedded_pg import embedded_postgres
 from gateway.ledger.check import check_ledger
 from gateway.logs import configure_logging
+from gateway.metrics import share_between_processes
 from gateway.settings import Settings
 from gateway.state import Role
 from providers.sandbox.server import serve_forever
@@ -90,6 +91,8 @@ def _run(app: web.Application, host: str, port: int, *, reuse_port: bool = False
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.processes > 1:  # the first of several (copies are told processes=1)
+        share_between_processes(settings.data_dir)
     settings = _with_dev_key(settings)
     print(f"  serving on http://{settings.host}:{settings.port}", file=sys.stderr, flush=True)
     shared_port = settings.processes > 1 or settings.parent_pid is not None

@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 
 from gateway import limits
+from gateway.metrics import process_gone
 from gateway.processors import SANDBOX
 from gateway.state import ENGINE, SETTINGS
 from gateway.workers import supervised
@@ -69,6 +70,7 @@ async def _keep_running(
         running[index] = process
         log.info("processes.started", process=index, pid=process.pid)
         code = await process.wait()
+        process_gone(process.pid)
         if time.monotonic() - started > _HEALTHY_RUN_SECONDS:
             backoff = 0.5
         log.error("processes.exited", process=index, code=code, restart_in_seconds=backoff)

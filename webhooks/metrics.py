@@ -33,9 +33,16 @@ RETRIES = Counter(
 DEAD_LETTERS = Counter(
     "gateway_webhook_dead_letters_total", "Events dead-lettered after their last attempt"
 )
+# Every process's worker reads the same inbox: with several serving processes, report the
+# latest reading among the live ones (`gateway.metrics`), not their sum.
 INBOX_DEPTH = Gauge(
-    "gateway_webhook_inbox_events", "Inbox events by status (pending and dead)", ["status"]
+    "gateway_webhook_inbox_events",
+    "Inbox events by status (pending and dead)",
+    ["status"],
+    multiprocess_mode="livemostrecent",
 )
 INBOX_LAG = Gauge(
-    "gateway_webhook_inbox_lag_seconds", "Age of the oldest pending event (0 when none)"
+    "gateway_webhook_inbox_lag_seconds",
+    "Age of the oldest pending event (0 when none)",
+    multiprocess_mode="livemostrecent",
 )

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway import limits, migrate
 from gateway.api.errors import json_response
 from gateway.api.routing import OPERATIONS, add_route, openapi_document
+from gateway.metrics import exposition
 from gateway.state import ENGINE
 
 
@@ -40,7 +41,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    response = web.Response(body=generate_latest(REGISTRY))
+    response = web.Response(body=exposition())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import API_KEY, auth
 from tests.support.charges import open_account
@@ -55,6 +56,20 @@ class Served:
                 headers=auth(idempotency_key=f"processes-{n}"),
             )
         assert response.status_code == 200, (response.text, self.problems())
+
+    async def succeeded_charges(self) -> float:
+        """`gateway_charges_total{outcome="succeeded"}` as one scrape of `/metrics` says, on a
+        new connection (so either process may answer)."""
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(limits=no_reuse, timeout=30.0) as http:
+            response = await http.get(f"{self.url}/metrics")
+        response.raise_for_status()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+            if sample.name == "gateway_charges_total" and sample.labels["outcome"] == "succeeded"
+        )
 
     def problems(self) -> list[str]:
         """The service's warnings and errors, to explain a failure."""
@@ -122,6 +137,23 @@ async def test_both_processes_charge_and_stop_with_the_first(served: Served) -> 
 
     assert await served.service.stop(signal.SIGTERM) == 0
     assert not any(alive(pid) for pid in served.copy_pids()), "no copy outlives the first"
+
+
+async def test_metrics_count_the_charges_of_every_process(served: Served) -> None:
+    await asyncio.gather(*(served.charge(n) for n in range(30)))
+    charges = [e for e in served.events("http.request") if e["path"] == "/v1/charges"]
+    assert {e.get("process") for e in charges} == {0, 1}, "both processes answered charges"
+    # Whichever process answers a scrape, it reports both processes' charges.
+    assert [await served.succeeded_charges() for _ in range(10)] == [30.0] * 10
+    [copy] = served.copy_pids()
+    os.kill(copy, signal.SIGKILL)
+
+    async def restarted() -> bool:
+        return len(served.copy_pids()) == 2
+
+    await eventually(restarted, what="the killed copy to be restarted")
+    # A copy's counts outlive it: totals never go down when a process restarts.
+    assert await served.succeeded_charges() == 30.0
 
 
 async def test_a_copy_stops_on_its_own_when_the_first_process_is_killed(served: Served) -> None:
