@@ -37,6 +37,7 @@ import httpx
 from aiohttp import web
 
 from bench.cpu import CpuMeter
+from bench.http_load import Connection, HttpError
 from bench.support import Figure, fresh_database, report, run, settle_database
 from gateway.charges.phases import BEGIN_SQL
 from gateway.charges.postings import ACCOUNT_COLUMNS
@@ -95,24 +96,26 @@ async def load(url: str, concurrency: int, headers: dict[str, str], name: str) -
     failures = 0
     meter = CpuMeter(classify)
     deadline = time.perf_counter() + DURATION_SECONDS[concurrency]
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    connections = [Connection(url) for _ in range(concurrency)]
 
-        async def client(n: int) -> None:
-            nonlocal failures
-            i = 0
-            while time.perf_counter() < deadline:
-                i += 1
-                started = time.perf_counter()
-                if await _charge(http, url, headers, n * 7919 + i):
-                    latencies.append((time.perf_counter() - started) * 1000)
-                else:
-                    failures += 1
+    async def client(n: int) -> None:
+        nonlocal failures
+        i = 0
+        while time.perf_counter() < deadline:
+            i += 1
+            started = time.perf_counter()
+            if await _charge(connections[n], headers, n * 7919 + i):
+                latencies.append((time.perf_counter() - started) * 1000)
+            else:
+                failures += 1
 
-        meter.start()
-        started = time.perf_counter()
+    meter.start()
+    started = time.perf_counter()
+    try:
         await asyncio.gather(*(client(n) for n in range(concurrency)))
+    finally:
         elapsed = time.perf_counter() - started
+        await asyncio.gather(*(c.close() for c in connections))
     if failures:
         name += f" ({failures} failed)"
     return Figure(name, len(latencies), elapsed, tuple(latencies), meter.stop(len(latencies)))
@@ -124,21 +127,27 @@ async def load_open(url: str, rate: int, headers: dict[str, str], name: str) -> 
     latencies: list[float] = []
     failures = 0
     meter = CpuMeter(classify)
-    slots = asyncio.Semaphore(IN_FLIGHT_MAX)
-    connector = aiohttp.TCPConnector(limit=IN_FLIGHT_MAX)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    # At most IN_FLIGHT_MAX in flight: a charge waits for a free connection.
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    connections = [Connection(url) for _ in range(IN_FLIGHT_MAX)]
+    for connection in connections:
+        idle.put_nowait(connection)
 
-        async def one(n: int, due: float) -> None:
-            nonlocal failures
-            async with slots:
-                ok = await _charge(http, url, headers, n)
-            if ok:
-                latencies.append((time.perf_counter() - due) * 1000)
-            else:
-                failures += 1
+    async def one(n: int, due: float) -> None:
+        nonlocal failures
+        connection = await idle.get()
+        try:
+            ok = await _charge(connection, headers, n)
+        finally:
+            idle.put_nowait(connection)
+        if ok:
+            latencies.append((time.perf_counter() - due) * 1000)
+        else:
+            failures += 1
 
-        meter.start()
-        started = time.perf_counter()
+    meter.start()
+    started = time.perf_counter()
+    try:
         arrivals = []
         for n in range(int(rate * OPEN_LOOP_SECONDS)):
             due = started + n / rate
@@ -146,19 +155,22 @@ async def load_open(url: str, rate: int, headers: dict[str, str], name: str) -> 
                 await asyncio.sleep(wait)
             arrivals.append(asyncio.create_task(one(n, due)))
         await asyncio.gather(*arrivals)
+    finally:
         elapsed = time.perf_counter() - started
+        await asyncio.gather(*(c.close() for c in connections))
     if failures:
         name += f" ({failures} failed)"
     return Figure(name, len(latencies), elapsed, tuple(latencies), meter.stop(len(latencies)))
 
 
-async def _charge(http: aiohttp.ClientSession, url: str, headers: dict[str, str], n: int) -> bool:
-    key = uuid.uuid4().hex
-    async with http.post(
-        url, json=_body(n), headers=headers | {"Idempotency-Key": key}
-    ) as response:
-        await response.read()
-        return response.status == 200
+async def _charge(connection: Connection, headers: dict[str, str], n: int) -> bool:
+    try:
+        status, _ = await connection.post_json(
+            _body(n), headers | {"Idempotency-Key": uuid.uuid4().hex}
+        )
+    except HttpError:
+        return False
+    return status == 200
 
 
 # The bare endpoint: the same statements as the charge path, inline, no framework around them.
@@ -307,14 +319,18 @@ async def warm_accounts(db_url: str) -> None:
         await conn.close()
 
 
-# Earlier charges, as the charge path leaves them: succeeded, their key finished, their capture
-# posted and the balances moved. Without them the run starts on empty tables, and a plan made
-# for an empty table (a sequential scan) is not what a gateway in use runs.
+# Earlier charges, as the charge path leaves them: succeeded (ids as `gw_new_id` makes them),
+# their key finished, their capture posted and the balances moved. Without them the run starts
+# on empty tables, and a plan made for an empty table (a sequential scan) is not what a gateway
+# in use runs.
 _HISTORY = f"""
 CREATE TEMP TABLE history AS
-SELECT g, 'ch_' || md5('history' || g) AS id, 'acct_' || (g % {ACCOUNTS}) AS account_id,
-       now() - make_interval(secs => {HISTORY_CHARGES} - g) - interval '1 day' AS at
-  FROM generate_series(1, {HISTORY_CHARGES}) AS g;
+SELECT g, 'ch_' || lpad(to_hex((extract(epoch FROM at) * 1000)::bigint), 12, '0')
+              || substr(md5('history' || g), 1, 20) AS id,
+       'acct_' || (g % {ACCOUNTS}) AS account_id, at
+  FROM generate_series(1, {HISTORY_CHARGES}) AS g,
+       LATERAL (SELECT now() - make_interval(secs => {HISTORY_CHARGES} - g)
+                       - interval '1 day' AS at) AS t;
 INSERT INTO charges (id, account_id, amount_minor, currency, status, provider,
                      provider_charge_id, payment_method, metadata, created_at, updated_at)
 SELECT id, account_id, 100, 'USD', 'succeeded', 'sandbox', 'pi_' || md5('pi' || g),
