@@ -71,18 +71,33 @@ async def send(
     data: Mapping[str, str] | None = None,
     params: Mapping[str, str | int] | None = None,
     headers: Mapping[str, str] | None = None,
-    auth: httpx.Auth | tuple[str, str] | None = None,
 ) -> httpx.Response:
     """Send one request; return a 2xx (or `accept`ed) response, raise a `ProviderError`."""
+    request = client.build_request(
+        method, url, json=json, data=data, params=params, headers=headers
+    )
     try:
-        response = await client.request(
-            method, url, json=json, data=data, params=params, headers=headers, auth=auth
-        )
+        response = await _exchange(client, request)
     except httpx.HTTPError as exc:
         raise map_transport_error(exc, provider) from exc
     if response.is_success or response.status_code in accept:
         return response
     raise map_status(response, provider)
+
+
+async def _exchange(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """`client.send(request)` without what a processor call never uses: auth flows, redirect
+    handling, the cookie jar, event hooks (~110 us of CPU per call, a sixth of a charge's
+    processor call). The transport is the one the client would pick, through the same seam
+    `respx` mocks (`_transport_for_url`; httpx is pinned to 0.28); the body is read whole."""
+    transport = client._transport_for_url(request.url)
+    response = await transport.handle_async_request(request)
+    response.request = request
+    try:
+        await response.aread()
+    finally:
+        await response.aclose()
+    return response
 
 
 _NOTHING_SENT = (
