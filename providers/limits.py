@@ -17,6 +17,7 @@ HTTP_CONNECTIONS_MAX: Final = 100
 # (commonly 60-75 s) closes them under a request being sent.
 HTTP_KEEPALIVE_SECONDS: Final = 15.0
 HTTP_RESPONSE_BYTES_MAX: Final = 1_048_576  # processors answer in kilobytes; more is refused
+HTTP_PARSED_URLS_MAX: Final = 256  # URL strings kept parsed (providers.http); a few per processor
 HTTP_ERROR_BODY_CHARS_MAX: Final = 300  # how much of an error body goes into an exception
 
 # The one retry policy (providers.retry)
