@@ -50,7 +50,7 @@ ACCOUNTS = 1000
 HISTORY_CHARGES = 50_000  # settled before the run: the planner sees tables in use, not empty
 DURATION_SECONDS = {1: 4.0, 64: 8.0}
 OPEN_LOOP_SECONDS = 8.0
-OPEN_LOOP_RATES = (200, 300, 400)  # charges per second offered
+OPEN_LOOP_RATES = (200, 300, 400, 500)  # charges per second offered
 IN_FLIGHT_MAX = 64
 
 
