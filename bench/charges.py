@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -89,44 +90,62 @@ async def open_accounts(url: str) -> None:
         await conn.close()
 
 
+class _Tally:
+    """What a load run counts: each success's latency, and the failures."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.failures = 0
+
+    def count(self, ok: bool, since: float) -> None:
+        if ok:
+            self.latencies.append((time.perf_counter() - since) * 1000)
+        else:
+            self.failures += 1
+
+
+async def _measure(
+    name: str, tally: _Tally, connections: list[Connection], work: Awaitable[None]
+) -> Figure:
+    """Run `work` (which uses `connections`) under the CPU meter and the clock."""
+    meter = CpuMeter(classify)
+    meter.start()
+    started = time.perf_counter()
+    try:
+        await work
+    finally:
+        elapsed = time.perf_counter() - started
+        await asyncio.gather(*(c.close() for c in connections))
+    if tally.failures:
+        name += f" ({tally.failures} failed)"
+    done = len(tally.latencies)
+    return Figure(name, done, elapsed, tuple(tally.latencies), meter.stop(done))
+
+
 async def load(url: str, concurrency: int, headers: dict[str, str], name: str) -> Figure:
     """Closed loop: `concurrency` clients charge as fast as they are answered, for a fixed
     time; count successes."""
-    latencies: list[float] = []
-    failures = 0
-    meter = CpuMeter(classify)
+    tally = _Tally()
     deadline = time.perf_counter() + DURATION_SECONDS[concurrency]
     connections = [Connection(url) for _ in range(concurrency)]
 
     async def client(n: int) -> None:
-        nonlocal failures
         i = 0
         while time.perf_counter() < deadline:
             i += 1
             started = time.perf_counter()
-            if await _charge(connections[n], headers, n * 7919 + i):
-                latencies.append((time.perf_counter() - started) * 1000)
-            else:
-                failures += 1
+            tally.count(await _charge(connections[n], headers, n * 7919 + i), started)
 
-    meter.start()
-    started = time.perf_counter()
-    try:
+    async def clients() -> None:
         await asyncio.gather(*(client(n) for n in range(concurrency)))
-    finally:
-        elapsed = time.perf_counter() - started
-        await asyncio.gather(*(c.close() for c in connections))
-    if failures:
-        name += f" ({failures} failed)"
-    return Figure(name, len(latencies), elapsed, tuple(latencies), meter.stop(len(latencies)))
+
+    return await _measure(name, tally, connections, clients())
 
 
 async def load_open(url: str, rate: int, headers: dict[str, str], name: str) -> Figure:
     """Open loop: charges arrive at `rate` per second whatever the answers do, at most
     `IN_FLIGHT_MAX` in flight (the rest wait); latency runs from when each was due."""
-    latencies: list[float] = []
-    failures = 0
-    meter = CpuMeter(classify)
+    tally = _Tally()
     # At most IN_FLIGHT_MAX in flight: a charge waits for a free connection.
     idle: asyncio.Queue[Connection] = asyncio.Queue()
     connections = [Connection(url) for _ in range(IN_FLIGHT_MAX)]
@@ -134,33 +153,24 @@ async def load_open(url: str, rate: int, headers: dict[str, str], name: str) -> 
         idle.put_nowait(connection)
 
     async def one(n: int, due: float) -> None:
-        nonlocal failures
         connection = await idle.get()
         try:
             ok = await _charge(connection, headers, n)
         finally:
             idle.put_nowait(connection)
-        if ok:
-            latencies.append((time.perf_counter() - due) * 1000)
-        else:
-            failures += 1
+        tally.count(ok, due)
 
-    meter.start()
-    started = time.perf_counter()
-    try:
-        arrivals = []
+    async def arrivals() -> None:
+        started = time.perf_counter()
+        tasks = []
         for n in range(int(rate * OPEN_LOOP_SECONDS)):
             due = started + n / rate
             if (wait := due - time.perf_counter()) > 0:
                 await asyncio.sleep(wait)
-            arrivals.append(asyncio.create_task(one(n, due)))
-        await asyncio.gather(*arrivals)
-    finally:
-        elapsed = time.perf_counter() - started
-        await asyncio.gather(*(c.close() for c in connections))
-    if failures:
-        name += f" ({failures} failed)"
-    return Figure(name, len(latencies), elapsed, tuple(latencies), meter.stop(len(latencies)))
+            tasks.append(asyncio.create_task(one(n, due)))
+        await asyncio.gather(*tasks)
+
+    return await _measure(name, tally, connections, arrivals())
 
 
 async def _charge(connection: Connection, headers: dict[str, str], n: int) -> bool:
