@@ -38,12 +38,13 @@ def asyncpg_url(url: str) -> str:
     raise ValueError("database URL must be a postgresql:// URL")
 
 
-# How PostgreSQL plans the gateway's statements (this session only; measured in the README's
-# Charges section). The hot statements take arrays (`= ANY($1)`, `unnest`) so that one
-# statement serves a batch of any size; for those the plan cache keeps choosing a custom plan,
-# re-planned on every execution (~300 us each for settlement's two largest statements), because
-# a generic plan is costed for ten elements. Every statement the gateway sends reads by key,
-# so the generic plan, planned once per connection, is the right one. The working set is in
+# How PostgreSQL plans the gateway's statements, set on each of its connections (measured in
+# the README's Charges section). The hot statements take arrays (`= ANY($1)`, `unnest`) so that
+# one statement serves a batch of any size; for those the plan cache kept choosing a custom
+# plan, re-planned on every execution (~300 us each for settlement's two largest statements),
+# because a generic plan is costed for ten elements. The gateway's statements are OLTP, each
+# read through an index whatever its parameters, so the generic plan, made once per connection
+# (and again when a table's statistics change), is the right one. The working set is in
 # memory, where an index probe costs about what a sequential page read does; at the default
 # random_page_cost (4, for spinning disks) generic plans scanned small tables instead.
 PLANNER_SETTINGS = {"plan_cache_mode": "force_generic_plan", "random_page_cost": "1.1"}
