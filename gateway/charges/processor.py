@@ -131,8 +131,6 @@ async def look_up_charge(provider: Provider, row: asyncpg.Record) -> ChargeResul
     provider_charge_id: str | None = row["provider_charge_id"]
     request = charge_request(row)
 
-    # A coroutine function, not a lambda returning a coroutine: tenacity awaits only what it
-    # recognizes as async (a lambda's coroutine would come back unawaited).
     async def look_up() -> ChargeResult | None:
         if provider_charge_id:
             return await provider.retrieve_charge(provider_charge_id)

@@ -259,12 +259,9 @@ async def _drive(
 async def look_up_refund(provider: Provider, request: RefundRequest) -> RefundResult | None:
     """The refund a lost answer may have made, asked under the retry policy. None: the
     processor has no such refund."""
-
-    # A coroutine function, not a lambda: tenacity awaits only what it recognizes as async.
-    async def look_up() -> RefundResult | None:
-        return await provider.find_refund(request)
-
-    return await call_with_retry(look_up, provider=provider.name, op="find_refund")
+    return await call_with_retry(
+        lambda: provider.find_refund(request), provider=provider.name, op="find_refund"
+    )
 
 
 async def record_refund(
