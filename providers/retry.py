@@ -122,4 +122,11 @@ async def call_with_retry(
         # callable object returning an awaitable would come back unawaited.
         return await operation()
 
-    return await retrying(attempt)
+    try:
+        return await retrying(attempt)
+    finally:
+        # tenacity keeps its last step's actions, bound methods of `retrying`, in state that
+        # `retrying` owns: a reference cycle per call, which only the cyclic garbage collector
+        # frees (30 objects per processor call: at 400 charges a second, a 10 ms collection
+        # pause every second). Emptying them lets reference counting free it all at once.
+        retrying.iter_state.reset()

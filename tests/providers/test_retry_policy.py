@@ -3,6 +3,7 @@ and counts, and that it gives the caller the last typed error."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -102,3 +103,18 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
     assert retry_after(httpx.Response(503, headers={"Retry-After": later}), now) == 30.0
     assert retry_after(httpx.Response(503, headers={"Retry-After": "soon"}), now) is None
     assert retry_after(httpx.Response(503), now) is None
+
+
+async def test_a_call_leaves_nothing_for_the_cyclic_garbage_collector() -> None:
+    # Reference cycles per processor call would pile up between collections, and each
+    # collection is a pause for every charge in flight.
+    retried, _ = failing([ProviderRetryableError("502")])
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            assert await call_with_retry(failing([])[0], provider="sandbox", op="op") == "ok"
+        assert await call_with_retry(retried, provider="sandbox", op="op", policy=QUICK) == "ok"
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
