@@ -52,6 +52,7 @@ HISTORY_CHARGES = 50_000  # settled before the run: the planner sees tables in u
 DURATION_SECONDS = {1: 4.0, 64: 8.0}
 OPEN_LOOP_SECONDS = 8.0
 OPEN_LOOP_RATES = (200, 300, 400, 500)  # charges per second offered
+BARE_OPEN_LOOP_RATES = (400, 500)
 IN_FLIGHT_MAX = 64
 
 
@@ -513,14 +514,15 @@ async def _bare(tmp_path: Path, db_url: str, sandbox_url: str, client: str) -> l
     )
     try:
         await _wait_port(port)
-        return [
-            await load(
-                f"http://127.0.0.1:{port}/v1/charges",
-                c,
-                {},
-                f"bare endpoint ({client}), concurrency {c}",
-            )
-            for c in (1, 64)
+        url = f"http://127.0.0.1:{port}/v1/charges"
+        name = f"bare endpoint ({client})"
+        closed = [await load(url, c, {}, f"{name}, concurrency {c}") for c in (1, 64)]
+        if client != "httpx":
+            return closed
+        # The latency the same work allows on this machine, at the gateway's open-loop rates.
+        return closed + [
+            await load_open(url, rate, {}, f"{name}, {rate}/s offered, <= 64 in flight")
+            for rate in BARE_OPEN_LOOP_RATES
         ]
     finally:
         process.send_signal(signal.SIGTERM)
