@@ -50,6 +50,7 @@ CHARGE_LOCK_TIMEOUT_SECONDS: Final = 75.0  # > the retry deadline plus one read 
 PROCESSOR_KEY_RETENTION_MARGIN_SECONDS: Final = 3600.0
 IDEMPOTENCY_KEY_RETENTION_HOURS_MIN: Final = 24  # the contract: keys live at least a day
 COMPLETER_BATCH_MAX: Final = 50  # unfinished charges resolved per completer pass
+FINISH_BATCH_MAX: Final = 32  # charge finishes written in one transaction (group commit)
 COMPLETER_CONCURRENCY_MAX: Final = 8  # processor lookups in flight per pass
 COMPLETER_IDLE_SECONDS: Final = 1.0  # pause between passes when there was nothing to do
 COMPLETER_BACKOFF_SECONDS_MAX: Final = 30.0  # pause after a pass failed (database down)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.charges.finisher import Finisher
 from gateway.charges.service import ChargeDeps
 from gateway.processors import PROVIDERS
 from gateway.state import ENGINE, SETTINGS
@@ -16,10 +17,13 @@ CHARGE_DEPS: web.AppKey[ChargeDeps] = web.AppKey("charge_deps", ChargeDeps)
 
 async def charge_deps(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    finisher = Finisher(app[ENGINE])
     app[CHARGE_DEPS] = ChargeDeps(
         engine=app[ENGINE],
         providers=app[PROVIDERS],
         default_provider=settings.default_provider,
         lock_timeout_seconds=settings.charges_lock_timeout_seconds,
+        finisher=finisher,
     )
     yield
+    await finisher.drain()

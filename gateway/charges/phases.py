@@ -4,6 +4,7 @@ processor call between them, never inside.
     begin      key row + charge row (+ its processor key) in ONE statement -> `charge_created`
     (processor call, retried, same processor key)
     finish     settle the processor's answer + store the final response     -> `finished`
+               (several charges' finishes may share one transaction: `finisher`)
     abandon    nothing reached the processor: delete the charge and its key (503, retryable)
     release    outcome unknown: unlock the key; the charge stays `pending`
 
@@ -12,6 +13,8 @@ key over next (a retry with the same key, or the completer) resumes at the proce
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,7 +52,7 @@ SELECT (SELECT currency FROM account) AS account_currency, (SELECT id FROM key) 
 FROM (SELECT 1) AS one LEFT JOIN charge ON true
 """  # noqa: S608 - only a constant column list is interpolated
 
-_LOAD = f"SELECT {CHARGE_COLUMNS} FROM charges WHERE id = $1"  # noqa: S608 - constant
+_LOAD = f"SELECT {CHARGE_COLUMNS} FROM charges WHERE id = ANY($1::text[])"  # noqa: S608 - constant
 
 
 async def begin(
@@ -101,9 +104,10 @@ async def begin(
 
 
 async def load(conn: asyncpg.Connection[Any], charge_id: str) -> asyncpg.Record:
-    row: asyncpg.Record | None = await conn.fetchrow(_LOAD, charge_id)
-    if row is None:
+    rows = await conn.fetch(_LOAD, [charge_id])
+    if not rows:
         raise RuntimeError(f"charge {charge_id} does not exist")
+    row: asyncpg.Record = rows[0]
     return row
 
 
@@ -145,21 +149,47 @@ def refused_result(row: asyncpg.Record, message: str) -> ChargeResult:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """One charge's last phase: settle the processor's `result` and store the response of
+    the key that made the charge."""
+
+    key_id: int
+    provider: str
+    charge_id: str
+    result: ChargeResult
+
+
+async def settle_results(
+    conn: asyncpg.Connection[Any], answers: Sequence[tuple[str, str, ChargeResult]]
+) -> dict[str, asyncpg.Record]:
+    """Inside a transaction: settle processors' answers, each (provider, charge id, result);
+    every charge's row afterwards, by id. One settlement per provider."""
+    rows: dict[str, asyncpg.Record] = {}
+    for provider in sorted({provider for provider, _, _ in answers}):
+        facts = [fact(charge_id, result) for p, charge_id, result in answers if p == provider]
+        rows.update((await settle_batch(conn, provider, facts)).changed)
+    # Unchanged only if someone (a webhook) settled the same answer first: read those.
+    if unread := sorted({charge_id for _, charge_id, _ in answers} - rows.keys()):
+        rows.update({row["id"]: row for row in await conn.fetch(_LOAD, unread)})
+    return rows
+
+
 async def settle_result(
     conn: asyncpg.Connection[Any], provider: str, charge_id: str, result: ChargeResult
 ) -> asyncpg.Record:
     """Inside a transaction: settle the processor's answer and return the charge row."""
-    settled = await settle_batch(conn, provider, [fact(charge_id, result)])
-    # Unchanged only if someone (a webhook) settled the same answer first: read it then.
-    return settled.changed.get(charge_id) or await load(conn, charge_id)
+    return (await settle_results(conn, [(provider, charge_id, result)]))[charge_id]
 
 
-async def finish(
-    conn: asyncpg.Connection[Any], key_id: int, provider: str, charge_id: str, result: ChargeResult
-) -> StoredResponse:
-    """Inside a transaction: settle the answer and store the key's final response together."""
-    row = await settle_result(conn, provider, charge_id, result)
-    return await idempotency.finish(conn, key_id, final_response(row))
+async def finish(conn: asyncpg.Connection[Any], finishes: Sequence[Finish]) -> list[StoredResponse]:
+    """Inside a transaction: settle each answer and store each key's final response with it;
+    the responses in the same order (a key another runner finished first answers with what
+    that runner stored)."""
+    rows = await settle_results(conn, [(f.provider, f.charge_id, f.result) for f in finishes])
+    return await idempotency.finish_many(
+        conn, [(f.key_id, final_response(rows[f.charge_id])) for f in finishes]
+    )
 
 
 async def abandon(conn: asyncpg.Connection[Any], charge_id: str) -> None:

@@ -2,7 +2,8 @@
 `create_charge`, so a recharge is charged exactly like any other charge.
 
     begin (key + charge, one statement) -> processor call (retried, same processor key)
-        -> finish (settle + store the response, one transaction)
+        -> finish (settle + store the response, one transaction, shared with the other
+           finishes waiting then: `finisher`)
 
 Database down: a 503 before any processor call. Processor never reached: a 503, the charge
 and the key removed, the key retryable. Outcome unknown: a 503 naming the pending charge, the
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.api.errors import ApiError, invalid
 from gateway.charges import idempotency, phases
 from gateway.charges.errors import database_unavailable, is_database_down
+from gateway.charges.finisher import Finisher
 from gateway.charges.idempotency import Claim, StoredResponse
 from gateway.charges.model import ChargeCreate, final_response
 from gateway.charges.processor import (
@@ -61,6 +63,7 @@ class ChargeDeps:
     providers: ProviderSet
     default_provider: str
     lock_timeout_seconds: float
+    finisher: Finisher
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +212,7 @@ async def drive(
         )
     result = phases.refused_result(row, str(sent.error)) if isinstance(sent, Refused) else sent
     try:
-        # Deadlocks and serialization failures re-run the whole phase: it is idempotent.
-        stored = await in_transaction(
-            deps.engine, lambda conn: phases.finish(conn, key_id, provider.name, charge_id, result)
-        )
+        stored = await deps.finisher.finish(phases.Finish(key_id, provider.name, charge_id, result))
     except Exception as exc:
         if not is_database_down(exc):
             raise

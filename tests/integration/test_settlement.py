@@ -13,7 +13,7 @@ import pytest
 from gateway.settlement import SettlementOutcome, settle
 from providers.base import DisputeOutcome, EventKind, WebhookEvent
 from tests.support import postgres
-from tests.support.charges import balance_micros, open_account, postings
+from tests.support.charges import account_connection, balance_micros, postings
 
 Outcome = SettlementOutcome
 ACCOUNT = "acct_carol"
@@ -21,10 +21,8 @@ ACCOUNT = "acct_carol"
 
 @pytest.fixture
 async def conn(db_url: str) -> Any:
-    await open_account(db_url, ACCOUNT)
-    connection = await postgres.connect(db_url)
-    yield connection
-    await connection.close()
+    async with account_connection(db_url, ACCOUNT) as connection:
+        yield connection
 
 
 async def new_charge(conn: asyncpg.Connection[Any], amount: int = 1000) -> str:

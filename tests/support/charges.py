@@ -3,8 +3,11 @@ own truth), and count the ledger postings a charge produced."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import httpx
 
 from tests.support import postgres
@@ -20,6 +23,19 @@ async def open_account(db_url: str, account_id: str, currency: str = "USD") -> N
         )
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def account_connection(
+    db_url: str, account_id: str
+) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """A connection to a database holding the open account `account_id`."""
+    await open_account(db_url, account_id)
+    connection = await postgres.connect(db_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 async def processor_charges(sandbox_url: str, idempotency_key: str) -> list[dict[str, Any]]:
