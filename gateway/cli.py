@@ -143,7 +143,7 @@ def cmd_check_ledger(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     # The sandbox keeps every charge it made in memory, so each full collection walked a
-    # larger heap: 100 to 300 ms pauses of every charge in flight once it held ~100,000.
+    # larger heap: a 98 ms pause of every charge in flight with ~17,000 held, and growing.
     _settle_heap()
     serve_forever(loop=_event_loop())
     return 0
