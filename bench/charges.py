@@ -44,8 +44,8 @@ from bench.cpu import CpuMeter
 from bench.http_load import Connection, HttpError
 from bench.support import Figure, fresh_database, report, run, settle_database
 from gateway.charges.phases import BEGIN_SQL
-from gateway.charges.postings import ACCOUNT_COLUMNS
 from gateway.db import PLANNER_SETTINGS
+from gateway.settlement.postings import ACCOUNT_COLUMNS
 from providers.http import create_client
 from tests.support.service import ServiceProcess, free_port
 

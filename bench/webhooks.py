@@ -36,7 +36,8 @@ from gateway.db import create_engine, raw_connection
 from gateway.ledger.check import check_ledger
 from gateway.logs import configure_logging
 from gateway.settings import LogFormat, Settings
-from gateway.settlement import SettlementOutcome, settle
+from gateway.settlement.status import SettlementOutcome
+from gateway.settlement.store import settle
 from gateway.state import Role
 from providers.base import WebhookEvent
 from providers.sandbox import signing

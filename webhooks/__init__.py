@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway.settlement import settle as settle_events
+from gateway.settlement.store import settle as settle_events
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
 from webhooks.inbox import InboxWriter

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits
 from gateway.db import is_retryable_transaction_error, raw_connection
-from gateway.settlement import SettlementOutcome
+from gateway.settlement.status import SettlementOutcome
 from providers.base import EventKind, WebhookEvent
 from webhooks import metrics
 from webhooks.inbox import decode_event

@@ -28,11 +28,11 @@ from gateway.api.errors import ApiError
 from gateway.charges import phases, refunds
 from gateway.charges.deps import CHARGE_DEPS
 from gateway.charges.errors import is_database_down
-from gateway.charges.model import CHARGE_COLUMNS
 from gateway.charges.processor import look_up_charge
 from gateway.charges.service import ChargeDeps, drive, finish_settled, provider_for
 from gateway.db import in_transaction, raw_connection
-from gateway.settlement import UNRESOLVED
+from gateway.settlement.status import UNRESOLVED
+from gateway.settlement.store import CHARGE_COLUMNS
 from gateway.state import SETTINGS
 from providers.base import ProviderError
 

@@ -58,13 +58,6 @@ class RefundCreate(BaseModel):
     amount: StrictInt | None = Field(default=None, gt=0, le=limits.CHARGE_AMOUNT_MINOR_MAX)
 
 
-CHARGE_COLUMNS = """
-id, account_id, amount_minor, currency, status, provider, provider_charge_id,
-provider_idempotency_key, payment_method, amount_refunded_minor, failure_code, failure_message,
-description, metadata, created_at, updated_at
-"""
-
-
 def timestamp(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 

@@ -23,8 +23,8 @@ import asyncpg
 from gateway.api.errors import ApiError, invalid
 from gateway.charges import idempotency
 from gateway.charges.idempotency import StoredResponse
-from gateway.charges.model import CHARGE_COLUMNS, ChargeCreate, final_response
-from gateway.settlement import settle_batch
+from gateway.charges.model import ChargeCreate, final_response
+from gateway.settlement.store import CHARGE_COLUMNS, settle_batch
 from providers.base import ChargeResult, ChargeStatus, DeclineCode, EventKind, WebhookEvent
 
 # The account check, the key and the charge in one round trip. The key row names the charge id

@@ -32,7 +32,7 @@ from gateway.charges.processor import (
 )
 from gateway.charges.service import ChargeDeps, ChargeResponse, provider_for
 from gateway.db import in_transaction, raw_connection
-from gateway.settlement import settle
+from gateway.settlement.store import settle
 from providers.base import (
     EventKind,
     Provider,

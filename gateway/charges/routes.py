@@ -16,10 +16,11 @@ from gateway.charges import completer
 from gateway.charges.deps import CHARGE_DEPS, charge_deps
 from gateway.charges.errors import database_unavailable, is_database_down
 from gateway.charges.idempotency import REPLAYED_HEADER
-from gateway.charges.model import CHARGE_COLUMNS, ChargeCreate, RefundCreate, charge_object
+from gateway.charges.model import ChargeCreate, RefundCreate, charge_object
 from gateway.charges.refunds import create_refund
 from gateway.charges.service import ChargeResponse, create_charge
 from gateway.db import raw_connection
+from gateway.settlement.store import CHARGE_COLUMNS
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
 

@@ -38,7 +38,7 @@ from gateway.charges.processor import (
     send_charge,
 )
 from gateway.db import in_transaction, raw_connection
-from gateway.settlement import UNRESOLVED
+from gateway.settlement.status import UNRESOLVED
 from providers.base import Provider
 from providers.registry import NoSuchProvider, ProviderSet
 

@@ -166,7 +166,7 @@ async def test_ten_thousand_queued_events_drain_with_the_ledger_balanced(
 async def test_a_killed_worker_process_loses_nothing_and_settles_nothing_twice(
     engine: AsyncEngine, db_url: str, tmp_path: Path
 ) -> None:
-    from gateway.settlement import settle
+    from gateway.settlement.store import settle
 
     charges = await pending_charges(engine, 10_000, accounts=50)
     await queue_succeeded(engine, charges)

@@ -10,7 +10,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from gateway.settlement import SettlementOutcome, settle
+from gateway.settlement.status import SettlementOutcome
+from gateway.settlement.store import settle
 from providers.base import DisputeOutcome, EventKind, WebhookEvent
 from tests.support import postgres
 from tests.support.charges import account_connection, balance_micros, postings

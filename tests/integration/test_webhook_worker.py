@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits
-from gateway.settlement import SettlementOutcome
+from gateway.settlement.status import SettlementOutcome
 from providers.base import WebhookEvent
 from tests.support import postgres
 from tests.support.webhook_fakes import FakeProvider, FakeSettle, delivery

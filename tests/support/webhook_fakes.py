@@ -15,7 +15,7 @@ from typing import Any, Self
 
 import asyncpg
 
-from gateway.settlement import SettlementOutcome as Outcome
+from gateway.settlement.status import SettlementOutcome as Outcome
 from providers.base import (
     Capability,
     ChargeRequest,

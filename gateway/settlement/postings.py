@@ -1,4 +1,5 @@
-"""The ledger postings settlement makes, collected for one batch and posted in one call.
+"""The ledger postings settlement makes (`rules.Posting`), collected for one batch and posted
+in one call.
 
 Each posting's reference is derived from the fact it books (`sandbox:ch_123:captured`,
 `sandbox:ch_123:refunded_total:500`, `sandbox:ch_123:dispute:dp_1:opened`), so the same fact
@@ -9,7 +10,8 @@ usually needs no look-up of its own; the few accounts that do not exist yet are 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -21,18 +23,19 @@ from gateway.ledger.chart import (
 )
 from gateway.ledger.posting import Leg, PostOutcome, Side, TransactionSpec, post_transactions
 from gateway.money import currency, minor_to_micros
-from providers.base import DisputeOutcome
+from gateway.settlement.rules import ChargeState, Posting, Role
 
-if TYPE_CHECKING:
-    from gateway.settlement import ChargeState
-
-CUSTOMER = "customer"
-CLEARING = SystemAccount.PROVIDER_CLEARING
-DISPUTES = SystemAccount.DISPUTES
+# The ledger account kind behind each role; customer balances are owned by the customer's
+# account id, the others by the provider.
+_KIND = {
+    Role.CUSTOMER: CUSTOMER_BALANCE,
+    Role.CLEARING: SystemAccount.PROVIDER_CLEARING.value,
+    Role.DISPUTES: SystemAccount.DISPUTES.value,
+}
 _LEDGER_ID_COLUMNS = (
-    (CUSTOMER, "customer_ledger_id"),
-    (CLEARING, "clearing_ledger_id"),
-    (DISPUTES, "disputes_ledger_id"),
+    (Role.CUSTOMER, "customer_ledger_id"),
+    (Role.CLEARING, "clearing_ledger_id"),
+    (Role.DISPUTES, "disputes_ledger_id"),
 )
 
 
@@ -49,9 +52,9 @@ def _account(column: str, kind: str, owner: str) -> str:
 
 ACCOUNT_COLUMNS = ", ".join(
     (
-        _account("customer_ledger_id", CUSTOMER_BALANCE, "c.account_id"),
-        _account("clearing_ledger_id", CLEARING.value, "c.provider"),
-        _account("disputes_ledger_id", DISPUTES.value, "c.provider"),
+        _account("customer_ledger_id", _KIND[Role.CUSTOMER], "c.account_id"),
+        _account("clearing_ledger_id", _KIND[Role.CLEARING], "c.provider"),
+        _account("disputes_ledger_id", _KIND[Role.DISPUTES], "c.provider"),
     )
 )
 
@@ -67,53 +70,26 @@ class LedgerBatch:
         for row in charges:
             for role, column in _LEDGER_ID_COLUMNS:
                 if row[column] is not None:
-                    owner = row["account_id"] if role == CUSTOMER else provider
-                    self.known[self._key(role, owner, row["currency"])] = row[column]
+                    owner = row["account_id"] if role is Role.CUSTOMER else provider
+                    self.known[(_KIND[role], owner, row["currency"])] = row[column]
 
-    def capture(self, index: int, charge: ChargeState) -> None:
-        self._add(index, charge, "captured", charge.amount_minor, CLEARING, CUSTOMER)
-
-    def refund(self, index: int, charge: ChargeState, total_minor: int) -> None:
-        delta = total_minor - charge.amount_refunded_minor
-        self._add(index, charge, f"refunded_total:{total_minor}", delta, CUSTOMER, CLEARING)
-
-    def dispute_opened(self, index: int, charge: ChargeState) -> None:
-        reference = f"dispute:{charge.dispute_id}:opened"
-        self._add(index, charge, reference, charge.amount_disputed_minor, CUSTOMER, DISPUTES)
-
-    def dispute_closed(self, index: int, charge: ChargeState, outcome: DisputeOutcome) -> None:
-        # Won: the money comes back to the customer. Lost: it leaves through the processor.
-        credit = CUSTOMER if outcome is DisputeOutcome.WON else CLEARING
-        reference = f"dispute:{charge.dispute_id}:{outcome.value}"
-        self._add(index, charge, reference, charge.amount_disputed_minor, DISPUTES, credit)
-
-    def _add(
-        self, index: int, charge: ChargeState, fact: str, amount_minor: int, debit: str, credit: str
-    ) -> None:
-        posting = _Posting(
-            reference=f"{self.provider}:{charge.id}:{fact}",
-            code=fact.split(":", 1)[0],
-            charge=charge,
-            amount_minor=amount_minor,
-            debit=debit,
-            credit=credit,
-        )
-        self.specs.append((index, posting))
+    def add(self, index: int, charge: ChargeState, posting: Posting) -> None:
+        self.specs.append((index, _Posting(self.provider, charge, posting)))
 
     async def post(self, conn: asyncpg.Connection[Any]) -> dict[int, bool]:
         """Post every collected posting; for each event index, whether it was new."""
         accounts = await self._accounts(conn)
         specs = []
         for _, p in self.specs:
-            micros = minor_to_micros(p.amount_minor, currency(p.charge.currency))
+            micros = minor_to_micros(p.posting.amount_minor, currency(p.charge.currency))
             specs.append(
                 TransactionSpec(
                     reference=p.reference,
                     code=p.code,
                     currency=p.charge.currency,
                     legs=(
-                        Leg(accounts[self._owner(p.debit, p.charge)], Side.DEBIT, micros),
-                        Leg(accounts[self._owner(p.credit, p.charge)], Side.CREDIT, micros),
+                        Leg(accounts[self._owner(p.posting.debit, p.charge)], Side.DEBIT, micros),
+                        Leg(accounts[self._owner(p.posting.credit, p.charge)], Side.CREDIT, micros),
                     ),
                     metadata={"charge_id": p.charge.id},
                 )
@@ -124,21 +100,19 @@ class LedgerBatch:
             for (index, _), outcome in zip(self.specs, outcomes, strict=True)
         }
 
-    def _owner(self, role: str, charge: ChargeState) -> tuple[str, str, str]:
+    def _owner(self, role: Role, charge: ChargeState) -> tuple[str, str, str]:
         """The ledger's (kind, owner, currency) of a role for one charge."""
-        owner = charge.account_id if role == CUSTOMER else self.provider
-        return self._key(role, owner, charge.currency)
-
-    @staticmethod
-    def _key(role: str, owner: str, currency: str) -> tuple[str, str, str]:
-        return (CUSTOMER_BALANCE if role == CUSTOMER else role), owner, currency
+        owner = charge.account_id if role is Role.CUSTOMER else self.provider
+        return _KIND[role], owner, charge.currency
 
     async def _accounts(self, conn: asyncpg.Connection[Any]) -> dict[tuple[str, str, str], int]:
         """Every ledger account the batch touches: known from settlement's read, else found in
         one query; the few that do not exist yet are created through the ledger's own
         get-or-create."""
         wanted = {
-            self._owner(role, p.charge) for _, p in self.specs for role in (p.debit, p.credit)
+            self._owner(role, p.charge)
+            for _, p in self.specs
+            for role in (p.posting.debit, p.posting.credit)
         }
         found = {key: self.known[key] for key in wanted if key in self.known}
         if missing := wanted - found.keys():
@@ -168,22 +142,18 @@ JOIN unnest($1::text[], $2::text[], $3::text[]) AS w(kind, owner, currency)
 """
 
 
+@dataclass(frozen=True, slots=True)
 class _Posting:
-    __slots__ = ("amount_minor", "charge", "code", "credit", "debit", "reference")
+    """One posting of the batch with the ledger reference of its fact."""
 
-    def __init__(
-        self,
-        *,
-        reference: str,
-        code: str,
-        charge: ChargeState,
-        amount_minor: int,
-        debit: str,
-        credit: str,
-    ) -> None:
-        self.reference = reference
-        self.code = code
-        self.charge = charge
-        self.amount_minor = amount_minor
-        self.debit = debit
-        self.credit = credit
+    provider: str
+    charge: ChargeState
+    posting: Posting
+
+    @property
+    def reference(self) -> str:
+        return f"{self.provider}:{self.charge.id}:{self.posting.fact}"
+
+    @property
+    def code(self) -> str:
+        return self.posting.fact.split(":", 1)[0]
