@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncpg
+import sqlalchemy.exc
 from sqlalchemy import MetaData, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -96,6 +97,26 @@ async def raw_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connectio
         yield driver
     finally:
         await greenlet_spawn(pooled.close)
+
+
+_DOWN = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,  # connect or pool timeout
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # connection closed under us
+    asyncpg.CannotConnectNowError,
+    asyncpg.QueryCanceledError,  # statement timeout
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+)
+
+
+def is_database_down(exc: BaseException) -> bool:
+    """Whether `exc` means the database could not be reached (an outage, not a bug)."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _DOWN)
 
 
 def is_retryable_transaction_error(exc: BaseException) -> bool:

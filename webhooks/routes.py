@@ -14,8 +14,9 @@ import structlog
 from aiohttp import web
 
 from gateway import limits
-from gateway.api.errors import ApiError, invalid, json_response, not_found
+from gateway.api.errors import ApiError, json_response
 from gateway.api.routing import add_route
+from gateway.errors import NotFound, invalid
 from gateway.processors import PROVIDERS
 from gateway.state import ENGINE
 from providers.base import Capability, WebhookVerificationError
@@ -65,7 +66,7 @@ async def receive(request: web.Request) -> web.Response:
     provider = providers.get(name) if name in providers else None
     if provider is None or Capability.WEBHOOKS not in provider.capabilities:
         metrics.REJECTED.labels("-", "unknown_provider").inc()
-        raise not_found("webhook provider", name, param="provider")
+        raise NotFound("webhook provider", name, param="provider")
     headers = {key.lower(): value for key, value in request.headers.items()}
     try:
         provider.verify_webhook(body, headers, datetime.now(UTC))
@@ -126,7 +127,7 @@ async def list_events(request: web.Request) -> web.Response:
             starting_after=after,
         )
     except operations.UnknownEvent:
-        raise not_found("webhook event", after or "", param="starting_after") from None
+        raise NotFound("webhook event", after or "", param="starting_after") from None
     return json_response(page)
 
 
@@ -135,7 +136,7 @@ async def get_event(request: web.Request) -> web.Response:
     try:
         return json_response(await operations.get_event(request.app[ENGINE], event_id))
     except operations.UnknownEvent:
-        raise not_found("webhook event", event_id) from None
+        raise NotFound("webhook event", event_id) from None
 
 
 async def replay_event(request: web.Request) -> web.Response:
@@ -143,7 +144,7 @@ async def replay_event(request: web.Request) -> web.Response:
     try:
         event = await operations.replay(request.app[ENGINE], event_id)
     except operations.UnknownEvent:
-        raise not_found("webhook event", event_id) from None
+        raise NotFound("webhook event", event_id) from None
     log.info("webhooks.replayed", inbox_event=event_id)
     return json_response(event)
 

@@ -30,9 +30,10 @@ from gateway.accounts.usage import (
     record_usage,
 )
 from gateway.api.body import parse_body, read_json, validate
-from gateway.api.errors import ApiError, invalid, json_response, not_found
+from gateway.api.errors import ApiError, json_response
 from gateway.api.routing import add_route
 from gateway.db import in_transaction, raw_connection
+from gateway.errors import NotFound, invalid
 from gateway.ledger.check import check_ledger
 from gateway.recharge import api as recharge_api
 from gateway.recharge import runtime as recharge
@@ -150,7 +151,7 @@ async def get_account(request: web.Request) -> web.Response:
     account_id = _account_id(request)
     account = await store.fetch(request.app[ENGINE], account_id)
     if account is None:
-        raise not_found("account", account_id, param="account_id")
+        raise NotFound("account", account_id, param="account_id")
     auto_view = await recharge_api.describe(request.app[ENGINE], account_id)
     return json_response(_account_body(account, auto_view))
 
@@ -174,7 +175,7 @@ async def list_entries(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     account = await store.fetch(engine, account_id)
     if account is None:
-        raise not_found("account", account_id, param="account_id")
+        raise NotFound("account", account_id, param="account_id")
     entries, has_more = await store.statement(engine, account_id, limit=limit, starting_after=after)
     data = [
         {
@@ -243,7 +244,7 @@ async def post_usage(request: web.Request) -> web.Response:
     try:
         outcome = await record_usage(request.app[ENGINE], account_id, records)
     except AccountNotFound:
-        raise not_found("account", account_id, param="account_id") from None
+        raise NotFound("account", account_id, param="account_id") from None
     recharge.notify(request.app, account_id)  # committed: a top-up is decided in the background
     if not batch:
         return _single_response(records[0], outcome)

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway.api.errors import ApiError, invalid
+from gateway.api.errors import ApiError
+from gateway.errors import invalid
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -1,8 +1,12 @@
-"""API errors: one exception type that renders as the contract's JSON error shape
-`{"error": {"type", "code", "message", "param"?}}`, and the mapping from HTTP status to type.
+"""API errors: the contract's JSON error shape `{"error": {"type", "code", "message",
+"param"?}}`, and THE table that gives each domain error (`gateway.errors`) its HTTP status and
+error type. This is the only place that decides which status carries a domain failure.
 
-Handlers raise `ApiError` (or a subclass helper); the error middleware renders it. Anything
-else that escapes a handler is a 500 `api_error` whose message says nothing internal."""
+The edge (middleware, body parsing, webhook intake) raises `ApiError` for what only HTTP can
+get wrong (a missing bearer key, a body that is not JSON); everything else raises a
+`DomainError`, and the error middleware renders both. A database outage escaping any handler
+is the same 503 `database_unavailable` everywhere. Anything else is a 500 `api_error` whose
+message says nothing internal."""
 
 from __future__ import annotations
 
@@ -11,6 +15,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+
+from gateway.errors import (
+    CardDeclined,
+    Conflict,
+    DomainError,
+    InvalidRequest,
+    KeyInUse,
+    KeyReused,
+    NotFound,
+    PaymentRequired,
+    Unavailable,
+)
 
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
@@ -60,13 +76,39 @@ class ApiError(Exception):
         return json_response(self.body(), status=self.status, headers=self.headers)
 
 
-def invalid(param: str, message: str, code: str = "parameter_invalid") -> ApiError:
-    """A 400 naming the offending field."""
-    return ApiError(400, code, message, param=param)
+# Each domain error kind: the HTTP status that carries it and the error body's `type`.
+# Checked in order, so a subclass must come before its base.
+_HTTP_BY_ERROR: tuple[tuple[type[DomainError], int, str], ...] = (
+    (InvalidRequest, 400, "invalid_request_error"),
+    (NotFound, 404, "invalid_request_error"),
+    (CardDeclined, 402, "card_error"),
+    (PaymentRequired, 402, "invalid_request_error"),
+    (KeyInUse, 409, "idempotency_error"),
+    (KeyReused, 422, "idempotency_error"),
+    (Conflict, 409, "invalid_request_error"),
+    (Unavailable, 503, "api_error"),
+)
 
 
-def not_found(kind: str, ident: str, param: str = "id") -> ApiError:
-    return ApiError(404, "resource_missing", f"No such {kind}: '{ident}'", param=param)
+def from_domain(exc: DomainError) -> ApiError:
+    """The HTTP answer of a domain error."""
+    for kind, status, type_ in _HTTP_BY_ERROR:
+        if isinstance(exc, kind):
+            headers = {}
+            if isinstance(exc, Unavailable):
+                headers["Retry-After"] = str(exc.retry_after_seconds)
+            elif isinstance(exc, KeyInUse):
+                headers["Retry-After"] = "1"
+            return ApiError(
+                status,
+                exc.code,
+                exc.message,
+                param=exc.param,
+                type_=type_,
+                headers=headers,
+                extra=exc.details,
+            )
+    raise TypeError(f"no HTTP status for {type(exc).__name__}")  # a new kind needs a row
 
 
 def json_response(

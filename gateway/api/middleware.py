@@ -16,7 +16,9 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import Counter, Histogram
 
 from gateway import limits
-from gateway.api.errors import ApiError
+from gateway.api.errors import ApiError, from_domain
+from gateway.db import is_database_down
+from gateway.errors import DomainError, database_unavailable
 from gateway.settings import Settings
 
 log = structlog.get_logger("gateway.http")
@@ -89,6 +91,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as exc:
         return exc.response()
+    except DomainError as exc:
+        return from_domain(exc).response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -102,7 +106,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             f"{message}: {request.method} {request.path}" if exc.status in (404, 405) else message,
             headers=headers,
         ).response()
-    except Exception:
+    except Exception as exc:
+        if is_database_down(exc):  # the same answer on every route: fail closed, retry
+            log.warning("http.database_unavailable", path=request.path, error=type(exc).__name__)
+            return from_domain(database_unavailable()).response()
         log.exception("http.unhandled_error", method=request.method, path=request.path)
         return ApiError(500, "internal_error", "An internal error occurred").response()
 

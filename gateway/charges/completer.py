@@ -24,13 +24,13 @@ import structlog
 from aiohttp import web
 
 from gateway import limits
-from gateway.api.errors import ApiError
-from gateway.charges import phases, refunds
+from gateway.charges import phases, refunds, service
 from gateway.charges.deps import CHARGE_DEPS
-from gateway.charges.errors import is_database_down
+from gateway.charges.idempotency import RecoveryPoint
 from gateway.charges.processor import look_up_charge
-from gateway.charges.service import ChargeDeps, drive, finish_settled, provider_for
-from gateway.db import in_transaction, raw_connection
+from gateway.charges.service import ChargeDeps, provider_for
+from gateway.db import in_transaction, is_database_down, raw_connection
+from gateway.errors import DomainError
 from gateway.settlement.status import UNRESOLVED
 from gateway.settlement.store import CHARGE_COLUMNS
 from gateway.state import SETTINGS
@@ -42,18 +42,21 @@ _CLAIM_KEYS = """
 UPDATE idempotency_keys SET locked_at = now(), last_run_at = now()
 WHERE id IN (
   SELECT id FROM idempotency_keys
-  WHERE response_status IS NULL AND (charge_id IS NOT NULL OR refund_id IS NOT NULL)
+  WHERE response_status IS NULL AND recovery_point = ANY($4::text[])
     AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => $1))
     AND last_run_at < now() - make_interval(secs => $2)
   ORDER BY last_run_at
   LIMIT $3
   FOR UPDATE SKIP LOCKED)
-RETURNING id, charge_id, refund_id
+RETURNING id, recovery_point, charge_id, refund_id
 """
+
+# The recovery points the completer resumes from: a row was made, the processor call is next.
+_RESUMABLE = [RecoveryPoint.CHARGE_CREATED.value, RecoveryPoint.REFUND_CREATED.value]
 
 _UNRESOLVED = f"""
 SELECT {CHARGE_COLUMNS} FROM charges c
-WHERE status IN ('pending', 'requires_action')
+WHERE status = ANY($3::text[])
   AND updated_at < now() - make_interval(secs => $1)
   AND NOT EXISTS (SELECT 1 FROM idempotency_keys k
                   WHERE k.charge_id = c.id AND k.response_status IS NULL)
@@ -74,14 +77,25 @@ async def complete_once(deps: ChargeDeps, *, after_seconds: float) -> int:
     how many it looked at."""
     async with raw_connection(deps.engine) as conn:
         keys = await conn.fetch(
-            _CLAIM_KEYS, deps.lock_timeout_seconds, after_seconds, limits.COMPLETER_BATCH_MAX
+            _CLAIM_KEYS,
+            deps.lock_timeout_seconds,
+            after_seconds,
+            limits.COMPLETER_BATCH_MAX,
+            _RESUMABLE,
         )
-        charges = await conn.fetch(_UNRESOLVED, after_seconds, limits.COMPLETER_BATCH_MAX)
-        refund_keys = [(key["id"], key["refund_id"]) for key in keys if key["refund_id"]]
+        charges = await conn.fetch(
+            _UNRESOLVED, after_seconds, limits.COMPLETER_BATCH_MAX, [s.value for s in UNRESOLVED]
+        )
+        # Where each key resumes is decided by its recorded step.
+        refund_keys = [
+            (key["id"], key["refund_id"])
+            for key in keys
+            if key["recovery_point"] == RecoveryPoint.REFUND_CREATED
+        ]
         loaded = [
             (key["id"], await phases.load(conn, key["charge_id"]))
             for key in keys
-            if not key["refund_id"]
+            if key["recovery_point"] == RecoveryPoint.CHARGE_CREATED
         ]
     gate = asyncio.Semaphore(limits.COMPLETER_CONCURRENCY_MAX)
 
@@ -98,14 +112,10 @@ async def complete_once(deps: ChargeDeps, *, after_seconds: float) -> int:
 
 
 async def _finish_key(deps: ChargeDeps, key_id: int, row: asyncpg.Record) -> None:
-    provider = provider_for(deps, row["provider"])
     try:
-        if row["status"] in UNRESOLVED:
-            await drive(deps, provider, key_id, row, first_run=False)
-        else:
-            await finish_settled(deps, key_id, row)
+        await service.resume(deps, key_id, row)
         log.info("completer.key_finished", charge_id=row["id"])
-    except ApiError as exc:  # still no answer: released, tried again next pass
+    except DomainError as exc:  # no answer yet (released, tried again next pass), or refused
         log.info("completer.key_unresolved", charge_id=row["id"], code=exc.code)
 
 
@@ -113,7 +123,7 @@ async def _finish_refund(deps: ChargeDeps, key_id: int, refund_id: str) -> None:
     try:
         await refunds.resume(deps, key_id, refund_id)
         log.info("completer.refund_finished", refund_id=refund_id)
-    except ApiError as exc:
+    except DomainError as exc:
         log.info("completer.refund_unresolved", refund_id=refund_id, code=exc.code)
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.api.charge_answers import ANSWERS
 from gateway.charges.finisher import Finisher
 from gateway.charges.service import ChargeDeps
 from gateway.processors import PROVIDERS
@@ -17,13 +18,14 @@ CHARGE_DEPS: web.AppKey[ChargeDeps] = web.AppKey("charge_deps", ChargeDeps)
 
 async def charge_deps(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    finisher = Finisher(app[ENGINE])
+    finisher = Finisher(app[ENGINE], ANSWERS.charge)
     app[CHARGE_DEPS] = ChargeDeps(
         engine=app[ENGINE],
         providers=app[PROVIDERS],
         default_provider=settings.default_provider,
         lock_timeout_seconds=settings.charges_lock_timeout_seconds,
         finisher=finisher,
+        answers=ANSWERS,
     )
     yield
     await finisher.drain()

@@ -23,10 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits
 from gateway.charges import phases
-from gateway.charges.errors import is_database_down
-from gateway.charges.idempotency import StoredResponse
-from gateway.charges.phases import Finish
-from gateway.db import in_transaction
+from gateway.charges.idempotency import RenderAnswer
+from gateway.charges.phases import Finish, Finished
+from gateway.db import in_transaction, is_database_down
 
 log = structlog.get_logger(__name__)
 
@@ -36,24 +35,32 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 
-_Waiting = tuple[Finish, "asyncio.Future[StoredResponse]"]
+_Waiting = tuple[Finish, "asyncio.Future[Finished]"]
 
 
 class Finisher:
-    """Writes finishes for one process; `finish` returns the finish's stored response."""
+    """Writes finishes for one process; `finish` returns the charge row and its stored
+    response."""
 
-    def __init__(self, engine: AsyncEngine, *, batch_max: int = limits.FINISH_BATCH_MAX) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        render: RenderAnswer,
+        *,
+        batch_max: int = limits.FINISH_BATCH_MAX,
+    ) -> None:
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
         self._engine = engine
+        self._render = render
         self._batch_max = batch_max
         self._waiting: list[_Waiting] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def finish(self, item: Finish) -> StoredResponse:
+    async def finish(self, item: Finish) -> Finished:
         """Settle and store `item` (in a transaction it may share); raises what the
         transaction raised."""
-        future: asyncio.Future[StoredResponse] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Finished] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
@@ -85,7 +92,9 @@ class Finisher:
         items = [item for item, _ in batch]
         try:
             # Deadlocks and serialization failures re-run the whole batch: it is idempotent.
-            answers = await in_transaction(self._engine, lambda conn: phases.finish(conn, items))
+            answers = await in_transaction(
+                self._engine, lambda conn: phases.finish(conn, items, self._render)
+            )
         except Exception as exc:
             if len(batch) == 1 or is_database_down(exc):
                 for _, future in batch:

@@ -20,15 +20,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import asyncpg
 
-from gateway.api.errors import ApiError
+from gateway.errors import KeyInUse, KeyReused
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+class RecoveryPoint(StrEnum):
+    """The last committed step of a key's request: where a take-over resumes."""
+
+    STARTED = "started"  # the key only
+    CHARGE_CREATED = "charge_created"  # + a pending charge: resume at the processor call
+    REFUND_CREATED = "refund_created"  # + a pending refund: resume at the processor call
+    FINISHED = "finished"  # the response is stored: replay it
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +50,16 @@ class StoredResponse:
     headers: dict[str, str]
 
 
+RenderAnswer = Callable[[asyncpg.Record], StoredResponse]
+"""How a finished request's row becomes the response its key stores."""
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """A key this request now owns: resume from `recovery_point`."""
 
     key_id: int
-    recovery_point: str
+    recovery_point: RecoveryPoint
     charge_id: str | None
     refund_id: str | None
 
@@ -80,7 +94,7 @@ async def claim_existing(
 ) -> Claim | StoredResponse | None:
     """Inside a transaction: decide what an existing key means for this request. Returns the
     stored response to replay, a `Claim` to resume, or None when the key does not exist (any
-    more). Raises the 422 (reused with another request) or the 409 (in flight)."""
+    more). Raises `KeyReused` (another request) or `KeyInUse` (in flight)."""
     row = await conn.fetchrow(_CLAIM_EXISTING, scope, key, lock_timeout_seconds)
     if row is None:
         return None
@@ -89,28 +103,14 @@ async def claim_existing(
         path,
         fingerprint,
     ):
-        raise ApiError(
-            422,
-            "idempotency_key_reused",
-            "This Idempotency-Key was already used with a different request (body or route); "
-            "use a new key for a new request",
-            param="Idempotency-Key",
-        )
+        raise KeyReused()
     if row["response_status"] is not None:
         return stored_response(row)
     if row["locked"]:
-        raise in_use()
+        raise KeyInUse()
     await conn.execute(_TAKE_OVER, row["id"])
-    return Claim(row["id"], row["recovery_point"], row["charge_id"], row["refund_id"])
-
-
-def in_use() -> ApiError:
-    return ApiError(
-        409,
-        "idempotency_key_in_use",
-        "A request with this Idempotency-Key is still in flight; retry after it finishes",
-        param="Idempotency-Key",
-        headers={"Retry-After": "1"},
+    return Claim(
+        row["id"], RecoveryPoint(row["recovery_point"]), row["charge_id"], row["refund_id"]
     )
 
 

@@ -1,5 +1,5 @@
-"""The charge API's shapes: the request body (validated before anything is stored), the charge
-object as the API renders it, and the responses a charge request can end in."""
+"""The charge API's shapes: the request bodies (validated before anything is stored) and the
+charge object as the API shows it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from gateway import limits
-from gateway.api.errors import ApiError, dumps
-from gateway.charges.idempotency import StoredResponse
 
 Text = Annotated[StrictStr, Field(min_length=1, max_length=limits.ID_LENGTH_MAX)]
 
@@ -90,17 +88,3 @@ def _json_object(text: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError("charge metadata must be a JSON object")
     return value
-
-
-def final_response(row: asyncpg.Record) -> StoredResponse:
-    """What a finished charge request answers: the charge, or for a decline a 402
-    `card_error` naming the charge (Stripe's shape)."""
-    if row["status"] == "failed":
-        error = ApiError(
-            402,
-            "card_declined",
-            row["failure_message"] or "The card was declined",
-            extra={"decline_code": row["failure_code"], "charge": row["id"]},
-        )
-        return StoredResponse(402, dumps(error.body()), {})
-    return StoredResponse(200, dumps(charge_object(row)), {})

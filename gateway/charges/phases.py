@@ -20,12 +20,14 @@ from typing import Any
 
 import asyncpg
 
-from gateway.api.errors import ApiError, invalid
 from gateway.charges import idempotency
-from gateway.charges.idempotency import StoredResponse
-from gateway.charges.model import ChargeCreate, final_response
+from gateway.charges.idempotency import RenderAnswer, StoredResponse
+from gateway.charges.model import ChargeCreate
+from gateway.errors import invalid
+from gateway.settlement.status import ChargeStatus
 from gateway.settlement.store import CHARGE_COLUMNS, settle_batch
-from providers.base import ChargeResult, ChargeStatus, DeclineCode, EventKind, WebhookEvent
+from providers.base import ChargeResult, DeclineCode, EventKind, WebhookEvent
+from providers.base import ChargeStatus as ProcessorStatus
 
 # The account check, the key and the charge in one round trip. The key row names the charge id
 # made up front, so both rows exist together or not at all; a key that already exists makes
@@ -67,8 +69,8 @@ async def begin(
     provider: str,
     metadata_json: str,
 ) -> tuple[int, asyncpg.Record] | None:
-    """Create the key and the charge; None when the key exists already. Raises the 400s for
-    an unknown account or a currency the account does not use (nothing stored)."""
+    """Create the key and the charge; None when the key exists already. Raises for an unknown
+    account or a currency the account does not use (nothing stored)."""
     row = await conn.fetchrow(
         BEGIN_SQL,
         scope,
@@ -85,11 +87,11 @@ async def begin(
         metadata_json,
     )
     if row is None or row["account_currency"] is None:
-        raise ApiError(
-            400,
-            "resource_missing",
+        # A 400 naming the field, not a 404: the URL exists, the body names a missing account.
+        raise invalid(
+            "account_id",
             f"No such account: '{request.account_id}' (create it with PUT /v1/accounts/{{id}})",
-            param="account_id",
+            code="resource_missing",
         )
     if row["account_currency"] != request.currency:
         raise invalid(
@@ -112,10 +114,10 @@ async def load(conn: asyncpg.Connection[Any], charge_id: str) -> asyncpg.Record:
 
 
 _KIND_BY_STATUS = {
-    ChargeStatus.SUCCEEDED: EventKind.CHARGE_SUCCEEDED,
-    ChargeStatus.FAILED: EventKind.CHARGE_FAILED,
-    ChargeStatus.PENDING: EventKind.CHARGE_PENDING,
-    ChargeStatus.REQUIRES_ACTION: EventKind.CHARGE_REQUIRES_ACTION,
+    ProcessorStatus.SUCCEEDED: EventKind.CHARGE_SUCCEEDED,
+    ProcessorStatus.FAILED: EventKind.CHARGE_FAILED,
+    ProcessorStatus.PENDING: EventKind.CHARGE_PENDING,
+    ProcessorStatus.REQUIRES_ACTION: EventKind.CHARGE_REQUIRES_ACTION,
 }
 
 
@@ -140,13 +142,22 @@ def refused_result(row: asyncpg.Record, message: str) -> ChargeResult:
     """A processor's refusal of the request (not a decline) as a definitive failed charge:
     the processor said it made no charge, so this is no guess."""
     return ChargeResult(
-        status=ChargeStatus.FAILED,
+        status=ProcessorStatus.FAILED,
         provider_charge_id=None,
         amount_minor=row["amount_minor"],
         currency=row["currency"],
         decline_code=DeclineCode.PROCESSING_ERROR,
         failure_message=message,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A finished charge: its row after settlement, and the response stored under its key
+    (another runner's, when it finished the key first)."""
+
+    row: asyncpg.Record
+    response: StoredResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,17 +193,25 @@ async def settle_result(
     return (await settle_results(conn, [(provider, charge_id, result)]))[charge_id]
 
 
-async def finish(conn: asyncpg.Connection[Any], finishes: Sequence[Finish]) -> list[StoredResponse]:
+async def finish(
+    conn: asyncpg.Connection[Any], finishes: Sequence[Finish], render: RenderAnswer
+) -> list[Finished]:
     """Inside a transaction: settle each answer and store each key's final response with it;
-    the responses in the same order (a key another runner finished first answers with what
-    that runner stored)."""
+    in the same order (a key another runner finished first answers with what that runner
+    stored)."""
     rows = await settle_results(conn, [(f.provider, f.charge_id, f.result) for f in finishes])
-    return await idempotency.finish_many(
-        conn, [(f.key_id, final_response(rows[f.charge_id])) for f in finishes]
+    responses = await idempotency.finish_many(
+        conn, [(f.key_id, render(rows[f.charge_id])) for f in finishes]
     )
+    return [
+        Finished(rows[f.charge_id], response)
+        for f, response in zip(finishes, responses, strict=True)
+    ]
 
 
 async def abandon(conn: asyncpg.Connection[Any], charge_id: str) -> None:
     """Nothing reached the processor: forget the charge; its key goes with it (cascade), so
     the same key may be retried as if never used."""
-    await conn.execute("DELETE FROM charges WHERE id = $1 AND status = 'pending'", charge_id)
+    await conn.execute(
+        "DELETE FROM charges WHERE id = $1 AND status = $2", charge_id, ChargeStatus.PENDING
+    )

@@ -14,14 +14,12 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import asyncpg
 import structlog
 from prometheus_client import Counter, Histogram
 
-from gateway import limits
 from providers.base import (
     ChargeRequest,
     ChargeResult,
@@ -137,54 +135,3 @@ async def look_up_charge(provider: Provider, row: asyncpg.Record) -> ChargeResul
         return await provider.find_charge(request)
 
     return await call_with_retry(look_up, provider=provider.name, op="look_up_charge")
-
-
-def past_key_retention(provider: Provider, created_at: datetime) -> bool:
-    """Whether the processor may have forgotten the idempotency key of something we created
-    at `created_at` (within the margin of its retention, or later): re-sending it then could
-    act twice."""
-    retention = provider.idempotency_key_retention
-    margin = timedelta(seconds=limits.PROCESSOR_KEY_RETENTION_MARGIN_SECONDS)
-    return retention is not None and datetime.now(UTC) - created_at >= retention - margin
-
-
-async def send_again_unless_found(
-    provider: Provider,
-    *,
-    kind: str,
-    object_id: str,
-    created_at: datetime,
-    send: Callable[[], Awaitable[T | Unreached | Unknown | Refused]],
-    look_up: Callable[[], Awaitable[T | None]],
-) -> T | Unreached | Unknown | Refused:
-    """A charge's or refund's (`kind`) processor call after its first request (a retry with
-    its key, or the completer): `send` re-sends it under the same processor key while the
-    processor still remembers the key. Past the provider's key retention a re-send could act
-    twice, so the processor is asked (`look_up`) for what an earlier send may have made; only
-    if it has none is it sent again (then it is the first). Not knowing is not a reason to
-    send: a failed look-up is an unknown outcome."""
-    if not past_key_retention(provider, created_at):
-        return await send()
-    ids = {f"{kind}_id": object_id, "provider": provider.name}
-    try:
-        found = await look_up()
-    except ProviderError as exc:
-        UNKNOWN_OUTCOMES.labels(provider.name).inc()
-        log.warning(f"{kind}.lookup_failed_past_key_retention", **ids, error=str(exc))
-        return Unknown(exc)
-    if found is not None:
-        return found
-    log.warning(f"{kind}.sent_again_past_key_retention", **ids)
-    return await send()
-
-
-async def send_again(provider: Provider, row: asyncpg.Record) -> Sent:
-    """A charge's processor call after its first request (see `send_again_unless_found`)."""
-    return await send_again_unless_found(
-        provider,
-        kind="charge",
-        object_id=row["id"],
-        created_at=row["created_at"],
-        send=lambda: send_charge(provider, charge_request(row)),
-        look_up=lambda: look_up_charge(provider, row),
-    )

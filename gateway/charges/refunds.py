@@ -12,30 +12,26 @@ refund keeps its amount reserved, so two refunds can never both take the last of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import structlog
 
-from gateway.api.errors import ApiError, dumps, invalid, not_found
-from gateway.charges import idempotency
-from gateway.charges.errors import database_unavailable, is_database_down
-from gateway.charges.idempotency import StoredResponse
+from gateway.charges import idempotency, lifecycle
+from gateway.charges.idempotency import RecoveryPoint, StoredResponse
 from gateway.charges.model import RefundCreate, timestamp
-from gateway.charges.processor import (
-    Refused,
-    Unknown,
-    Unreached,
-    call_once,
-    send_again_unless_found,
-)
-from gateway.charges.service import ChargeDeps, ChargeResponse, provider_for
+from gateway.charges.processor import Refused, Unknown, Unreached, call_once
+from gateway.charges.service import ChargeDeps, provider_for
 from gateway.db import in_transaction, raw_connection
+from gateway.errors import InvalidRequest, KeyInUse, NotFound, invalid
+from gateway.settlement.status import ChargeStatus
 from gateway.settlement.store import settle
 from providers.base import (
     EventKind,
     Provider,
+    ProviderRequestError,
     RefundRequest,
     RefundResult,
     RefundStatus,
@@ -95,43 +91,46 @@ def refund_object(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class RefundOutcome:
+    """How a refund request ended: the answer stored under the key (`replayed`: sent again)."""
+
+    response: StoredResponse
+    replayed: bool
+
+
 async def create_refund(
     deps: ChargeDeps, *, scope: str, idempotency_key: str, charge_id: str, request: RefundCreate
-) -> ChargeResponse:
+) -> RefundOutcome:
     """Refund `request.amount` (default: all that is left) of a charge, once per key."""
     path = f"/v1/charges/{charge_id}/refunds"
     fingerprint = idempotency.fingerprint("POST", path, request.model_dump(exclude_unset=True))
-    try:
-        async with raw_connection(deps.engine) as conn, conn.transaction():
-            key_id = await conn.fetchval(_NEW_KEY, scope, idempotency_key, path, fingerprint)
-            if key_id is not None:
-                refund, provider_name = await _begin(conn, key_id, charge_id, request)
-                first_run = True
-            else:
-                claimed = await idempotency.claim_existing(
-                    conn,
-                    scope=scope,
-                    key=idempotency_key,
-                    method="POST",
-                    path=path,
-                    fingerprint=fingerprint,
-                    lock_timeout_seconds=deps.lock_timeout_seconds,
-                )
-                if claimed is None:
-                    raise idempotency.in_use()
-                if isinstance(claimed, StoredResponse):
-                    return ChargeResponse(
-                        claimed.status, claimed.body, claimed.headers, replayed=True
-                    )
-                key_id, first_run = claimed.key_id, False
-                refund = await _load(conn, claimed.refund_id)
-                provider_name = refund["provider"]
-    except Exception as exc:
-        if is_database_down(exc):
-            raise database_unavailable() from exc
-        raise
-    stored = await _drive(deps, provider_name, key_id, refund, first_run=first_run)
-    return ChargeResponse(stored.status, stored.body, stored.headers, replayed=False)
+    async with raw_connection(deps.engine) as conn, conn.transaction():
+        key_id = await conn.fetchval(_NEW_KEY, scope, idempotency_key, path, fingerprint)
+        if key_id is not None:
+            refund = await _begin(conn, key_id, charge_id, request)
+            first_run = True
+        else:
+            claimed = await idempotency.claim_existing(
+                conn,
+                scope=scope,
+                key=idempotency_key,
+                method="POST",
+                path=path,
+                fingerprint=fingerprint,
+                lock_timeout_seconds=deps.lock_timeout_seconds,
+            )
+            if claimed is None:
+                raise KeyInUse()
+            if isinstance(claimed, StoredResponse):
+                return RefundOutcome(claimed, replayed=True)
+            if claimed.recovery_point is not RecoveryPoint.REFUND_CREATED:
+                raise RuntimeError(f"refund key {claimed.key_id} at {claimed.recovery_point}")
+            key_id, first_run = claimed.key_id, False
+            refund = await _load(conn, claimed.refund_id)
+    operation = RefundOperation(deps, key_id, refund)
+    stored = await lifecycle.run(deps.engine, operation, key_id, first_run=first_run)
+    return RefundOutcome(stored, replayed=False)
 
 
 _LOAD = """
@@ -152,30 +151,32 @@ async def _load(conn: asyncpg.Connection[Any], refund_id: str | None) -> dict[st
 
 async def resume(deps: ChargeDeps, key_id: int, refund_id: str) -> None:
     """The completer's entry: finish a refund whose request died or got no answer, with the
-    refund's own processor key (raises the 503 `ApiError` while there is still no answer)."""
+    refund's own processor key (raises `Unavailable` while there is still no answer)."""
     async with raw_connection(deps.engine) as conn:
         refund = await _load(conn, refund_id)
-    await _drive(deps, refund["provider"], key_id, refund, first_run=False)
+    await lifecycle.run(deps.engine, RefundOperation(deps, key_id, refund), key_id, first_run=False)
+
+
+_REFUNDABLE = frozenset({ChargeStatus.SUCCEEDED, ChargeStatus.REFUNDED})
 
 
 async def _begin(
     conn: asyncpg.Connection[Any], key_id: int, charge_id: str, request: RefundCreate
-) -> tuple[dict[str, Any], str]:
+) -> dict[str, Any]:
     charge = await conn.fetchrow(_LOCK_CHARGE, charge_id)
     if charge is None:
-        raise not_found("charge", charge_id)
-    if charge["status"] not in ("succeeded", "refunded"):
-        raise ApiError(
-            400,
-            "charge_not_refundable",
+        raise NotFound("charge", charge_id)
+    if ChargeStatus(charge["status"]) not in _REFUNDABLE:
+        raise invalid(
+            "id",
             f"Charge '{charge_id}' is {charge['status']}: only a succeeded charge is refundable",
-            param="id",
+            code="charge_not_refundable",
         )
     left = charge["amount_minor"] - await conn.fetchval(_RESERVED, charge_id)
     amount = request.amount if request.amount is not None else left
     if left <= 0:
-        raise ApiError(
-            400, "charge_already_refunded", f"Charge '{charge_id}' is already fully refunded"
+        raise InvalidRequest(
+            "charge_already_refunded", f"Charge '{charge_id}' is already fully refunded"
         )
     if amount > left:
         raise invalid(
@@ -186,74 +187,46 @@ async def _begin(
     refund = await conn.fetchrow(_CREATE, charge_id, amount, charge["currency"], key_id)
     if refund is None:
         raise RuntimeError(f"refund for key {key_id} was not created")
-    return dict(refund) | {"pcid": charge["provider_charge_id"]}, charge["provider"]
+    return dict(refund) | {"pcid": charge["provider_charge_id"], "provider": charge["provider"]}
 
 
-async def _drive(
-    deps: ChargeDeps,
-    provider_name: str,
-    key_id: int,
-    refund: dict[str, Any],
-    *,
-    first_run: bool,
-) -> StoredResponse:
-    provider = provider_for(deps, provider_name)
-    request = RefundRequest(
-        idempotency_key=refund["provider_idempotency_key"],
-        refund_id=refund["id"],
-        provider_charge_id=refund["pcid"],
-        amount_minor=refund["amount_minor"],
-        currency=refund["currency"],
-    )
+class RefundOperation:
+    """A refund's steps in the processor-operation lifecycle."""
 
-    async def send() -> RefundResult | Unreached | Unknown | Refused:
-        return await call_once(provider, "refund", lambda: provider.refund(request))
+    kind = "refund"
 
-    sent = (
-        await send()
-        if first_run
-        else await send_again_unless_found(
-            provider,
-            kind="refund",
-            object_id=refund["id"],
-            created_at=refund["created_at"],
-            send=send,
-            look_up=lambda: look_up_refund(provider, request),
+    def __init__(self, deps: ChargeDeps, key_id: int, refund: dict[str, Any]) -> None:
+        self.deps = deps
+        self.key_id = key_id
+        self.provider = provider_for(deps, refund["provider"])
+        self.object_id: str = refund["id"]
+        self.created_at: datetime = refund["created_at"]
+        self.request = RefundRequest(
+            idempotency_key=refund["provider_idempotency_key"],
+            refund_id=refund["id"],
+            provider_charge_id=refund["pcid"],
+            amount_minor=refund["amount_minor"],
+            currency=refund["currency"],
         )
-    )
-    if isinstance(sent, Unreached) and first_run:
-        async with raw_connection(deps.engine) as conn:
-            await conn.execute("DELETE FROM refunds WHERE id = $1", refund["id"])
-        raise ApiError(
-            503,
-            "processor_unavailable",
-            "The processor could not be reached; nothing was refunded. Retry with the "
-            "same Idempotency-Key",
-            headers={"Retry-After": "1"},
-        )
-    if isinstance(sent, Unreached | Unknown):
-        async with raw_connection(deps.engine) as conn:
-            await idempotency.release(conn, key_id)
-        raise ApiError(
-            503,
-            "processor_outcome_unknown",
-            "The processor did not answer; the refund is pending. Retry with the same "
-            "Idempotency-Key; it is never refunded twice",
-            headers={"Retry-After": "2"},
-            extra={"refund": refund["id"]},
-        )
-    result = (
-        RefundResult(RefundStatus.FAILED, None, request.amount_minor, str(sent.error))
-        if isinstance(sent, Refused)
-        else sent
-    )
 
-    async def finish(conn: asyncpg.Connection[Any]) -> StoredResponse:
-        row = await record_refund(conn, provider_name, refund["id"], result)
-        body = dumps(refund_object(row))
-        return await idempotency.finish(conn, key_id, StoredResponse(200, body, {}))
+    async def send(self) -> RefundResult | Unreached | Unknown | Refused:
+        return await call_once(self.provider, "refund", lambda: self.provider.refund(self.request))
 
-    return await in_transaction(deps.engine, finish)
+    async def look_up(self) -> RefundResult | None:
+        return await look_up_refund(self.provider, self.request)
+
+    def refused(self, error: ProviderRequestError) -> RefundResult:
+        return RefundResult(RefundStatus.FAILED, None, self.request.amount_minor, str(error))
+
+    async def forget(self, conn: asyncpg.Connection[Any]) -> None:
+        await conn.execute("DELETE FROM refunds WHERE id = $1", self.object_id)
+
+    async def finish(self, result: RefundResult) -> StoredResponse:
+        async def finish(conn: asyncpg.Connection[Any]) -> StoredResponse:
+            row = await record_refund(conn, self.provider.name, self.object_id, result)
+            return await idempotency.finish(conn, self.key_id, self.deps.answers.refund(row))
+
+        return await in_transaction(self.deps.engine, finish)
 
 
 async def look_up_refund(provider: Provider, request: RefundRequest) -> RefundResult | None:

@@ -9,28 +9,28 @@ from aiohttp import web
 
 from gateway import limits
 from gateway.api.body import parse_body
-from gateway.api.errors import ApiError, invalid, json_response, not_found
+from gateway.api.errors import json_response
 from gateway.api.middleware import API_KEY_ID, IDEMPOTENCY_KEY
 from gateway.api.routing import add_route
 from gateway.charges import completer
 from gateway.charges.deps import CHARGE_DEPS, charge_deps
-from gateway.charges.errors import database_unavailable, is_database_down
-from gateway.charges.idempotency import REPLAYED_HEADER
+from gateway.charges.idempotency import REPLAYED_HEADER, StoredResponse
 from gateway.charges.model import ChargeCreate, RefundCreate, charge_object
 from gateway.charges.refunds import create_refund
-from gateway.charges.service import ChargeResponse, create_charge
+from gateway.charges.service import create_charge
 from gateway.db import raw_connection
+from gateway.errors import NotFound, invalid
 from gateway.settlement.store import CHARGE_COLUMNS
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
 
 
-def _response(answer: ChargeResponse) -> web.Response:
-    headers = dict(answer.headers)
-    if answer.replayed:
+def _response(stored: StoredResponse, *, replayed: bool) -> web.Response:
+    headers = dict(stored.headers)
+    if replayed:
         headers[REPLAYED_HEADER] = "true"
     return web.Response(
-        body=answer.body, status=answer.status, headers=headers, content_type="application/json"
+        body=stored.body, status=stored.status, headers=headers, content_type="application/json"
     )
 
 
@@ -42,7 +42,7 @@ async def post_charge(request: web.Request) -> web.Response:
         idempotency_key=request[IDEMPOTENCY_KEY],
         request=body,
     )
-    return _response(answer)
+    return _response(answer.response, replayed=answer.replayed)
 
 
 async def post_refund(request: web.Request) -> web.Response:
@@ -54,17 +54,12 @@ async def post_refund(request: web.Request) -> web.Response:
         charge_id=request.match_info["id"],
         request=body,
     )
-    return _response(answer)
+    return _response(answer.response, replayed=answer.replayed)
 
 
 async def _fetch(request: web.Request, query: str, *args: Any) -> list[Any]:
-    try:
-        async with raw_connection(request.app[ENGINE]) as conn:
-            return list(await conn.fetch(query, *args))
-    except Exception as exc:
-        if is_database_down(exc):
-            raise database_unavailable() from exc
-        raise
+    async with raw_connection(request.app[ENGINE]) as conn:
+        return list(await conn.fetch(query, *args))
 
 
 async def get_charge(request: web.Request) -> web.Response:
@@ -75,7 +70,7 @@ async def get_charge(request: web.Request) -> web.Response:
         charge_id,
     )
     if not rows:
-        raise not_found("charge", charge_id)
+        raise NotFound("charge", charge_id)
     return json_response(charge_object(rows[0]))
 
 
@@ -107,11 +102,10 @@ async def list_charges(request: web.Request) -> web.Response:
             request, "SELECT 1 FROM charges WHERE id = $1 AND account_id = $2", after, account_id
         )
         if not known:
-            raise ApiError(
-                400,
-                "resource_missing",
+            raise invalid(
+                "starting_after",
                 f"starting_after '{after}' is not a charge of account '{account_id}'",
-                param="starting_after",
+                code="resource_missing",
             )
     rows = await _fetch(request, _PAGE, account_id, after, limit + 1)
     return json_response(

@@ -5,44 +5,41 @@
         -> finish (settle + store the response, one transaction, shared with the other
            finishes waiting then: `finisher`)
 
-Database down: a 503 before any processor call. Processor never reached: a 503, the charge
-and the key removed, the key retryable. Outcome unknown: a 503 naming the pending charge, the
-key released; a retry with the same key resumes at the processor call with the same processor
-key, and the completer gets there on its own too."""
+The middle and the faults are the processor-operation lifecycle (`lifecycle`); a charge
+supplies its steps (`ChargeOperation`). Database down: `Unavailable` before any processor
+call. The answer is a typed `ChargeOutcome`, with the exact response stored under the key for
+the API to send (and replay byte for byte)."""
 
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
-import structlog
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.api.errors import ApiError, invalid
-from gateway.charges import idempotency, phases
-from gateway.charges.errors import database_unavailable, is_database_down
+from gateway.charges import idempotency, lifecycle, phases
 from gateway.charges.finisher import Finisher
-from gateway.charges.idempotency import Claim, StoredResponse
-from gateway.charges.model import ChargeCreate, final_response
+from gateway.charges.idempotency import RecoveryPoint, RenderAnswer, StoredResponse
+from gateway.charges.model import ChargeCreate
 from gateway.charges.processor import (
     CHARGES,
     Refused,
     Unknown,
     Unreached,
     charge_request,
-    send_again,
+    look_up_charge,
     send_charge,
 )
 from gateway.db import in_transaction, raw_connection
-from gateway.settlement.status import UNRESOLVED
-from providers.base import Provider
+from gateway.errors import KeyInUse, Unavailable, invalid
+from gateway.settlement.status import UNRESOLVED, ChargeStatus
+from providers.base import ChargeResult, Provider, ProviderRequestError
 from providers.registry import NoSuchProvider, ProviderSet
-
-log = structlog.get_logger(__name__)
 
 CHARGE_LATENCY = Histogram(
     "gateway_charge_duration_seconds",
@@ -51,8 +48,22 @@ CHARGE_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
+# The processor faults that leave a charge unsettled, as the charges metric names them.
+_UNSETTLED_OUTCOMES = {
+    "processor_unavailable": "unavailable",
+    "processor_outcome_unknown": "unknown",
+}
+
 METHOD = "POST"
 PATH = "/v1/charges"
+
+
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """How a finished charge and a finished refund answer (given by the API edge)."""
+
+    charge: RenderAnswer
+    refund: RenderAnswer
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,24 +75,19 @@ class ChargeDeps:
     default_provider: str
     lock_timeout_seconds: float
     finisher: Finisher
+    answers: Answers
 
 
 @dataclass(frozen=True, slots=True)
-class ChargeResponse:
-    """A charge request's answer: HTTP status, the exact body bytes, and whether it is a
-    replay of a stored response (`Idempotent-Replayed: true`)."""
+class ChargeOutcome:
+    """How a charge request ended: the charge as it stands and the answer stored under the
+    key (`response`: a replay sends the same bytes, `replayed` says it is one)."""
 
-    status: int
-    body: bytes
-    headers: dict[str, str]
+    charge_id: str
+    status: ChargeStatus
+    failure_code: str | None
+    response: StoredResponse
     replayed: bool
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def _answer(stored: StoredResponse, *, replayed: bool) -> ChargeResponse:
-    return ChargeResponse(stored.status, stored.body, stored.headers, replayed)
 
 
 def provider_for(deps: ChargeDeps, name: str | None) -> Provider:
@@ -91,50 +97,61 @@ def provider_for(deps: ChargeDeps, name: str | None) -> Provider:
         raise invalid("provider", str(exc)) from None
 
 
+def _outcome(row: asyncpg.Record, response: StoredResponse, *, replayed: bool) -> ChargeOutcome:
+    status = ChargeStatus(row["status"])
+    return ChargeOutcome(row["id"], status, row["failure_code"], response, replayed)
+
+
 async def create_charge(
     deps: ChargeDeps, *, scope: str, idempotency_key: str, request: ChargeCreate
-) -> ChargeResponse:
+) -> ChargeOutcome:
     """Charge `request` once per (`scope`, `idempotency_key`), whatever retries, races and
-    crashes happen. Raises `ApiError` for answers that are not stored (400, 409, 422, 503)."""
+    crashes happen. Raises the domain errors of answers that are not stored (invalid request,
+    key in use or reused, unavailable)."""
     provider = provider_for(deps, request.provider)
     started = time.perf_counter()
     fingerprint = idempotency.fingerprint(
         METHOD, PATH, request.model_dump(mode="json", exclude_unset=True)
     )
-    try:
-        async with raw_connection(deps.engine) as conn:
-            begun = await phases.begin(
-                conn,
-                scope=scope,
-                key=idempotency_key,
-                method=METHOD,
-                path=PATH,
-                fingerprint=fingerprint,
-                request=request,
-                provider=provider.name,
-                metadata_json=json.dumps(request.metadata or {}),
-            )
-            if begun is None:
-                resumed = await _resume(deps, conn, scope, idempotency_key, fingerprint)
-                if isinstance(resumed, StoredResponse):
-                    CHARGES.labels(provider.name, "replayed").inc()
-                    return _answer(resumed, replayed=True)
-                key_id, row = resumed
-                provider = provider_for(deps, row["provider"])  # the charge's, as made
-            else:
-                key_id, row = begun
-    except Exception as exc:
-        if is_database_down(exc):
-            raise database_unavailable() from exc
-        raise
+    async with raw_connection(deps.engine) as conn:
+        begun = await phases.begin(
+            conn,
+            scope=scope,
+            key=idempotency_key,
+            method=METHOD,
+            path=PATH,
+            fingerprint=fingerprint,
+            request=request,
+            provider=provider.name,
+            metadata_json=json.dumps(request.metadata or {}),
+        )
+        if begun is None:
+            resumed = await _resume(deps, conn, scope, idempotency_key, fingerprint)
+            if isinstance(resumed, ChargeOutcome):
+                CHARGES.labels(provider.name, "replayed").inc()
+                return resumed
+            key_id, row = resumed
+            provider = provider_for(deps, row["provider"])  # the charge's, as made
+        else:
+            key_id, row = begun
     try:
         if row["status"] not in UNRESOLVED:
-            stored = await finish_settled(deps, key_id, row)
-        else:
-            stored = await drive(deps, provider, key_id, row, first_run=begun is not None)
+            return _outcome(row, await finish_settled(deps, key_id, row), replayed=False)
+        operation = ChargeOperation(deps, provider, key_id, row)
+        finished = await lifecycle.run(deps.engine, operation, key_id, first_run=begun is not None)
+        return _outcome(finished.row, finished.response, replayed=False)
+    except Unavailable as exc:
+        if outcome := _UNSETTLED_OUTCOMES.get(exc.code):
+            CHARGES.labels(provider.name, outcome).inc()
+        raise
     finally:
         CHARGE_LATENCY.labels(provider.name).observe(time.perf_counter() - started)
-    return _answer(stored, replayed=False)
+
+
+_REPLAYED_CHARGE = """
+SELECT c.id, c.status, c.failure_code FROM idempotency_keys k JOIN charges c ON c.id = k.charge_id
+WHERE k.scope = $1 AND k.key = $2
+"""
 
 
 async def _resume(
@@ -143,7 +160,7 @@ async def _resume(
     scope: str,
     key: str,
     fingerprint: bytes,
-) -> StoredResponse | tuple[int, asyncpg.Record]:
+) -> ChargeOutcome | tuple[int, asyncpg.Record]:
     async with conn.transaction():
         claim = await idempotency.claim_existing(
             conn,
@@ -154,84 +171,65 @@ async def _resume(
             fingerprint=fingerprint,
             lock_timeout_seconds=deps.lock_timeout_seconds,
         )
-    if claim is None:
-        # The key was abandoned (503) between our insert and our read: ask to retry.
-        raise idempotency.in_use()
+        replayed = await conn.fetchrow(_REPLAYED_CHARGE, scope, key)
+    if claim is None or replayed is None:
+        # The key was abandoned (nothing reached the processor) between our insert and our
+        # read: ask to retry.
+        raise KeyInUse()
     if isinstance(claim, StoredResponse):
-        return claim
-    return claim.key_id, await phases.load(conn, _charge_id(claim))
-
-
-def _charge_id(claim: Claim) -> str:
-    if claim.charge_id is None:
-        raise RuntimeError(f"idempotency key {claim.key_id} on /v1/charges names no charge")
-    return claim.charge_id
+        return _outcome(replayed, claim, replayed=True)
+    if claim.recovery_point is not RecoveryPoint.CHARGE_CREATED:
+        raise RuntimeError(f"idempotency key {claim.key_id} on {PATH} is at {claim.recovery_point}")
+    return claim.key_id, await phases.load(conn, replayed["id"])
 
 
 async def finish_settled(deps: ChargeDeps, key_id: int, row: asyncpg.Record) -> StoredResponse:
     """A resumed key whose charge was already resolved (by a webhook or the completer)."""
     return await in_transaction(
-        deps.engine, lambda conn: idempotency.finish(conn, key_id, final_response(row))
+        deps.engine, lambda conn: idempotency.finish(conn, key_id, deps.answers.charge(row))
     )
 
 
-async def drive(
-    deps: ChargeDeps, provider: Provider, key_id: int, row: asyncpg.Record, *, first_run: bool
-) -> StoredResponse:
-    """From `charge_created` to the answer: call the processor (same processor key on every
-    attempt) and settle what it says. Raises the 503s that store nothing."""
-    charge_id: str = row["id"]
-    sent = await (
-        send_charge(provider, charge_request(row)) if first_run else send_again(provider, row)
-    )
-    # Forget the charge only if the database lets us: a charge we could not delete stays
-    # pending, and whoever finishes it later resumes it, so the client hears "unknown".
-    if (
-        isinstance(sent, Unreached)
-        and first_run
-        and await _quietly(deps, phases.abandon, charge_id)
-    ):
-        CHARGES.labels(provider.name, "unavailable").inc()
-        raise ApiError(
-            503,
-            "processor_unavailable",
-            f"The processor could not be reached ({type(sent.error).__name__}); nothing was "
-            "charged, retry with the same Idempotency-Key",
-            headers={"Retry-After": "1"},
+class ChargeOperation:
+    """A charge's steps in the processor-operation lifecycle."""
+
+    kind = "charge"
+
+    def __init__(
+        self, deps: ChargeDeps, provider: Provider, key_id: int, row: asyncpg.Record
+    ) -> None:
+        self.deps = deps
+        self.provider = provider
+        self.key_id = key_id
+        self.row = row
+        self.object_id: str = row["id"]
+        self.created_at: datetime = row["created_at"]
+
+    async def send(self) -> ChargeResult | Unreached | Unknown | Refused:
+        return await send_charge(self.provider, charge_request(self.row))
+
+    async def look_up(self) -> ChargeResult | None:
+        return await look_up_charge(self.provider, self.row)
+
+    def refused(self, error: ProviderRequestError) -> ChargeResult:
+        return phases.refused_result(self.row, str(error))
+
+    async def forget(self, conn: asyncpg.Connection[Any]) -> None:
+        await phases.abandon(conn, self.object_id)
+
+    async def finish(self, result: ChargeResult) -> phases.Finished:
+        finished = await self.deps.finisher.finish(
+            phases.Finish(self.key_id, self.provider.name, self.object_id, result)
         )
-    if isinstance(sent, Unreached | Unknown):
-        await _quietly(deps, idempotency.release, key_id)
-        CHARGES.labels(provider.name, "unknown").inc()
-        raise ApiError(
-            503,
-            "processor_outcome_unknown",
-            "The processor did not answer; the charge is pending and will be resolved. Retry "
-            "with the same Idempotency-Key to get its outcome; it is never charged twice",
-            headers={"Retry-After": "2"},
-            extra={"charge": charge_id},
-        )
-    result = phases.refused_result(row, str(sent.error)) if isinstance(sent, Refused) else sent
-    try:
-        stored = await deps.finisher.finish(phases.Finish(key_id, provider.name, charge_id, result))
-    except Exception as exc:
-        if not is_database_down(exc):
-            raise
-        # The charge stays pending and the key locked: the completer finishes both.
-        log.warning("charge.finish_deferred", charge_id=charge_id, error=type(exc).__name__)
-        raise database_unavailable(charge_id) from exc
-    CHARGES.labels(provider.name, result.status.value).inc()
-    return stored
+        CHARGES.labels(self.provider.name, result.status.value).inc()
+        return finished
 
 
-async def _quietly(deps: ChargeDeps, step: Any, arg: Any) -> bool:
-    """A clean-up step after a processor fault; False if the database is gone as well (the
-    lock then times out and the completer takes over)."""
-    try:
-        async with raw_connection(deps.engine) as conn:
-            await step(conn, arg)
-    except Exception as exc:
-        if not is_database_down(exc):
-            raise
-        log.warning("charge.cleanup_deferred", step=step.__name__, error=type(exc).__name__)
-        return False
-    return True
+async def resume(deps: ChargeDeps, key_id: int, row: asyncpg.Record) -> None:
+    """The completer's entry: finish a charge whose request died or got no answer (raises
+    `Unavailable` while there is still no answer)."""
+    if row["status"] not in UNRESOLVED:
+        await finish_settled(deps, key_id, row)
+        return
+    operation = ChargeOperation(deps, provider_for(deps, row["provider"]), key_id, row)
+    await lifecycle.run(deps.engine, operation, key_id, first_run=False)

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits, money
-from gateway.api.errors import ApiError, invalid
+from gateway.api.errors import ApiError
 from gateway.db import raw_connection
+from gateway.errors import invalid
 from gateway.recharge import policy, store
 
 Text = Annotated[StrictStr, Field(min_length=1, max_length=limits.ID_LENGTH_MAX)]

@@ -8,25 +8,24 @@ is in the balance, and until then it counts as in flight."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from gateway.api.errors import ApiError
 from gateway.charges.model import ChargeCreate
 from gateway.charges.service import ChargeDeps, create_charge
 from gateway.db import raw_connection
+from gateway.errors import DomainError, KeyInUse, Unavailable
 from gateway.recharge import policy, store
 from gateway.recharge.service import ChargeAnswer
+from gateway.settlement.status import ChargeStatus
 
 SCOPE = "recharge"
 """Idempotency scope of top-ups: never an API key's id, so no caller's key can collide."""
 
 _OUTCOME_BY_STATUS = {
-    "succeeded": policy.Outcome.SUCCEEDED,
-    "refunded": policy.Outcome.SUCCEEDED,  # it succeeded (and was credited) first
-    "disputed": policy.Outcome.SUCCEEDED,
-    "failed": policy.Outcome.DECLINED,
-    "requires_action": policy.Outcome.REQUIRES_ACTION,
-    "pending": policy.Outcome.PENDING,
+    ChargeStatus.SUCCEEDED: policy.Outcome.SUCCEEDED,
+    ChargeStatus.REFUNDED: policy.Outcome.SUCCEEDED,  # it succeeded (and was credited) first
+    ChargeStatus.DISPUTED: policy.Outcome.SUCCEEDED,
+    ChargeStatus.FAILED: policy.Outcome.DECLINED,
+    ChargeStatus.REQUIRES_ACTION: policy.Outcome.REQUIRES_ACTION,
+    ChargeStatus.PENDING: policy.Outcome.PENDING,
 }
 
 
@@ -45,19 +44,13 @@ class ChargePathAdapter:
             metadata={"recharge_attempt": attempt.id, "crossing": str(attempt.crossing)},
         )
         try:
-            response = await create_charge(
+            outcome = await create_charge(
                 self._deps, scope=SCOPE, idempotency_key=attempt.idempotency_key, request=request
             )
-        except ApiError as exc:
+        except DomainError as exc:
             return _unsettled(exc)
-        body: dict[str, Any] = response.json()
-        if response.status == 402:  # a decline, stored under the key (Stripe's card_error)
-            error = body["error"]
-            return ChargeAnswer(
-                policy.Outcome.DECLINED, error.get("charge"), error.get("decline_code")
-            )
         return ChargeAnswer(
-            _OUTCOME_BY_STATUS[body["status"]], body["id"], body.get("failure_code")
+            _OUTCOME_BY_STATUS[outcome.status], outcome.charge_id, outcome.failure_code
         )
 
     async def status(self, attempt: store.Attempt) -> ChargeAnswer:
@@ -68,20 +61,20 @@ class ChargePathAdapter:
         if row is None:
             raise RuntimeError(f"recharge attempt {attempt.id} names a missing charge")
         return ChargeAnswer(
-            _OUTCOME_BY_STATUS[row["status"]], attempt.charge_id, row["failure_code"]
+            _OUTCOME_BY_STATUS[ChargeStatus(row["status"])], attempt.charge_id, row["failure_code"]
         )
 
 
-def _unsettled(exc: ApiError) -> ChargeAnswer:
-    """The answers the charge path does not store. `409` (another caller is charging under
-    this key right now) and an outcome-unknown `503` naming the charge are in flight: the
-    attempt stays open. Another 4xx is a request that can never succeed as configured
-    (unknown provider, say): rejected, which pauses auto-recharge with the code. A 503 with
-    no charge (processor never reached, database down) re-raises: nothing was charged, the
+def _unsettled(exc: DomainError) -> ChargeAnswer:
+    """The answers the charge path does not store. Another caller charging under this key
+    right now, or an unknown outcome naming the charge, are in flight: the attempt stays
+    open. Any other refusal is a request that can never succeed as configured (unknown
+    provider, say): rejected, which pauses auto-recharge with the code. Unavailable with no
+    charge (processor never reached, database down) re-raises: nothing was charged, the
     attempt stays open, and the sweep drives it again under the same key."""
-    charge_id = exc.extra.get("charge")
-    if exc.status == 409 or (exc.status == 503 and charge_id is not None):
+    charge_id = exc.details.get("charge")
+    if isinstance(exc, KeyInUse) or (isinstance(exc, Unavailable) and charge_id is not None):
         return ChargeAnswer(policy.Outcome.PENDING, charge_id)
-    if 400 <= exc.status < 500:
-        return ChargeAnswer(policy.Outcome.REJECTED, None, exc.code)
-    raise exc
+    if isinstance(exc, Unavailable):
+        raise exc
+    return ChargeAnswer(policy.Outcome.REJECTED, None, exc.code)

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.api.charge_answers import charge_answer
 from gateway.charges import phases
 from gateway.charges.finisher import Finisher
 from gateway.charges.model import ChargeCreate
@@ -63,17 +64,17 @@ async def test_finishes_handed_in_together_share_one_transaction(
     conn: asyncpg.Connection[Any], engine: AsyncEngine, db_url: str
 ) -> None:
     finishes = [await begun(conn, n) for n in range(10)]
-    answers = [await Finisher(engine).finish(finishes[0])]  # alone: written at once
-    shared = Finisher(engine)
+    answers = [await Finisher(engine, charge_answer).finish(finishes[0])]  # alone: written at once
+    shared = Finisher(engine, charge_answer)
     answers += await asyncio.gather(*(shared.finish(f) for f in finishes[1:]))
-    assert [a.status for a in answers] == [200] * 10
+    assert [a.response.status for a in answers] == [200] * 10
     assert await transactions(conn, finishes) == 2  # the lone one, then the nine together
     keys = await conn.fetch(
         "SELECT response_body, xmin::text AS tx FROM idempotency_keys WHERE id = ANY($1) "
         "ORDER BY id",
         [f.key_id for f in finishes],
     )
-    assert [bytes(k["response_body"]) for k in keys] == [a.body for a in answers]
+    assert [bytes(k["response_body"]) for k in keys] == [a.response.body for a in answers]
     assert len({k["tx"] for k in keys[1:]}) == 1
     for f in finishes:
         assert await postings(db_url, f.charge_id) == [f"sandbox:{f.charge_id}:captured"]
@@ -82,7 +83,7 @@ async def test_finishes_handed_in_together_share_one_transaction(
 
 async def test_a_batch_is_capped(conn: asyncpg.Connection[Any], engine: AsyncEngine) -> None:
     finishes = [await begun(conn, n) for n in range(10)]
-    finisher = Finisher(engine, batch_max=4)
+    finisher = Finisher(engine, charge_answer, batch_max=4)
     await asyncio.gather(*(finisher.finish(f) for f in finishes))
     assert await transactions(conn, finishes) == 3  # 4 + 4 + 2
 
@@ -92,12 +93,13 @@ async def test_a_bad_finish_fails_alone(
 ) -> None:
     good = [await begun(conn, n) for n in range(4)]
     bad = Finish(good[0].key_id, "sandbox", "ch_nobody", good[0].result)
-    finisher = Finisher(engine)
+    finisher = Finisher(engine, charge_answer)
     answers = await asyncio.gather(
         *(finisher.finish(f) for f in [good[0], bad, *good[1:]]), return_exceptions=True
     )
     assert isinstance(answers[1], KeyError)
-    assert [getattr(a, "status", None) for a in answers[:1] + answers[2:]] == [200] * 4
+    good_answers = answers[:1] + answers[2:]
+    assert [a.response.status for a in good_answers if isinstance(a, phases.Finished)] == [200] * 4
     assert await balance_micros(db_url, ACCOUNT) == 4 * AMOUNT * 10_000
 
 
@@ -105,7 +107,7 @@ async def test_the_same_finish_twice_in_a_batch_settles_once(
     conn: asyncpg.Connection[Any], engine: AsyncEngine, db_url: str
 ) -> None:
     finish = await begun(conn, 1)
-    finisher = Finisher(engine)
+    finisher = Finisher(engine, charge_answer)
     first, second = await asyncio.gather(finisher.finish(finish), finisher.finish(finish))
     assert first == second
     assert await postings(db_url, finish.charge_id) == [f"sandbox:{finish.charge_id}:captured"]
@@ -116,7 +118,7 @@ async def test_a_cancelled_requests_finish_is_still_written(
     conn: asyncpg.Connection[Any], engine: AsyncEngine
 ) -> None:
     finish = await begun(conn, 1)
-    finisher = Finisher(engine)
+    finisher = Finisher(engine, charge_answer)
     request = asyncio.create_task(finisher.finish(finish))
     await asyncio.sleep(0)  # handed in, not yet written
     request.cancel()

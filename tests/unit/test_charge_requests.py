@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from gateway.api.body import validate
-from gateway.api.errors import ApiError
+from gateway.api.errors import from_domain
 from gateway.charges.idempotency import fingerprint
 from gateway.charges.model import ChargeCreate
+from gateway.errors import InvalidRequest
 
 BODY = {"account_id": "acct_1", "amount": 500, "currency": "usd", "payment_method": "pm_card_visa"}
 
@@ -50,7 +51,7 @@ def test_a_charge_request_normalizes_the_currency_code() -> None:
     ],
 )
 def test_a_bad_field_is_named_in_the_400(change: dict[str, object], param: str) -> None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(InvalidRequest) as caught:
         validate(ChargeCreate, BODY | change)
-    assert caught.value.status == 400
+    assert from_domain(caught.value).status == 400
     assert caught.value.param == param
