@@ -144,6 +144,108 @@ async def _sql(engine: AsyncEngine, statement: str) -> None:
         await conn.execute(statement)
 
 
+# The cliff the design avoids: with a cached balance on usage revenue, every debit must lock
+# that one row until it commits. NULL: no cached balance (derived on read), as shipped.
+_SET_REVENUE_BALANCE = "UPDATE ledger_accounts SET balance_micros = {} WHERE kind = 'usage_revenue'"
+_SET_BALANCE_TRIGGER = "ALTER TABLE ledger_entries {} TRIGGER ledger_entries_balanced"
+
+
+def _debit_variants(
+    engine: AsyncEngine, run: Run, batches: Callable[[int], Awaitable[None]]
+) -> list[Variant]:
+    """Usage debits one at a time and in batches, each beside the plain baseline."""
+    return [
+        Variant(
+            f"baseline insert+update, one at a time ({WORKERS} conns)",
+            WORKERS,
+            SINGLES,
+            1,
+            _baseline(engine, run, 1),
+        ),
+        Variant(
+            f"usage debit, one at a time ({WORKERS} conns)",
+            WORKERS,
+            SINGLES,
+            1,
+            _debits(engine, run, 1),
+        ),
+        Variant(
+            f"baseline insert+update, batches of {BATCH} (2 conns)",
+            2,
+            BATCHES_PER_RUN,
+            BATCH,
+            _baseline(engine, run, BATCH),
+        ),
+        Variant(
+            f"usage debits, batches of {BATCH} (1 conn)",
+            1,
+            BATCHES_PER_RUN,
+            BATCH,
+            batches,
+        ),
+        Variant(
+            f"usage debits, batches of {BATCH} (2 conns)",
+            2,
+            BATCHES_PER_RUN,
+            BATCH,
+            batches,
+        ),
+    ]
+
+
+def _hot_row_variants(engine: AsyncEngine, run: Run) -> list[Variant]:
+    """Single debits from many connections, with the revenue balance derived or cached."""
+    singles = _debits(engine, run, 1)
+    return [
+        Variant(
+            f"usage debit, one at a time ({HOT_WORKERS} conns), derived revenue",
+            HOT_WORKERS,
+            SINGLES,
+            1,
+            singles,
+            (_SET_REVENUE_BALANCE.format("NULL"),),
+        ),
+        Variant(
+            f"usage debit, one at a time ({HOT_WORKERS} conns), CACHED revenue",
+            HOT_WORKERS,
+            SINGLES,
+            1,
+            singles,
+            (_SET_REVENUE_BALANCE.format("0"),),
+        ),
+    ]
+
+
+def _check_variants(batches: Callable[[int], Awaitable[None]], shipped_check: str) -> list[Variant]:
+    """Batches under the shipped per-commit check, no check, and a naive per-entry check."""
+    return [
+        Variant(
+            "checked once per commit (shipped)",
+            2,
+            BATCHES_PER_RUN,
+            BATCH,
+            batches,
+            (_SET_BALANCE_TRIGGER.format("ENABLE"), shipped_check),
+        ),
+        Variant(
+            "not checked (trigger disabled)",
+            2,
+            BATCHES_PER_RUN,
+            BATCH,
+            batches,
+            (_SET_BALANCE_TRIGGER.format("DISABLE"),),
+        ),
+        Variant(
+            "checked per entry (naive trigger)",
+            2,
+            BATCHES_PER_RUN,
+            BATCH,
+            batches,
+            (_SET_BALANCE_TRIGGER.format("ENABLE"), _NAIVE_CHECK),
+        ),
+    ]
+
+
 async def main() -> None:
     url = await fresh_database("bench_ledger")
     engine = create_engine(url, pool_size=HOT_WORKERS + 4)
@@ -158,108 +260,16 @@ async def main() -> None:
         batches = _debits(engine, run, BATCH)
         report(
             "Ledger: usage debits",
-            await _compare(
-                engine,
-                [
-                    Variant(
-                        f"baseline insert+update, one at a time ({WORKERS} conns)",
-                        WORKERS,
-                        SINGLES,
-                        1,
-                        _baseline(engine, run, 1),
-                    ),
-                    Variant(
-                        f"usage debit, one at a time ({WORKERS} conns)",
-                        WORKERS,
-                        SINGLES,
-                        1,
-                        _debits(engine, run, 1),
-                    ),
-                    Variant(
-                        f"baseline insert+update, batches of {BATCH} (2 conns)",
-                        2,
-                        BATCHES_PER_RUN,
-                        BATCH,
-                        _baseline(engine, run, BATCH),
-                    ),
-                    Variant(
-                        f"usage debits, batches of {BATCH} (1 conn)",
-                        1,
-                        BATCHES_PER_RUN,
-                        BATCH,
-                        batches,
-                    ),
-                    Variant(
-                        f"usage debits, batches of {BATCH} (2 conns)",
-                        2,
-                        BATCHES_PER_RUN,
-                        BATCH,
-                        batches,
-                    ),
-                ],
-            ),
+            await _compare(engine, _debit_variants(engine, run, batches)),
         )
-        # The cliff the design avoids: with a cached balance on usage revenue, every debit
-        # must lock that one row until it commits.
-        singles = _debits(engine, run, 1)
-        revenue = "UPDATE ledger_accounts SET balance_micros = {} WHERE kind = 'usage_revenue'"
         report(
             "Ledger: the hot revenue row",
-            await _compare(
-                engine,
-                [
-                    Variant(
-                        f"usage debit, one at a time ({HOT_WORKERS} conns), derived revenue",
-                        HOT_WORKERS,
-                        SINGLES,
-                        1,
-                        singles,
-                        (revenue.format("NULL"),),
-                    ),
-                    Variant(
-                        f"usage debit, one at a time ({HOT_WORKERS} conns), CACHED revenue",
-                        HOT_WORKERS,
-                        SINGLES,
-                        1,
-                        singles,
-                        (revenue.format("0"),),
-                    ),
-                ],
-            ),
+            await _compare(engine, _hot_row_variants(engine, run)),
         )
-        await _sql(engine, revenue.format("NULL"))
-        trigger = "ALTER TABLE ledger_entries {} TRIGGER ledger_entries_balanced"
+        await _sql(engine, _SET_REVENUE_BALANCE.format("NULL"))
         report(
             "Ledger: commit-time balance check, batches of 1000 (2 conns)",
-            await _compare(
-                engine,
-                [
-                    Variant(
-                        "checked once per commit (shipped)",
-                        2,
-                        BATCHES_PER_RUN,
-                        BATCH,
-                        batches,
-                        (trigger.format("ENABLE"), shipped_check),
-                    ),
-                    Variant(
-                        "not checked (trigger disabled)",
-                        2,
-                        BATCHES_PER_RUN,
-                        BATCH,
-                        batches,
-                        (trigger.format("DISABLE"),),
-                    ),
-                    Variant(
-                        "checked per entry (naive trigger)",
-                        2,
-                        BATCHES_PER_RUN,
-                        BATCH,
-                        batches,
-                        (trigger.format("ENABLE"), _NAIVE_CHECK),
-                    ),
-                ],
-            ),
+            await _compare(engine, _check_variants(batches, shipped_check)),
         )
     finally:
         await engine.dispose()

@@ -16,8 +16,9 @@ from providers import http
 from providers.base import ChargeRequest
 from providers.retry import call_with_retry
 from providers.sandbox import signing
+from providers.sandbox.processor import SandboxProcessor
 from providers.sandbox.provider import SandboxProvider
-from providers.sandbox.server import SandboxProcessor, start
+from providers.sandbox.server import start
 
 VERIFICATIONS = 20_000
 CHARGES = 2_000

@@ -22,6 +22,7 @@ from providers import http, registry
 from providers.base import ProviderContext
 from providers.registry import ProviderSet
 from providers.sandbox import server as sandbox_server
+from providers.sandbox.processor import SandboxProcessor
 from providers.sandbox.settings import SandboxSettings, state_dir, webhook_secret
 
 log = structlog.get_logger(__name__)
@@ -43,7 +44,7 @@ def default_webhook_url(settings: Settings) -> str | None:
 async def start_embedded_sandbox(
     settings: Settings, sandbox: SandboxSettings
 ) -> sandbox_server.RunningSandbox:
-    processor = sandbox_server.SandboxProcessor(
+    processor = SandboxProcessor(
         state_dir(settings.data_dir),
         webhook_url=sandbox.webhook_url or default_webhook_url(settings),
         webhook_secret=webhook_secret(sandbox, settings.data_dir),

@@ -1,2 +1,3 @@
-"""The sandbox processor: a small card processor we run ourselves (`server`), its client
-(`provider.SandboxProvider`), and the Standard Webhooks signing both share (`signing`)."""
+"""The sandbox processor: a small card processor we run ourselves (`processor`, its HTTP API
+in `routes`, served by `server`), its client (`provider.SandboxProvider`), and the Standard
+Webhooks signing both share (`signing`)."""

@@ -16,7 +16,7 @@ from aiohttp import web
 from providers.sandbox.wire import Invalid, invalid, json_response, read_json
 
 if TYPE_CHECKING:
-    from providers.sandbox.server import SandboxProcessor
+    from providers.sandbox.processor import SandboxProcessor
 
 
 def add_routes(app: web.Application, processor: SandboxProcessor) -> None:

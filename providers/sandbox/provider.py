@@ -1,4 +1,4 @@
-"""`SandboxProvider`: the client of the sandbox processor (`providers.sandbox.server`), over
+"""`SandboxProvider`: the client of the sandbox processor (`providers.sandbox.routes`), over
 real HTTP through the shared client and `providers.http`'s fault mapping.
 
 Settings: `GATEWAY_SANDBOX_URL` (default `http://127.0.0.1:<GATEWAY_SANDBOX_PORT>`, where

@@ -14,7 +14,8 @@ from aiohttp import web
 from providers.base import ChargeRequest
 from providers.retry import RetryPolicy
 from providers.sandbox.knobs import Knobs
-from providers.sandbox.server import RunningSandbox, SandboxProcessor, start
+from providers.sandbox.processor import SandboxProcessor
+from providers.sandbox.server import RunningSandbox, start
 
 FAST = RetryPolicy(
     attempts_max=5,

@@ -1,4 +1,4 @@
-"""The sandbox's conformance kit: its wire format (`providers.sandbox.server`) written out by
+"""The sandbox's conformance kit: its wire format (`providers.sandbox.routes`) written out by
 hand, as a processor's documentation would give it, and Standard Webhooks signing."""
 
 from __future__ import annotations
