@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway.api.charge_answers import ANSWERS
+from gateway.charges.answers import ANSWERS
 from gateway.charges.finisher import Finisher
 from gateway.charges.service import ChargeDeps
 from gateway.processors import PROVIDERS

@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.api.charge_answers import charge_answer
 from gateway.charges import phases
+from gateway.charges.answers import charge_answer
 from gateway.charges.finisher import Finisher
 from gateway.charges.model import ChargeCreate
 from gateway.charges.phases import Finish
