@@ -59,7 +59,7 @@ FOR UPDATE
 # sees every refund committed by whoever held the lock before us.
 _RESERVED = """
 SELECT coalesce(sum(amount_minor), 0)::bigint FROM refunds
-WHERE charge_id = $1 AND status <> 'failed'
+WHERE charge_id = $1 AND status <> $2
 """
 
 _CREATE = """
@@ -172,7 +172,7 @@ async def _begin(
             f"Charge '{charge_id}' is {charge['status']}: only a succeeded charge is refundable",
             code="charge_not_refundable",
         )
-    left = charge["amount_minor"] - await conn.fetchval(_RESERVED, charge_id)
+    left = charge["amount_minor"] - await conn.fetchval(_RESERVED, charge_id, RefundStatus.FAILED)
     amount = request.amount if request.amount is not None else left
     if left <= 0:
         raise InvalidRequest(
@@ -261,8 +261,9 @@ async def record_refund(
     if result.status is RefundStatus.SUCCEEDED:
         total = await conn.fetchval(
             "SELECT sum(amount_minor)::bigint FROM refunds "
-            "WHERE charge_id = $1 AND status = 'succeeded'",
+            "WHERE charge_id = $1 AND status = $2",
             row["charge_id"],
+            RefundStatus.SUCCEEDED,
         )
         event = WebhookEvent(
             event_id=f"sync:{refund_id}",
