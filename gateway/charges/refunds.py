@@ -260,8 +260,7 @@ async def record_refund(
         raise RuntimeError(f"refund {refund_id} vanished")
     if result.status is RefundStatus.SUCCEEDED:
         total = await conn.fetchval(
-            "SELECT sum(amount_minor)::bigint FROM refunds "
-            "WHERE charge_id = $1 AND status = $2",
+            "SELECT sum(amount_minor)::bigint FROM refunds WHERE charge_id = $1 AND status = $2",
             row["charge_id"],
             RefundStatus.SUCCEEDED,
         )

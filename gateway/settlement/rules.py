@@ -204,7 +204,10 @@ def _dispute_closed(event: WebhookEvent, state: ChargeState) -> Transition:
     if state.dispute_id is None or state.dispute_id != event.dispute_id:
         return Transition(Outcome.RETRY_LATER, state)  # the opening has not been settled yet
     if state.dispute_status is not DisputeStatus.OPEN:
-        return Transition(Outcome.DUPLICATE, state)
+        # Closed already: the same closing again is a duplicate, the other one contradicts it.
+        said = event.dispute_outcome
+        contradicts = said is not None and state.dispute_status is not DisputeStatus(said.value)
+        return Transition(Outcome.STALE if contradicts else Outcome.DUPLICATE, state)
     if event.dispute_outcome is None:
         return Transition(Outcome.STALE, state, alert=_alert("dispute_without_outcome", event))
     won = event.dispute_outcome is DisputeOutcome.WON
