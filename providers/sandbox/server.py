@@ -1,5 +1,5 @@
 """The sandbox processor: a small card processor with persistent state, run inside
-`gateway serve` or standalone (`gateway sandbox`). docs/providers.md gives its contract.
+`gateway serve` or standalone (`gateway sandbox`). DESIGN.md section 6 is its contract.
 
     POST /v1/charges        amount, currency, payment_method, metadata (Idempotency-Key)
     GET  /v1/charges/{id}
