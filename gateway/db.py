@@ -39,8 +39,8 @@ def asyncpg_url(url: str) -> str:
     raise ValueError("database URL must be a postgresql:// URL")
 
 
-# How PostgreSQL plans the gateway's statements, set on each of its connections (measured in
-# the README's Charges section). The hot statements take arrays (`= ANY($1)`, `unnest`) so that
+# How PostgreSQL plans the gateway's statements, set on each of its connections (see
+# docs/architecture.md). The hot statements take arrays (`= ANY($1)`, `unnest`) so that
 # one statement serves a batch of any size; for those the plan cache kept choosing a custom
 # plan, re-planned on every execution (~300 us each for settlement's two largest statements),
 # because a generic plan is costed for ten elements. The gateway's statements are OLTP, each

@@ -1,4 +1,4 @@
-"""The charge routes (DESIGN.md section 3) and the feature's wiring: `setup(app)` adds the
+"""The charge routes (docs/api.md) and the feature's wiring: `setup(app)` adds the
 routes, the charge path's dependencies and the background completer and reaper."""
 
 from __future__ import annotations

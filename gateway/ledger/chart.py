@@ -1,4 +1,4 @@
-"""The chart of accounts (DESIGN.md section 4) and race-safe get-or-create of its accounts.
+"""The chart of accounts (docs/ledger.md) and race-safe get-or-create of its accounts.
 
 | kind                | type      | one per                       | cached balance |
 | ------------------- | --------- | ----------------------------- | -------------- |
@@ -12,8 +12,9 @@
 Customer balances are cached because credit limits read them under the account's lock.
 
 System accounts keep no cached balance: nearly every posting touches one of them, and a
-cached balance there would be one row every writer must lock in turn (STACK_NOTES "Where the
-time goes": under 250 postings/s). Their balance is derived from entries on read."""
+cached balance there would be one row every writer must lock in turn (docs/benchmarks.md,
+"The hot revenue row": half the throughput at 64 connections, a p99 eight times longer).
+Their balance is derived from entries on read."""
 
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ def upgrade() -> None:
     # xact_id records the database transaction that wrote the entry (the top-level one, even
     # inside a savepoint), so the commit-time check can find everything it must verify.
     # No foreign keys: their per-row checks cost more than the rest of the insert together
-    # (measured: ~25 ms per 1000 usage debits, see README "Ledger"). The commit-time check
+    # (measured: ~25 ms per 1000 usage debits, see docs/ledger.md). The commit-time check
     # below verifies instead that each entry's transaction and account exist, and neither
     # can ever be deleted (triggers below).
     op.execute(
