@@ -1,6 +1,6 @@
 """The sandbox processor's state and behaviour: charges, refunds, disputes and their
 webhook events, kept in a journal that survives restarts (`providers.sandbox.journal`).
-DESIGN.md section 6 is its contract; `providers.sandbox.routes` is its HTTP face.
+docs/providers.md describes its contract; `providers.sandbox.routes` is its HTTP face.
 
 Test payment methods (`PAYMENT_METHODS`, Stripe's names) make it decline, answer late or never,
 fail transiently, settle asynchronously, or dispute. Async settlements and disputes run on

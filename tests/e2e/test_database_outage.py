@@ -178,7 +178,7 @@ async def test_every_v1_route_answers_503_database_unavailable_while_the_databas
             problem = f"no answer within {ANSWER_SECONDS_MAX:g} s"
         if problem is not None:
             wrong[request.route] = problem
-    assert len(outage.samples) >= 13  # the routes of DESIGN.md section 3, at least
+    assert len(outage.samples) >= 13  # every /v1 route of docs/api.md, at least
     assert wrong == {}, "\n".join(f"{route}: {problem}" for route, problem in wrong.items())
 
 
