@@ -42,7 +42,7 @@ from aiohttp import web
 
 from bench.cpu import CpuMeter
 from bench.http_load import Connection, HttpError
-from bench.support import Figure, fresh_database, report, run, settle_database
+from bench.support import Figure, fresh_database, report, settle_database
 from gateway.charges.phases import BEGIN_SQL
 from gateway.db import PLANNER_SETTINGS
 from gateway.settlement.postings import ACCOUNT_COLUMNS
@@ -564,14 +564,3 @@ async def _wait_port(port: int) -> None:
         writer.close()
         return
     raise TimeoutError(f"nothing listens on port {port}")
-
-
-def _cli(argv: list[str]) -> Any:
-    if len(argv) == 5 and argv[0] == "bare":
-        run_bare(int(argv[1]), argv[2], argv[3], argv[4])
-        return None
-    return run(main())
-
-
-if __name__ == "__main__":
-    _cli(sys.argv[1:])
