@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from bench.charges import main, run_bare
+from bench.charges import main
+from bench.charges.bare import run_bare
 from bench.support import run
 
 
