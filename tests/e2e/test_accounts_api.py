@@ -4,6 +4,7 @@ debits (single and batch, idempotent by reference, credit limits), and the ledge
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -27,9 +28,14 @@ async def put_account(client: Client, account_id: str = "acct_1", **body: Any) -
     return await response.json()
 
 
-async def usage(client: Client, body: Any, account_id: str = "acct_1", key: str = "k") -> Any:
+async def usage(
+    client: Client, body: Any, account_id: str = "acct_1", key: str | None = None
+) -> Any:
+    """A usage request under `key`, or under a fresh key: each call is a new request."""
     return await client.post(
-        f"/v1/accounts/{account_id}/usage", headers=auth(idempotency_key=key), json=body
+        f"/v1/accounts/{account_id}/usage",
+        headers=auth(idempotency_key=key or f"k-{uuid.uuid4().hex}"),
+        json=body,
     )
 
 
