@@ -19,7 +19,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway import limits, money
+from gateway import idempotent_requests, limits, money
 from gateway.accounts import store
 from gateway.accounts.usage import (
     AccountNotFound,
@@ -30,7 +30,6 @@ from gateway.accounts.usage import (
     UsageStatus,
     debit_usage,
 )
-from gateway.api import idempotent
 from gateway.api.body import parse_body, read_json, validate
 from gateway.api.errors import ApiError, invalid, json_response, not_found
 from gateway.api.routing import add_route
@@ -209,7 +208,7 @@ def _single_answer(record: UsageRecord, outcome: UsageOutcome) -> StoredResponse
     [result] = outcome.results
     balance = money.format_micros(outcome.balance_micros)
     if result.code is RefusalCode.INSUFFICIENT_BALANCE:
-        return idempotent.refusal(
+        return idempotent_requests.refusal(
             ApiError(
                 402,
                 "insufficient_balance",
@@ -220,7 +219,7 @@ def _single_answer(record: UsageRecord, outcome: UsageOutcome) -> StoredResponse
             )
         )
     if result.code is RefusalCode.REFERENCE_REUSED:
-        return idempotent.refusal(
+        return idempotent_requests.refusal(
             ApiError(
                 409,
                 "reference_reused",
@@ -229,7 +228,7 @@ def _single_answer(record: UsageRecord, outcome: UsageOutcome) -> StoredResponse
                 type_="invalid_request_error",
             )
         )
-    return idempotent.answer(
+    return idempotent_requests.answer(
         {
             "object": "usage_record",
             **_result_body(result),
@@ -244,7 +243,7 @@ def _batch_answer(outcome: UsageOutcome) -> StoredResponse:
     counts = {status.value: 0 for status in UsageStatus}
     for result in outcome.results:
         counts[result.status.value] += 1
-    return idempotent.answer(
+    return idempotent_requests.answer(
         {
             "object": "usage_batch",
             "data": [_result_body(r) for r in outcome.results],
@@ -274,7 +273,7 @@ async def post_usage(request: web.Request) -> web.Response:
             raise not_found("account", account_id, param="account_id") from None
         return _batch_answer(outcome) if batch else _single_answer(records[0], outcome)
 
-    response = await idempotent.in_one_transaction(request, data, debit)
+    response = await idempotent_requests.in_one_transaction(request, data, debit)
     recharge.notify(request.app, account_id)  # committed: a top-up is decided in the background
     return response
 
@@ -333,7 +332,7 @@ def setup(app: web.Application) -> None:
             404: "No such account (nothing stored)",
             409: "Reference reused with another amount (single record), or a request with "
             "this key is in flight",
-            422: idempotent.RESPONSES[422],
+            422: idempotent_requests.RESPONSES[422],
         },
     )
     add_route(

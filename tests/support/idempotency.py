@@ -87,4 +87,3 @@ async def run_concurrently(client: Client, call: Call, key: str, copies: int = 8
         elif other.replayed:
             assert (other.status, other.body) == (ran[0].status, ran[0].body)
     return ran[0]
-
