@@ -48,7 +48,7 @@ class AccountSettings(BaseModel):
     """PUT replaces the settings: a field left out takes its default."""
 
     model_config = ConfigDict(extra="forbid")
-    currency: str = Field(description="ISO 4217 code, e.g. USD")
+    currency: str = Field(description="ISO 4217 code in any case, e.g. USD or usd")
     credit_limit: str = Field(
         default="0", description="How far below zero the balance may go (major units)"
     )
@@ -57,8 +57,12 @@ class AccountSettings(BaseModel):
     @field_validator("currency")
     @classmethod
     def _known_currency(cls, value: str) -> str:
-        money.currency(value)
-        return value
+        # Upper case at the edge, as `POST /v1/charges` does: stored, compared and shown as
+        # USD. ASCII only: Python upper-cases some other letters to ASCII ones (the dotless i
+        # to I), and no ISO code is spelled with them.
+        code = value.upper() if value.isascii() else value
+        money.currency(code)
+        return code
 
     @field_validator("credit_limit")
     @classmethod
