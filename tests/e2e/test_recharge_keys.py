@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -18,7 +17,8 @@ from gateway.charges import idempotency as keys
 from gateway.charges.completer import complete_once, reap_once
 from gateway.charges.deps import CHARGE_DEPS
 from tests.conftest import API_KEY, OTHER_API_KEY, auth
-from tests.support import idempotency, postgres
+from tests.support import idempotency
+from tests.support.charges import fetch
 from tests.support.idempotency import Call
 
 Client = TestClient[web.Request, web.Application]
@@ -37,17 +37,9 @@ async def configure(client: Client, threshold: str, account_id: str = ACCOUNT) -
     assert response.status in (200, 201), await response.text()
 
 
-async def query(db_url: str, sql: str, *args: Any) -> list[Any]:
-    conn = await postgres.connect(db_url)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
 async def leave_key(db_url: str, key: str, locked_ago: timedelta, created_ago: timedelta) -> None:
     """The key of a request to RECHARGE that died after taking its lock."""
-    await query(
+    await fetch(
         db_url,
         "INSERT INTO idempotency_keys (scope, key, request_method, request_path, fingerprint, "
         "locked_at, created_at, last_run_at) "
@@ -72,7 +64,7 @@ async def test_a_decision_sent_again_is_replayed_not_taken_again(
     await configure(client, threshold="0.01")  # a new decision would top up now
     again = await idempotency.answer(await RECHARGE.send(client, "r-1"))
     assert (again.body, again.replayed) == (first.body, True)
-    assert await query(db_url, "SELECT id FROM recharge_attempts") == []
+    assert await fetch(db_url, "SELECT id FROM recharge_attempts") == []
 
 
 async def test_a_key_reused_with_another_body_or_route_is_422(client: Client) -> None:
@@ -90,8 +82,8 @@ async def test_concurrent_duplicates_decide_and_charge_once(client: Client, db_u
     await configure(client, threshold="0.01")
     ran = await idempotency.run_concurrently(client, RECHARGE, "r-race", copies=6)
     assert ran.status == 200
-    attempts = await query(db_url, "SELECT status FROM recharge_attempts")
-    charges = await query(db_url, "SELECT amount_minor FROM charges")
+    attempts = await fetch(db_url, "SELECT status FROM recharge_attempts")
+    charges = await fetch(db_url, "SELECT amount_minor FROM charges")
     assert (len(attempts), [c["amount_minor"] for c in charges]) == (1, [2000])
 
 
@@ -111,7 +103,7 @@ async def test_a_refusal_before_deciding_stores_nothing(client: Client, db_url: 
     # A stale key taken over and then refused is given up as well.
     await leave_key(db_url, "r-stale", timedelta(hours=1), timedelta(hours=1))
     assert (await RECHARGE.send(client, "r-stale")).status == 400
-    assert await query(db_url, "SELECT key FROM idempotency_keys") == []
+    assert await fetch(db_url, "SELECT key FROM idempotency_keys") == []
 
     await configure(client, threshold="0")
     decided = await idempotency.answer(await RECHARGE.send(client, "r-400"))
@@ -130,10 +122,10 @@ async def test_a_key_left_by_a_request_that_died_is_in_flight_until_its_lock_is_
         "1",
     )
 
-    await query(db_url, "UPDATE idempotency_keys SET locked_at = now() - interval '1 hour'")
+    await fetch(db_url, "UPDATE idempotency_keys SET locked_at = now() - interval '1 hour'")
     taken_over = await idempotency.answer(await RECHARGE.send(client, "r-died"))
     assert (taken_over.status, taken_over.replayed) == (200, False)
-    stored = await query(db_url, "SELECT response_body, locked_at FROM idempotency_keys")
+    stored = await fetch(db_url, "SELECT response_body, locked_at FROM idempotency_keys")
     assert [(bytes(r["response_body"]), r["locked_at"]) for r in stored] == [
         (taken_over.body, None)
     ]
@@ -146,13 +138,13 @@ async def test_the_completer_leaves_a_dead_key_alone_and_the_reaper_forgets_it_a
     await leave_key(db_url, "r-gone", locked_ago=day, created_ago=day)
     await leave_key(db_url, "r-back", locked_ago=timedelta(minutes=5), created_ago=day)
     await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
-    locks = await query(
+    locks = await fetch(
         db_url, "SELECT key FROM idempotency_keys WHERE locked_at > now() - interval '1 minute'"
     )
     assert locks == []  # the completer claimed neither: it has nothing to resume
 
     assert await reap_once(client.app[CHARGE_DEPS], retention_hours=24) == 1
-    left = await query(db_url, "SELECT key FROM idempotency_keys")
+    left = await fetch(db_url, "SELECT key FROM idempotency_keys")
     assert [row["key"] for row in left] == ["r-back"]  # run again within the day: kept
 
 
