@@ -22,7 +22,9 @@ is in flight cannot take it and gets the 409 at once, instead of waiting on the 
 for the first to commit. A key already committed is not locked for: it is read `FOR
 UPDATE` and replayed, so concurrent retries of a finished request all get the replay. A
 duplicate that sees no key yet but gets the lock (the first committed in between) inserts
-nothing, on the unique constraint, and reads the committed key.
+nothing, on the unique constraint, and reads the committed key. The lock id is a 32-bit hash
+of (scope, key): two different keys in flight at once with the same hash make a spurious 409,
+which a retry clears; the unique constraint, not the lock, keeps the work to one run.
 
 `under_lock`, for work that calls out (a recharge decision may charge a card): the key is
 committed first with `locked_at`, as on the charge path, so a duplicate finds it locked
