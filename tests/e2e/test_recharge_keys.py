@@ -143,7 +143,8 @@ async def test_the_completer_leaves_a_dead_key_alone_and_the_reaper_forgets_it_a
     )
     assert locks == []  # the completer claimed neither: it has nothing to resume
 
-    assert await reap_once(client.app[CHARGE_DEPS], retention_hours=24) == 1
+    # The app's own reaper may have got there first: what is left is what counts.
+    await reap_once(client.app[CHARGE_DEPS], retention_hours=24)
     left = await fetch(db_url, "SELECT key FROM idempotency_keys")
     assert [row["key"] for row in left] == ["r-back"]  # run again within the day: kept
 
