@@ -10,9 +10,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+import asyncpg
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.db import in_transaction
 from webhooks.tables import webhook_events as t
 
 
@@ -109,33 +111,31 @@ async def get_event(engine: AsyncEngine, event_id: str) -> dict[str, Any]:
     return render(row, detail=True)
 
 
-async def replay(engine: AsyncEngine, event_id: str) -> dict[str, Any]:
-    """Put a finished event back in the queue, due now. A pending event is left as it is
-    (replaying twice is harmless)."""
-    async with engine.begin() as conn:
-        row = (
-            (
-                await conn.execute(
-                    update(t)
-                    .where(t.c.id == event_id, t.c.status.in_([s.value for s in REPLAYABLE]))
-                    .values(
-                        status=InboxStatus.PENDING.value,
-                        attempts=0,
-                        next_attempt_at=func.now(),
-                        last_error=None,
-                        outcome=None,
-                        settled_at=None,
-                    )
-                    .returning(*_SUMMARY)
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if row is not None:
-            await conn.execute(text("SELECT pg_notify('webhook_events', '')"))
-            return render(row)
-        row = (await conn.execute(select(*_SUMMARY).where(t.c.id == event_id))).mappings().first()
+_SUMMARY_COLUMNS = ", ".join(column.name for column in _SUMMARY)
+_REPLAY = f"""
+UPDATE webhook_events
+SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL,
+    outcome = NULL, settled_at = NULL
+WHERE id = $1 AND status = ANY($2::text[])
+RETURNING {_SUMMARY_COLUMNS}
+"""  # noqa: S608 - a constant column list
+_ONE_SUMMARY = f"SELECT {_SUMMARY_COLUMNS} FROM webhook_events WHERE id = $1"  # noqa: S608
+
+
+async def replay_in(conn: asyncpg.Connection[Any], event_id: str) -> dict[str, Any]:
+    """Inside the caller's transaction (the API stores its answer in the same one): put a
+    finished event back in the queue, due now. A pending event is left as it is
+    (replaying twice is harmless). The worker is woken when the transaction commits."""
+    row = await conn.fetchrow(_REPLAY, event_id, [s.value for s in REPLAYABLE])
+    if row is not None:
+        await conn.execute("SELECT pg_notify('webhook_events', '')")
+    else:
+        row = await conn.fetchrow(_ONE_SUMMARY, event_id)
     if row is None:
         raise UnknownEvent(event_id)
-    return render(row)
+    return render(dict(row))
+
+
+async def replay(engine: AsyncEngine, event_id: str) -> dict[str, Any]:
+    """`replay_in` in a transaction of its own."""
+    return await in_transaction(engine, lambda conn: replay_in(conn, event_id))

@@ -9,13 +9,16 @@ down the answer is a 503 so the processor delivers again."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+import asyncpg
 import structlog
 from aiohttp import web
 
-from gateway import limits
+from gateway import idempotent_requests, limits
 from gateway.api.errors import ApiError, json_response
 from gateway.api.routing import add_route
+from gateway.charges.idempotency import StoredResponse
 from gateway.errors import NotFound, invalid
 from gateway.processors import PROVIDERS
 from gateway.state import ENGINE
@@ -140,13 +143,20 @@ async def get_event(request: web.Request) -> web.Response:
 
 
 async def replay_event(request: web.Request) -> web.Response:
+    """Once per Idempotency-Key: the replay and its answer commit together."""
     event_id = request.match_info["id"]
-    try:
-        event = await operations.replay(request.app[ENGINE], event_id)
-    except operations.UnknownEvent:
-        raise NotFound("webhook event", event_id) from None
+
+    async def replay(conn: asyncpg.Connection[Any]) -> StoredResponse:
+        try:
+            event = await operations.replay_in(conn, event_id)
+        except operations.UnknownEvent:
+            raise NotFound("webhook event", event_id) from None
+        return idempotent_requests.answer(event)
+
+    body = await idempotent_requests.optional_json(request)
+    response = await idempotent_requests.in_one_transaction(request, body, replay)
     log.info("webhooks.replayed", inbox_event=event_id)
-    return json_response(event)
+    return response
 
 
 def setup_routes(app: web.Application) -> None:
@@ -195,5 +205,9 @@ def setup_routes(app: web.Application) -> None:
         replay_event,
         summary="Send a dead, settled or ignored event back to the worker",
         tag="webhooks",
-        responses={200: "The event, pending again", 404: "No such event"},
+        responses={
+            200: "The event, pending again",
+            404: "No such event (nothing stored)",
+            **idempotent_requests.RESPONSES,
+        },
     )

@@ -4,7 +4,8 @@
     GET  /v1/accounts/{account_id}          balance (exact decimal string) and settings
     GET  /v1/accounts/{account_id}/entries  the statement: {data, has_more}, newest first
     POST /v1/accounts/{account_id}/usage    one record {amount, reference, description?}
-                                            or {"records": [...]} (at most 1000)
+                                            or {"records": [...]} (at most 1000), once per
+                                            Idempotency-Key
     GET  /v1/ledger/check                   run the ledger's invariants now
 
 Amounts are decimal strings in major units ("0.0079"), at most 6 fractional digits (micros);
@@ -18,7 +19,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway import limits, money
+from gateway import idempotent_requests, limits, money
 from gateway.accounts import store
 from gateway.accounts.usage import (
     AccountNotFound,
@@ -27,13 +28,14 @@ from gateway.accounts.usage import (
     UsageRecord,
     UsageResult,
     UsageStatus,
-    record_usage,
+    debit_usage,
 )
 from gateway.api.body import parse_body, read_json, validate
-from gateway.api.errors import ApiError, json_response
+from gateway.api.errors import json_response
 from gateway.api.routing import add_route
+from gateway.charges.idempotency import StoredResponse
 from gateway.db import in_transaction, raw_connection
-from gateway.errors import NotFound, invalid
+from gateway.errors import Conflict, NotFound, PaymentRequired, invalid
 from gateway.ledger.check import check_ledger
 from gateway.recharge import api as recharge_api
 from gateway.recharge import runtime as recharge
@@ -47,7 +49,7 @@ class AccountSettings(BaseModel):
     """PUT replaces the settings: a field left out takes its default."""
 
     model_config = ConfigDict(extra="forbid")
-    currency: str = Field(description="ISO 4217 code, e.g. USD")
+    currency: str = Field(description="ISO 4217 code in any case, e.g. USD or usd")
     credit_limit: str = Field(
         default="0", description="How far below zero the balance may go (major units)"
     )
@@ -56,8 +58,12 @@ class AccountSettings(BaseModel):
     @field_validator("currency")
     @classmethod
     def _known_currency(cls, value: str) -> str:
-        money.currency(value)
-        return value
+        # Upper case at the edge, as `POST /v1/charges` does: stored, compared and shown as
+        # USD. ASCII only: Python upper-cases some other letters to ASCII ones (the dotless i
+        # to I), and no ISO code is spelled with them.
+        code = value.upper() if value.isascii() else value
+        money.currency(code)
+        return code
 
     @field_validator("credit_limit")
     @classmethod
@@ -133,12 +139,10 @@ async def put_account(request: web.Request) -> web.Response:
     try:
         created = await in_transaction(engine, configure)
     except store.CurrencyLocked:
-        raise ApiError(
-            409,
+        raise Conflict(
             "account_currency_locked",
             f"Account '{account_id}' has ledger entries; its currency cannot change",
             param="currency",
-            type_="invalid_request_error",
         ) from None
     account = await store.fetch(engine, account_id)
     if account is None:
@@ -201,27 +205,29 @@ def _result_body(result: UsageResult) -> dict[str, Any]:
     return body
 
 
-def _single_response(record: UsageRecord, outcome: UsageOutcome) -> web.Response:
+def _single_answer(record: UsageRecord, outcome: UsageOutcome) -> StoredResponse:
+    """One record's answer; a refused debit ran (and changed nothing): its 402 or 409 is
+    the request's outcome, stored under the key like a 200."""
     [result] = outcome.results
     balance = money.format_micros(outcome.balance_micros)
     if result.code is RefusalCode.INSUFFICIENT_BALANCE:
-        raise ApiError(
-            402,
-            "insufficient_balance",
-            "The debit would take the balance below its credit limit",
-            param="amount",
-            type_="invalid_request_error",
-            extra={"balance": balance, "currency": outcome.currency},
+        return idempotent_requests.refusal(
+            PaymentRequired(
+                "insufficient_balance",
+                "The debit would take the balance below its credit limit",
+                param="amount",
+                details={"balance": balance, "currency": outcome.currency},
+            )
         )
     if result.code is RefusalCode.REFERENCE_REUSED:
-        raise ApiError(
-            409,
-            "reference_reused",
-            f"Reference '{record.reference}' was already used with another amount",
-            param="reference",
-            type_="invalid_request_error",
+        return idempotent_requests.refusal(
+            Conflict(
+                "reference_reused",
+                f"Reference '{record.reference}' was already used with another amount",
+                param="reference",
+            )
         )
-    return json_response(
+    return idempotent_requests.answer(
         {
             "object": "usage_record",
             **_result_body(result),
@@ -232,26 +238,11 @@ def _single_response(record: UsageRecord, outcome: UsageOutcome) -> web.Response
     )
 
 
-async def post_usage(request: web.Request) -> web.Response:
-    account_id = _account_id(request)
-    data = await read_json(request)
-    batch = isinstance(data, dict) and "records" in data
-    records = (
-        [r.record() for r in validate(UsageBatchIn, data).records]
-        if batch
-        else [validate(UsageIn, data).record()]
-    )
-    try:
-        outcome = await record_usage(request.app[ENGINE], account_id, records)
-    except AccountNotFound:
-        raise NotFound("account", account_id, param="account_id") from None
-    recharge.notify(request.app, account_id)  # committed: a top-up is decided in the background
-    if not batch:
-        return _single_response(records[0], outcome)
+def _batch_answer(outcome: UsageOutcome) -> StoredResponse:
     counts = {status.value: 0 for status in UsageStatus}
     for result in outcome.results:
         counts[result.status.value] += 1
-    return json_response(
+    return idempotent_requests.answer(
         {
             "object": "usage_batch",
             "data": [_result_body(r) for r in outcome.results],
@@ -260,6 +251,30 @@ async def post_usage(request: web.Request) -> web.Response:
             "balance": money.format_micros(outcome.balance_micros),
         }
     )
+
+
+async def post_usage(request: web.Request) -> web.Response:
+    """The debit, its key and its answer commit together: a crash never leaves a debit
+    whose answer a retry could not replay. An unknown account stores nothing."""
+    account_id = _account_id(request)
+    data = await read_json(request)
+    batch = isinstance(data, dict) and "records" in data
+    records = (
+        [r.record() for r in validate(UsageBatchIn, data).records]
+        if batch
+        else [validate(UsageIn, data).record()]
+    )
+
+    async def debit(conn: asyncpg.Connection[Any]) -> StoredResponse:
+        try:
+            outcome = await debit_usage(conn, account_id, records)
+        except AccountNotFound:
+            raise NotFound("account", account_id, param="account_id") from None
+        return _batch_answer(outcome) if batch else _single_answer(records[0], outcome)
+
+    response = await idempotent_requests.in_one_transaction(request, data, debit)
+    recharge.notify(request.app, account_id)  # committed: a top-up is decided in the background
+    return response
 
 
 async def ledger_check(request: web.Request) -> web.Response:
@@ -313,8 +328,10 @@ def setup(app: web.Application) -> None:
             200: "Per-record results",
             400: "Invalid",
             402: "Insufficient balance (single record)",
-            404: "No such account",
-            409: "Reference reused with another amount (single record)",
+            404: "No such account (nothing stored)",
+            409: "Reference reused with another amount (single record), or a request with "
+            "this key is in flight",
+            422: idempotent_requests.RESPONSES[422],
         },
     )
     add_route(

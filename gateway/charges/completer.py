@@ -12,7 +12,10 @@ The completer (one pass = bounded batches, then a pause; backoff while the datab
   settlement makes the second arrival a no-op.
 
 The reaper deletes finished keys older than the retention (at least 24 hours), in batches.
-Keys still unfinished are never reaped: they are work, not history."""
+Unfinished keys of a charge or a refund are never reaped: they are work, not history. An
+unfinished key that names neither (a request of another route that died) is reaped once
+nobody has run it for the retention. The completer never claims such keys: it has nothing
+to resume for them."""
 
 from __future__ import annotations
 
@@ -64,10 +67,17 @@ ORDER BY updated_at
 LIMIT $2
 """  # noqa: S608 - constant column list
 
+# An unfinished key that names a charge or a refund is work (the completer finishes it). One
+# that names neither belongs to a route whose work has no recovery point (`gateway.api.
+# idempotent`): its request died, and a retry would take it over and run the work again. Once
+# nobody has run it for the whole retention, nobody will: it goes like a finished key.
 _REAP = """
 DELETE FROM idempotency_keys WHERE id IN (
   SELECT id FROM idempotency_keys
-  WHERE created_at < now() - make_interval(secs => $1) AND response_status IS NOT NULL
+  WHERE created_at < now() - make_interval(secs => $1)
+    AND (response_status IS NOT NULL
+         OR (charge_id IS NULL AND refund_id IS NULL
+             AND last_run_at < now() - make_interval(secs => $1)))
   LIMIT $2)
 """
 
@@ -171,7 +181,8 @@ async def run_completer(app: web.Application) -> None:
 
 
 async def reap_once(deps: ChargeDeps, *, retention_hours: float) -> int:
-    """Delete one batch of finished keys older than the retention; how many went."""
+    """Delete one batch of keys older than the retention (finished, or abandoned by a route
+    that has nothing to resume); how many went."""
     retention_seconds = max(retention_hours, limits.IDEMPOTENCY_KEY_RETENTION_HOURS_MIN) * 3600
     async with raw_connection(deps.engine) as conn:
         status = await conn.execute(_REAP, retention_seconds, limits.REAPER_BATCH_MAX)

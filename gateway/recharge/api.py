@@ -14,9 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits, money
-from gateway.api.errors import ApiError
 from gateway.db import raw_connection
-from gateway.errors import invalid
+from gateway.errors import InvalidRequest, invalid
 from gateway.recharge import policy, store
 
 Text = Annotated[StrictStr, Field(min_length=1, max_length=limits.ID_LENGTH_MAX)]
@@ -118,9 +117,8 @@ def decision_object(
     }
 
 
-def not_configured(account_id: str) -> ApiError:
-    return ApiError(
-        400,
+def not_configured(account_id: str) -> InvalidRequest:
+    return InvalidRequest(
         "auto_recharge_not_configured",
         f"Account '{account_id}' has no auto_recharge: set it with PUT /v1/accounts/{account_id}",
         param="account_id",

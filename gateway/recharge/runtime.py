@@ -1,6 +1,6 @@
 """Wiring auto-recharge into the app: its dependencies, the decision queue and the sweep as
-supervised background loops, `POST /v1/accounts/{id}/recharge`, and the call the
-accounts routes make after a usage debit commits: `notify(app, account_id)`."""
+supervised background loops, `POST /v1/accounts/{id}/recharge` (once per Idempotency-Key),
+and the call the accounts routes make after a usage debit commits: `notify(app, account_id)`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway import limits
-from gateway.api.errors import json_response
+from gateway import idempotent_requests, limits
 from gateway.api.routing import add_route
 from gateway.charges.deps import CHARGE_DEPS
+from gateway.charges.idempotency import StoredResponse
 from gateway.db import raw_connection
 from gateway.recharge import api, service, store
 from gateway.recharge.charging import ChargePathAdapter
@@ -63,17 +63,25 @@ def notify(app: web.Application, account_id: str) -> None:
 
 
 async def post_recharge(request: web.Request) -> web.Response:
+    """One decision per Idempotency-Key. It may charge a card, so it runs under the key's
+    lock, outside any transaction; running it again is safe (an open attempt is in flight,
+    never a second top-up), which is what a takeover after a crash does."""
     account_id = request.match_info["account_id"]
     recharge = request.app[RECHARGE]
-    async with raw_connection(recharge.deps.engine) as conn:
-        if await store.load(conn, account_id) is None:
-            raise api.not_configured(account_id)
-    opened = await service.run(recharge.deps, account_id)
-    attempt = None
-    if opened is not None and opened.attempt is not None:
+
+    async def decide() -> StoredResponse:
         async with raw_connection(recharge.deps.engine) as conn:
-            attempt = await store.attempt(conn, opened.attempt.id)
-    return json_response(api.decision_object(account_id, opened, attempt))
+            if await store.load(conn, account_id) is None:
+                raise api.not_configured(account_id)
+        opened = await service.run(recharge.deps, account_id)
+        attempt = None
+        if opened is not None and opened.attempt is not None:
+            async with raw_connection(recharge.deps.engine) as conn:
+                attempt = await store.attempt(conn, opened.attempt.id)
+        return idempotent_requests.answer(api.decision_object(account_id, opened, attempt))
+
+    body = await idempotent_requests.optional_json(request)
+    return await idempotent_requests.under_lock(request, body, decide)
 
 
 def setup(app: web.Application) -> None:
@@ -92,6 +100,7 @@ def setup(app: web.Application) -> None:
         tag="accounts",
         responses={
             200: "The decision, and the attempt it made or found in flight",
-            400: "Auto-recharge not configured",
+            400: "Auto-recharge not configured (nothing stored)",
+            **idempotent_requests.RESPONSES,
         },
     )

@@ -4,6 +4,7 @@ debits (single and batch, idempotent by reference, credit limits), and the ledge
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -27,9 +28,14 @@ async def put_account(client: Client, account_id: str = "acct_1", **body: Any) -
     return await response.json()
 
 
-async def usage(client: Client, body: Any, account_id: str = "acct_1", key: str = "k") -> Any:
+async def usage(
+    client: Client, body: Any, account_id: str = "acct_1", key: str | None = None
+) -> Any:
+    """A usage request under `key`, or under a fresh key: each call is a new request."""
     return await client.post(
-        f"/v1/accounts/{account_id}/usage", headers=auth(idempotency_key=key), json=body
+        f"/v1/accounts/{account_id}/usage",
+        headers=auth(idempotency_key=key or f"k-{uuid.uuid4().hex}"),
+        json=body,
     )
 
 
@@ -226,6 +232,32 @@ async def test_the_currency_cannot_change_once_the_account_has_entries(client: C
     refused = await client.put("/v1/accounts/acct_1", headers=auth(), json={"currency": "EUR"})
     assert refused.status == 409
     assert (await refused.json())["error"]["code"] == "account_currency_locked"
+
+
+async def test_a_currency_is_taken_in_any_case_and_kept_upper_case(client: Client) -> None:
+    created = await client.put("/v1/accounts/acct_1", headers=auth(), json={"currency": "usd"})
+    assert created.status == 201
+    assert (await created.json())["currency"] == "USD"
+    charged = await client.post(
+        "/v1/charges",
+        headers=auth(idempotency_key="k-charge"),
+        json={
+            "account_id": "acct_1",
+            "amount": 500,
+            "currency": "uSd",
+            "payment_method": "pm_card_visa",
+        },
+    )
+    assert charged.status == 200, await charged.text()
+    assert (await charged.json())["currency"] == "USD"
+    # The account has entries now: the same currency in another case is no change.
+    again = await client.put("/v1/accounts/acct_1", headers=auth(), json={"currency": "Usd"})
+    assert again.status == 200
+    assert (await balance(client), (await again.json())["currency"]) == ("5.000000", "USD")
+    for code in ("usdx", "xyz", "\u0131ls"):  # the dotless i upper-cases to I
+        bad = await client.put("/v1/accounts/acct_2", headers=auth(), json={"currency": code})
+        assert bad.status == 400, code
+        assert (await bad.json())["error"]["param"] == "currency"
 
 
 async def test_accounts_whose_ids_differ_only_around_colons_never_share_references(

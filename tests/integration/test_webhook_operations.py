@@ -1,5 +1,6 @@
 """Operators: list inbox events by status (Stripe's list shape, cursor pagination), look one
-up with its evidence, replay one, over HTTP (bearer key required) and from the CLI."""
+up with its evidence, replay one (once per Idempotency-Key), over HTTP (bearer key required)
+and from the CLI."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import json
 import os
 import sys
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -14,10 +16,11 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.settings import Settings
-from tests.conftest import AiohttpClient, auth
+from tests.conftest import OTHER_API_KEY, AiohttpClient, auth
 from tests.integration.test_webhook_worker import enqueue
 from tests.integration.webhook_app import webhook_app
-from tests.support import postgres
+from tests.support import idempotency, postgres
+from tests.support.idempotency import Call
 from tests.support.webhook_fakes import FakeSettle
 
 Client = TestClient[web.Request, web.Application]
@@ -136,3 +139,52 @@ async def test_the_cli_lists_and_replays_inbox_events(engine: AsyncEngine, db_ur
     assert json.loads(out)["status"] == "pending"
     code, _ = await gateway_cli(db_url, "webhooks", "replay", "evt_nope")
     assert code == 1
+
+
+async def dead_events(client: Client) -> list[str]:
+    page = await (await client.get("/v1/webhook-events?status=dead", headers=auth())).json()
+    return [event["id"] for event in page["data"]]
+
+
+async def event_status(client: Client, event_id: str) -> str:
+    detail = await (await client.get(f"/v1/webhook-events/{event_id}", headers=auth())).json()
+    status: str = detail["status"]
+    return status
+
+
+def replay(event_id: str, body: Any = None) -> Call:
+    return Call(f"/v1/webhook-events/{event_id}/replay", body)
+
+
+async def test_a_replay_sent_again_is_replayed_byte_for_byte_and_a_reused_key_is_422(
+    ops_client: Client,
+) -> None:
+    client = ops_client
+    first, second = await dead_events(client)
+    answered = await idempotency.run_then_replay(client, replay(first), "rp-1")
+    assert json.loads(answered.body)["status"] == "pending"
+
+    await idempotency.assert_reused(client, replay(first, {"reason": "again"}), "rp-1")
+    await idempotency.assert_reused(client, replay(second), "rp-1")
+    assert await event_status(client, second) == "dead"  # not replayed under the reused key
+
+
+async def test_concurrent_replays_with_one_key_run_once(ops_client: Client) -> None:
+    client = ops_client
+    event_id = (await dead_events(client))[0]
+    ran = await idempotency.run_concurrently(client, replay(event_id), "rp-race", copies=6)
+    assert ran.status == 200
+
+
+async def test_a_replay_key_is_the_callers_own_and_an_unknown_event_stores_nothing(
+    ops_client: Client,
+) -> None:
+    client = ops_client
+    event_id = (await dead_events(client))[0]
+    await idempotency.run_then_replay(client, replay(event_id), "rp-shared")
+    theirs = await replay(event_id).send(client, "rp-shared", api_key=OTHER_API_KEY)
+    assert (theirs.status, "Idempotent-Replayed" in theirs.headers) == (200, False)
+
+    assert (await replay("evt_nope").send(client, "rp-404")).status == 404
+    fresh = await idempotency.answer(await replay(event_id).send(client, "rp-404"))
+    assert (fresh.status, fresh.replayed) == (200, False)
