@@ -34,6 +34,7 @@ from gateway.api.errors import ApiError, invalid, json_response, not_found
 from gateway.api.routing import add_route
 from gateway.db import in_transaction, raw_connection
 from gateway.ledger.check import check_ledger
+from gateway.processors import PROVIDERS
 from gateway.recharge import api as recharge_api
 from gateway.recharge import runtime as recharge
 from gateway.recharge import store as recharge_store
@@ -120,7 +121,11 @@ async def put_account(request: web.Request) -> web.Response:
     body = await parse_body(request, AccountSettings)
     engine = request.app[ENGINE]
     auto = body.auto_recharge
-    recharge_config = None if auto is None else recharge_api.config_from(auto, body.currency)
+    recharge_config = (
+        None
+        if auto is None
+        else recharge_api.config_from(auto, body.currency, request.app[PROVIDERS])
+    )
 
     async def configure(conn: asyncpg.Connection[Any]) -> bool:
         created = await store.configure(
