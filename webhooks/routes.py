@@ -2,9 +2,11 @@
 
 A delivery is untrusted until its provider verifies the raw bytes: the size limit comes
 first (nothing larger is read), then the provider, then the signature against an explicit
-`now`. A delivery that fails is refused with a 400 and nothing is stored. A verified one is
-written to the inbox and acknowledged only after that write committed; if the database is
-down the answer is a 503 so the processor delivers again."""
+`now`. The JSON limits (`gateway.api.body.check_json_limits`: a body nested too deep would
+crash a provider's parser) are checked before the provider sees the bytes. A delivery
+that fails, or whose events the inbox cannot hold, is refused with a 400 and nothing is
+stored. A verified one is written to the inbox and acknowledged only after that write
+committed; if the database is down the answer is a 503 so the processor delivers again."""
 
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ import structlog
 from aiohttp import web
 
 from gateway import limits
+from gateway.api.body import check_json_limits, read_body
 from gateway.api.errors import ApiError, invalid, json_response, not_found
 from gateway.api.routing import add_route
 from gateway.processors import PROVIDERS
 from gateway.state import ENGINE
 from providers.base import Capability, WebhookVerificationError
 from webhooks import metrics, operations
-from webhooks.inbox import InboxRow, InboxWriter, kept_headers
+from webhooks.inbox import InboxRow, InboxWriter, UnstorableEvent, kept_headers
 
 log = structlog.get_logger(__name__)
 
@@ -29,32 +32,22 @@ INBOX: web.AppKey[InboxWriter] = web.AppKey("webhook_inbox", InboxWriter)
 
 async def _read_capped(request: web.Request) -> bytes:
     """The body, refusing (413) anything over `WEBHOOK_BODY_BYTES_MAX` without reading it."""
-    limit = limits.WEBHOOK_BODY_BYTES_MAX
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large()
-    body = await request.content.read(limit + 1)
-    while len(body) <= limit and not request.content.at_eof():
-        chunk = await request.content.read(limit + 1 - len(body))
-        if not chunk:
-            break
-        body += chunk
-    if len(body) > limit:
-        raise _too_large()
-    return body
+    try:
+        return await read_body(request, limits.WEBHOOK_BODY_BYTES_MAX)
+    except ApiError as exc:
+        metrics.REJECTED.labels("-", "too_large" if exc.status == 413 else exc.code).inc()
+        raise
 
 
-def _too_large() -> ApiError:
-    metrics.REJECTED.labels("-", "too_large").inc()
-    return ApiError(
-        413, "body_too_large", f"Webhook body too large (at most {limits.WEBHOOK_BODY_BYTES_MAX})"
-    )
-
-
-def _reject(provider: str, reason: str, message: str) -> ApiError:
+def _reject(provider: str, reason: str, message: str, param: str | None = None) -> ApiError:
     metrics.REJECTED.labels(provider, reason).inc()
     log.warning("webhooks.rejected", provider=provider, reason=reason, detail=message)
     return ApiError(
-        400, "webhook_invalid", f"Webhook rejected: {message}", extra={"reason": reason}
+        400,
+        "webhook_invalid",
+        f"Webhook rejected: {message}",
+        param=param,
+        extra={"reason": reason},
     )
 
 
@@ -68,10 +61,13 @@ async def receive(request: web.Request) -> web.Response:
         raise not_found("webhook provider", name, param="provider")
     headers = {key.lower(): value for key, value in request.headers.items()}
     try:
+        check_json_limits(body)  # first: a provider may parse the body to verify it
         provider.verify_webhook(body, headers, datetime.now(UTC))
         events = provider.parse_webhook(body, headers)
     except WebhookVerificationError as exc:
         raise _reject(name, exc.reason, provider.scrub(str(exc))) from None
+    except ApiError as exc:  # the JSON limits
+        raise _reject(name, exc.code, exc.message, exc.param) from None
     if len(events) > limits.WEBHOOK_EVENTS_PER_DELIVERY_MAX:
         raise _reject(
             name, "too_many_events", f"more than {limits.WEBHOOK_EVENTS_PER_DELIVERY_MAX}"
@@ -80,6 +76,8 @@ async def receive(request: web.Request) -> web.Response:
     rows = [InboxRow(name, event, body, kept) for event in events]
     try:
         new = await request.app[INBOX].write(rows)
+    except UnstorableEvent as exc:
+        raise _reject(name, "unstorable", str(exc)) from None
     except Exception as exc:  # the inbox is unreachable: no acknowledgement, so a redelivery
         log.error("webhooks.inbox_unavailable", provider=name, error=repr(exc))
         raise ApiError(
@@ -158,7 +156,8 @@ def setup_routes(app: web.Application) -> None:
         tag="webhooks",
         responses={
             200: "Stored in the inbox (or already there)",
-            400: "Signature missing, invalid or stale; nothing stored",
+            400: "Signature missing, invalid or stale, or an event the inbox cannot hold; "
+            "nothing stored",
             404: "No such provider",
             413: "Body too large",
             503: "Inbox unavailable; deliver again",
