@@ -52,10 +52,11 @@ def _identifier_characters(value: str) -> str:
     return value
 
 
+IDENTIFIER_CHARACTERS = AfterValidator(_identifier_characters)
+"""Annotate a `str` field with it to hold the field to the identifiers' characters."""
+
 Identifier = Annotated[
-    StrictStr,
-    Field(min_length=1, max_length=limits.ID_LENGTH_MAX),
-    AfterValidator(_identifier_characters),
+    StrictStr, Field(min_length=1, max_length=limits.ID_LENGTH_MAX), IDENTIFIER_CHARACTERS
 ]
 """An id in a request body (account, payment method, provider): 1 to `ID_LENGTH_MAX`
 characters, no control character."""

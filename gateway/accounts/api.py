@@ -12,7 +12,7 @@ a JSON number with a fraction is refused with a 400 naming the field."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 from aiohttp import web
@@ -39,6 +39,7 @@ from gateway.recharge import api as recharge_api
 from gateway.recharge import runtime as recharge
 from gateway.recharge import store as recharge_store
 from gateway.state import ENGINE, ROLE, Role
+from gateway.text import IDENTIFIER_CHARACTERS
 
 TAG = "accounts"
 
@@ -70,7 +71,11 @@ class AccountSettings(BaseModel):
 class UsageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount: str = Field(description='Major units as a decimal string, e.g. "0.0079"')
-    reference: str = Field(min_length=1, max_length=limits.USAGE_REFERENCE_LENGTH_MAX)
+    reference: Annotated[
+        str,
+        Field(min_length=1, max_length=limits.USAGE_REFERENCE_LENGTH_MAX),
+        IDENTIFIER_CHARACTERS,
+    ]
     description: str | None = Field(default=None, max_length=limits.DESCRIPTION_LENGTH_MAX)
 
     @field_validator("amount")
