@@ -169,10 +169,11 @@ def _parse(raw: bytes) -> Any:
 
 
 def _too_deep() -> ApiError:
-    return invalid(
-        "body",
+    return ApiError(
+        400,
+        "json_too_deep",
         f"The body nests objects and arrays more than {limits.JSON_DEPTH_MAX} levels deep",
-        code="json_too_deep",
+        param="body",
     )
 
 
@@ -191,7 +192,7 @@ class _Refusal(Exception):
 
     def error(self) -> ApiError:
         param = ".".join(self.path) or "body"
-        return invalid(param, f"{param} {self.reason}", code=self.code)
+        return ApiError(400, self.code, f"{param} {self.reason}", param=param)
 
 
 def _check(value: Any, *, floats: bool, text: bool) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.api.errors import invalid
+from gateway.api.errors import ApiError
 from gateway.text import refusal, refused_character
 
 
@@ -19,13 +19,15 @@ async def parameters_check(request: web.Request, handler: Handler) -> web.Stream
         _refuse_bad(name, value)
     for name, value in request.query.items():
         if (character := refused_character(name)) is not None:
-            raise invalid(
-                "query", f"A query parameter's name {refusal(character)}", code="invalid_character"
-            )
+            raise _refusal("query", f"A query parameter's name {refusal(character)}")
         _refuse_bad(name, value)
     return await handler(request)
 
 
 def _refuse_bad(name: str, value: str) -> None:
     if (character := refused_character(value)) is not None:
-        raise invalid(name, f"{name} {refusal(character)}", code="invalid_character")
+        raise _refusal(name, f"{name} {refusal(character)}")
+
+
+def _refusal(param: str, message: str) -> ApiError:
+    return ApiError(400, "invalid_character", message, param=param)
