@@ -83,7 +83,7 @@ def _add_process(index: int) -> structlog.types.Processor:
     return add
 
 
-_CARD_NUMBER = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+_CARD_NUMBER = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)", re.ASCII)
 
 
 def mask_card_numbers(text: str) -> str:

@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway import limits
 from gateway.api.body import check_json_limits, read_body
 from gateway.api.errors import ApiError, invalid, json_response, not_found
+from gateway.api.parameters import page_limit
 from gateway.api.routing import add_route
 from gateway.processors import PROVIDERS
 from gateway.state import ENGINE
@@ -107,20 +108,13 @@ def _status(request: web.Request) -> operations.InboxStatus | None:
         raise invalid("status", f"status must be one of: {allowed}") from None
 
 
-def _limit(request: web.Request) -> int:
-    value = request.query.get("limit", str(limits.PAGE_LIMIT_DEFAULT))
-    if not value.isdigit() or not 1 <= int(value) <= limits.PAGE_LIMIT_MAX:
-        raise invalid("limit", f"limit must be an integer from 1 to {limits.PAGE_LIMIT_MAX}")
-    return int(value)
-
-
 async def list_events(request: web.Request) -> web.Response:
     after = request.query.get("starting_after")
     try:
         page = await operations.list_events(
             request.app[ENGINE],
             status=_status(request),
-            limit=_limit(request),
+            limit=page_limit(request),
             starting_after=after,
         )
     except operations.UnknownEvent:

@@ -31,6 +31,7 @@ from gateway.accounts.usage import (
 )
 from gateway.api.body import parse_body, read_json, validate
 from gateway.api.errors import ApiError, invalid, json_response, not_found
+from gateway.api.parameters import page_limit
 from gateway.api.routing import add_route
 from gateway.db import in_transaction, raw_connection
 from gateway.ledger.check import check_ledger
@@ -166,16 +167,15 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 def _page(request: web.Request) -> tuple[int, int | None]:
-    raw_limit = request.query.get("limit", str(limits.PAGE_LIMIT_DEFAULT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= limits.PAGE_LIMIT_MAX:
-        raise invalid("limit", f"limit must be an integer from 1 to {limits.PAGE_LIMIT_MAX}")
+    limit = page_limit(request)
     after = request.query.get("starting_after")
     if after is None:
-        return int(raw_limit), None
+        return limit, None
     number = after.removeprefix("ent_")
-    if not after.startswith("ent_") or not number.isdigit() or len(number) > 18:
+    entry_id = after.startswith("ent_") and number.isascii() and number.isdigit()
+    if not entry_id or len(number) > 18:
         raise invalid("starting_after", "starting_after must be an entry id like 'ent_42'")
-    return int(raw_limit), int(number)
+    return limit, int(number)
 
 
 async def list_entries(request: web.Request) -> web.Response:

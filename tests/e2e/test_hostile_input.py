@@ -187,6 +187,32 @@ async def test_control_characters_in_path_and_query_parameters_are_a_400_naming_
 
 
 @pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        (f"/v1/charges?account_id={ACCOUNT}&limit={'9' * 5000}", "limit"),
+        (f"/v1/charges?account_id={ACCOUNT}&limit=%C2%B2", "limit"),  # '²' passes isdigit
+        (f"/v1/accounts/{ACCOUNT}/entries?limit={'9' * 5000}", "limit"),
+        (f"/v1/accounts/{ACCOUNT}/entries?starting_after=ent_%C2%B2", "starting_after"),
+        ("/v1/webhook-events?limit=%D9%A3", "limit"),  # an Arabic-Indic 3
+        (f"/v1/webhook-events?limit={'0' * 5000}1", "limit"),
+    ],
+    ids=[
+        "charges_long",
+        "charges_superscript",
+        "entries_long",
+        "entries_cursor",
+        "arabic",
+        "zeros",
+    ],
+)
+async def test_limits_and_cursors_that_are_not_plain_small_numbers_are_a_400(
+    client: Client, db_url: str, path: str, param: str
+) -> None:
+    error = await refused(client, db_url, "GET", path)
+    assert (error["code"], error["param"]) == ("parameter_invalid", param)
+
+
+@pytest.mark.parametrize(
     ("method", "path"),
     [
         ("POST", "/v1/charges"),
