@@ -98,9 +98,10 @@ def loads_strict(raw: bytes) -> Any:
             400, "body_invalid_json", f"The body is not valid JSON: {exc}", param="body"
         ) from None
     # JSON refuses control characters written into a string as they are, so one reaches a
-    # value only through a \u escape; DEL is the exception. Bodies without either skip the
+    # value only through a \u escape, except DEL, and surrogates, which `json` decodes from
+    # raw bytes too (0xED leads their UTF-8 form). Bodies with none of the three skip the
     # per-string check.
-    _check(value, floats=False, text=b"\\u" in raw or b"\x7f" in raw)
+    _check(value, floats=False, text=any(mark in raw for mark in (b"\\u", b"\x7f", b"\xed")))
     return value
 
 

@@ -156,6 +156,9 @@ async def test_control_characters_in_account_settings_are_a_400_naming_the_field
     body = json.dumps({"currency": "USD", "auto_recharge": settings}).encode()
     error = await refused(client, db_url, "PUT", "/v1/accounts/acct_new", body)
     assert error["param"] == "auto_recharge.payment_method"
+    raw_surrogate = b'{"currency": "US\xed\xa0\x80"}'  # UTF-8 of U+D800: json decodes it
+    error = await refused(client, db_url, "PUT", "/v1/accounts/acct_new", raw_surrogate)
+    assert (error["code"], error["param"]) == ("invalid_character", "currency")
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ def test_a_body_within_every_rule_parses_to_plain_values() -> None:
         (b'{"metadata": {"note": "a\\u0000b"}}', "metadata.note"),
         (b'{"records": [{"reference": "r"}, {"reference": "\\u001b[2J"}]}', "records.1.reference"),
         (b'{"description": "\\ud800"}', "description"),  # an unpaired surrogate
+        (b'{"currency": "\xed\xa0\x80"}', "currency"),  # one as raw bytes: json decodes them
         (b'{"description": "del\x7f"}', "description"),
         (b'{"metadata": {"n\\u0000te": "x"}}', "metadata"),  # a key: named by its object
         (b'"\\u0000"', "body"),
