@@ -69,6 +69,11 @@ async def receive(request: web.Request) -> web.Response:
         raise _reject(name, exc.reason, provider.scrub(str(exc))) from None
     except ApiError as exc:  # the JSON limits
         raise _reject(name, exc.code, exc.message, exc.param) from None
+    except Exception as exc:  # a provider tripped on a body it verified
+        # Its reader's gap (a field of an unexpected type), and still the body's fault: a 400
+        # with nothing stored, logged loudly (the kind only: the body may hold card data).
+        log.error("webhooks.unreadable", provider=name, error=type(exc).__name__)
+        raise _reject(name, "malformed", f"unreadable {name} event") from None
     if len(events) > limits.WEBHOOK_EVENTS_PER_DELIVERY_MAX:
         raise _reject(
             name, "too_many_events", f"more than {limits.WEBHOOK_EVENTS_PER_DELIVERY_MAX}"

@@ -153,3 +153,14 @@ async def test_signed_hostile_json_is_refused_before_the_provider_parses_it(
     error = answer["error"]
     assert (error["code"], error["reason"], error["param"]) == ("webhook_invalid", reason, param)
     assert await inbox(db_url) == []
+
+
+async def test_a_signed_body_its_provider_cannot_read_is_a_400_not_a_500(
+    sandbox_client: tuple[Client, str], db_url: str
+) -> None:
+    client, secret = sandbox_client
+    event = sandbox_event("evt_odd") | {"data": "not an object"}  # the reader calls data.get
+    status, answer = await deliver(client, secret, json.dumps(event).encode())
+    assert status == 400
+    assert (answer["error"]["code"], answer["error"]["reason"]) == ("webhook_invalid", "malformed")
+    assert await inbox(db_url) == []
