@@ -19,6 +19,7 @@ from gateway import limits, migrate, processes, processors
 from gateway.accounts import api as accounts_api
 from gateway.api import health
 from gateway.api.middleware import authentication, errors, idempotency_key_check, request_context
+from gateway.api.parameters import parameters_check
 from gateway.api.routing import OPERATIONS
 from gateway.charges import routes as charges
 from gateway.db import create_engine
@@ -66,6 +67,7 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     middlewares: list[Middleware] = [request_context, errors]
     if role is Role.SERVE:
         middlewares += [authentication(settings), idempotency_key_check]
+    middlewares.append(parameters_check)
     app = web.Application(middlewares=middlewares, client_max_size=limits.BODY_BYTES_MAX)
     app[SETTINGS] = settings
     app[ROLE] = role

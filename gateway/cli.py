@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits, migrate
+from gateway.api import server
 from gateway.app import create_app
 from gateway.db import create_engine, raw_connection
 from gateway.embedded_pg import embedded_postgres
@@ -77,17 +78,7 @@ def _settle_heap() -> None:
 
 def _run(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
     _settle_heap()
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=limits.SHUTDOWN_GRACE_SECONDS,
-        handle_signals=True,
-        reuse_port=reuse_port,
-        loop=_event_loop(),
-    )
+    server.run(app, host, port, reuse_port=reuse_port, loop=_event_loop())
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:

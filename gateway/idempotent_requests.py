@@ -141,7 +141,7 @@ def refusal(error: DomainError) -> StoredResponse:
 async def optional_json(request: web.Request) -> Any:
     """The body of a route that reads none: None when empty, else its JSON. It still names
     the request, so a key sent again with a body is another request (422)."""
-    if not await request.read():
+    if not request.can_read_body:
         return None
     return await read_json(request)
 

@@ -18,6 +18,20 @@ METADATA_KEY_LENGTH_MAX: Final = 40
 METADATA_VALUE_LENGTH_MAX: Final = 500
 DESCRIPTION_LENGTH_MAX: Final = 1000
 ID_LENGTH_MAX: Final = 255
+# JSON bodies: our deepest body is three levels (a usage batch's records) and our largest
+# integer has 15 digits (micros); Python's own parser recurses (~1,000 levels end in a
+# RecursionError) and refuses integers over 4,300 digits, so both are bounded well before.
+JSON_DEPTH_MAX: Final = 32
+JSON_INTEGER_DIGITS_MAX: Final = 30
+# Slow clients. aiohttp's `keepalive_timeout` bounds the time from the connection opening (or
+# the previous response) to a complete request head, so it is both the header read timeout
+# and how long an idle kept-alive connection stays open: long enough for a pooled caller to
+# reuse its connection, short enough that a client trickling its headers cannot hold a
+# connection (and a file descriptor) for long.
+HTTP_HEAD_TIMEOUT_SECONDS: Final = 15.0
+# A whole request body, read where a handler reads it: 1 MiB at ~300 kbit/s. A client that is
+# slower gets a 408 and its connection closed.
+HTTP_BODY_TIMEOUT_SECONDS: Final = 30.0
 
 # Database
 # A fixed pool: requests beyond it wait for a connection (up to the connect timeout) instead

@@ -2,12 +2,16 @@
 
 Request ids are bound into contextvars by the request middleware, so every line logged while
 handling a request carries it. Tracebacks never include local variables (they may hold keys
-or card data)."""
+or card data), and every rendered line, ours and the libraries', has anything that looks like
+a card number masked (13 to 19 digits, spaces or dashes between, passing the Luhn check): a
+caller can put one anywhere, even in a URL path."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from typing import Any
 
 import structlog
 
@@ -41,7 +45,7 @@ def configure_logging(
         # Plain tracebacks: structlog's rich formatter would print local variables.
         renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=[*shared, renderer, _mask_rendered_card_numbers],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
         # One write() per line (message and newline together): with unbuffered stdio
         # (PYTHONUNBUFFERED) print() writes them separately, and the lines of processes
@@ -54,7 +58,11 @@ def configure_logging(
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+                _mask_rendered_card_numbers,
+            ],
         )
     )
     root = logging.getLogger()
@@ -73,3 +81,26 @@ def _add_process(index: int) -> structlog.types.Processor:
         return event
 
     return add
+
+
+_CARD_NUMBER = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)", re.ASCII)
+
+
+def mask_card_numbers(text: str) -> str:
+    """`text` with every Luhn-valid run of 13 to 19 digits replaced by `[CARD]` (the check
+    spares most ids, amounts and timestamps of that length)."""
+    return _CARD_NUMBER.sub(_mask_if_card, text)
+
+
+def _mask_if_card(found: re.Match[str]) -> str:
+    digits = [int(c) for c in found.group() if c.isdigit()]
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        doubled = digit * 2 if position % 2 else digit
+        total += doubled - 9 if doubled > 9 else doubled
+    return "[CARD]" if total % 10 == 0 else found.group()
+
+
+def _mask_rendered_card_numbers(_logger: object, _method: str, line: Any) -> Any:
+    """The last processor: it gets the rendered line (a str)."""
+    return mask_card_numbers(line) if isinstance(line, str) else line

@@ -4,9 +4,15 @@
 Writes are group-committed: concurrent deliveries that arrive within
 `WEBHOOK_INSERT_WINDOW_SECONDS` share one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO
 NOTHING` on a raw asyncpg connection, and each delivery's `write` returns only after the
-statement holding its rows has committed. A failed statement fails every delivery in it
-(none is acknowledged; the processor redelivers). Up to `WEBHOOK_INSERT_FLUSHES_MAX` pooled
-connections are kept between flushes, so a flush is one round trip."""
+statement holding its rows has committed. Up to `WEBHOOK_INSERT_FLUSHES_MAX` pooled
+connections are kept between flushes, so a flush is one round trip.
+
+One delivery never fails another. What PostgreSQL would refuse (`gateway.text`: NUL, unpaired
+surrogates, and control characters where an id belongs; an event id longer than an index
+holds) is refused by `write` before it joins a batch (`UnstorableEvent`). If a batch
+statement still fails while the database is up, its deliveries are written one by one, so
+only the bad one fails. A database that is down fails the whole batch (none is acknowledged;
+the processors redeliver)."""
 
 from __future__ import annotations
 
@@ -17,15 +23,34 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway import limits
+from gateway.text import refusal, refused_character
 from providers.base import DeclineCode, DisputeOutcome, EventKind, WebhookEvent
 
 _NOT_KEPT_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+# The normalized event's ids, and its free text: both stored as text or inside jsonb.
+_EVENT_IDENTIFIERS = (
+    "event_id",
+    "raw_type",
+    "provider_charge_id",
+    "charge_id",
+    "currency",
+    "dispute_id",
+)
+_EVENT_FREE_TEXT = ("failure_message",)
+# SQLSTATE classes that mean the database cannot take any statement now (connection
+# exception, insufficient resources, operator intervention such as a shutdown or a cancel,
+# system error), as opposed to refusing this statement's rows.
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
+
+
+class UnstorableEvent(ValueError):
+    """A delivery's event that the inbox cannot hold: refused, never retried as it is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +104,42 @@ def decode_event(data: Mapping[str, Any]) -> WebhookEvent:
 
 
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The delivery's headers as evidence: bounded in number and size, credentials dropped."""
+    """The delivery's headers as evidence: bounded in number and size, credentials dropped,
+    and so are headers jsonb cannot hold (bytes that are not UTF-8 reach us as unpaired
+    surrogates): they are evidence, not what the event is read from."""
     kept: dict[str, str] = {}
     for name, value in headers.items():
         if len(kept) >= limits.WEBHOOK_HEADERS_KEPT_MAX:
             break
-        if name not in _NOT_KEPT_HEADERS:
+        storable = (
+            refused_character(name) is None and refused_character(value, free_text=True) is None
+        )
+        if name not in _NOT_KEPT_HEADERS and storable:
             kept[name] = value[: limits.WEBHOOK_HEADER_VALUE_LENGTH_MAX]
     return kept
+
+
+def refuse_unstorable(event: WebhookEvent) -> None:
+    """Raise `UnstorableEvent` for an event the inbox cannot (or will not) hold. Its message
+    names the field, never the value."""
+    if not isinstance(event.event_id, str) or not isinstance(event.raw_type, str):
+        raise UnstorableEvent("event_id and raw_type must be text")  # their columns are
+    if len(event.event_id) > limits.ID_LENGTH_MAX:
+        raise UnstorableEvent(f"event_id is longer than {limits.ID_LENGTH_MAX} characters")
+    for names, free_text in ((_EVENT_IDENTIFIERS, False), (_EVENT_FREE_TEXT, True)):
+        for name in names:
+            value = getattr(event, name)
+            if isinstance(value, str):
+                character = refused_character(value, free_text=free_text)
+                if character is not None:
+                    raise UnstorableEvent(f"{name} {refusal(character)}")
+
+
+def _refused_by_database(exc: BaseException) -> TypeGuard[asyncpg.PostgresError]:
+    """PostgreSQL answered, refusing the statement (a value, a limit): the database is up."""
+    if not isinstance(exc, asyncpg.PostgresError):
+        return False
+    return str(exc.sqlstate)[:2] not in _UNAVAILABLE_SQLSTATE_CLASSES
 
 
 _INSERT = """
@@ -130,8 +183,12 @@ class InboxWriter:
     _idle: list[_Held] = field(default_factory=list)
 
     async def write(self, rows: Sequence[InboxRow]) -> list[bool]:
+        """Raises `UnstorableEvent` for rows the inbox cannot hold (nothing of `rows` is
+        written then), or what the database raised."""
         if not rows:
             return []
+        for row in rows:
+            refuse_unstorable(row.event)
         loop = asyncio.get_running_loop()
         write = _Write(rows, loop.create_future())
         self._queue.append(write)
@@ -158,16 +215,33 @@ class InboxWriter:
             try:
                 inserted = await self._insert([row for write in batch for row in write.rows])
             except Exception as exc:
-                for write in batch:
-                    if not write.done.done():
-                        write.done.set_exception(exc)
+                if _refused_by_database(exc):
+                    await self._write_one_by_one(batch)
+                else:
+                    for write in batch:
+                        _answer(write, exc)
                 return
         self.on_commit()
         for write in batch:
-            if not write.done.done():
-                write.done.set_result(
-                    [(row.provider, row.event.event_id) in inserted for row in write.rows]
-                )
+            _answer(write, inserted)
+
+    async def _write_one_by_one(self, batch: list[_Write]) -> None:
+        """After a batch statement was refused: each delivery alone, so only a bad one fails."""
+        committed = False
+        for write in batch:
+            try:
+                inserted = await self._insert(write.rows)
+            except Exception as exc:
+                if _refused_by_database(exc):
+                    refused = UnstorableEvent(f"the inbox refused the event ({exc.sqlstate})")
+                    _answer(write, refused)
+                else:
+                    _answer(write, exc)
+                continue
+            committed = True
+            _answer(write, inserted)
+        if committed:
+            self.on_commit()
 
     def _take_batch(self) -> list[_Write]:
         batch: list[_Write] = []
@@ -193,8 +267,11 @@ class InboxWriter:
         held = self._idle.pop() if self._idle else await self._open()
         try:
             records = await held.driver.fetch(_INSERT, *args)
-        except BaseException:
-            await _discard(held)  # a broken or interrupted connection is never reused
+        except BaseException as exc:
+            if _refused_by_database(exc):  # the server answered: the connection is sound
+                self._idle.append(held)
+            else:
+                await _discard(held)  # a broken or interrupted connection is never reused
             raise
         self._idle.append(held)
         return {(r["provider"], r["event_id"]) for r in records}
@@ -211,6 +288,17 @@ class InboxWriter:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         while self._idle:
             await self._idle.pop().owner.close()
+
+
+def _answer(write: _Write, outcome: set[tuple[str, str]] | BaseException) -> None:
+    """Wake a delivery with its rows' fate: which were new (False: already in the inbox), or
+    why none was written."""
+    if write.done.done():
+        return
+    if isinstance(outcome, BaseException):
+        write.done.set_exception(outcome)
+    else:
+        write.done.set_result([(row.provider, row.event.event_id) in outcome for row in write.rows])
 
 
 async def _discard(held: _Held) -> None:

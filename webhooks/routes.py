@@ -2,9 +2,11 @@
 
 A delivery is untrusted until its provider verifies the raw bytes: the size limit comes
 first (nothing larger is read), then the provider, then the signature against an explicit
-`now`. A delivery that fails is refused with a 400 and nothing is stored. A verified one is
-written to the inbox and acknowledged only after that write committed; if the database is
-down the answer is a 503 so the processor delivers again."""
+`now`. The JSON limits (`gateway.api.body.check_json_limits`: a body nested too deep would
+crash a provider's parser) are checked before the provider sees the bytes. A delivery
+that fails, or whose events the inbox cannot hold, is refused with a 400 and nothing is
+stored. A verified one is written to the inbox and acknowledged only after that write
+committed; if the database is down the answer is a 503 so the processor delivers again."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ import structlog
 from aiohttp import web
 
 from gateway import idempotent_requests, limits
+from gateway.api.body import check_json_limits, read_body
 from gateway.api.errors import ApiError, json_response
+from gateway.api.parameters import page_limit
 from gateway.api.routing import add_route
 from gateway.charges.idempotency import StoredResponse
 from gateway.errors import NotFound, invalid
@@ -24,7 +28,7 @@ from gateway.processors import PROVIDERS
 from gateway.state import ENGINE
 from providers.base import Capability, WebhookVerificationError
 from webhooks import metrics, operations
-from webhooks.inbox import InboxRow, InboxWriter, kept_headers
+from webhooks.inbox import InboxRow, InboxWriter, UnstorableEvent, kept_headers
 
 log = structlog.get_logger(__name__)
 
@@ -33,32 +37,22 @@ INBOX: web.AppKey[InboxWriter] = web.AppKey("webhook_inbox", InboxWriter)
 
 async def _read_capped(request: web.Request) -> bytes:
     """The body, refusing (413) anything over `WEBHOOK_BODY_BYTES_MAX` without reading it."""
-    limit = limits.WEBHOOK_BODY_BYTES_MAX
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large()
-    body = await request.content.read(limit + 1)
-    while len(body) <= limit and not request.content.at_eof():
-        chunk = await request.content.read(limit + 1 - len(body))
-        if not chunk:
-            break
-        body += chunk
-    if len(body) > limit:
-        raise _too_large()
-    return body
+    try:
+        return await read_body(request, limits.WEBHOOK_BODY_BYTES_MAX)
+    except ApiError as exc:
+        metrics.REJECTED.labels("-", "too_large" if exc.status == 413 else exc.code).inc()
+        raise
 
 
-def _too_large() -> ApiError:
-    metrics.REJECTED.labels("-", "too_large").inc()
-    return ApiError(
-        413, "body_too_large", f"Webhook body too large (at most {limits.WEBHOOK_BODY_BYTES_MAX})"
-    )
-
-
-def _reject(provider: str, reason: str, message: str) -> ApiError:
+def _reject(provider: str, reason: str, message: str, param: str | None = None) -> ApiError:
     metrics.REJECTED.labels(provider, reason).inc()
     log.warning("webhooks.rejected", provider=provider, reason=reason, detail=message)
     return ApiError(
-        400, "webhook_invalid", f"Webhook rejected: {message}", extra={"reason": reason}
+        400,
+        "webhook_invalid",
+        f"Webhook rejected: {message}",
+        param=param,
+        extra={"reason": reason},
     )
 
 
@@ -72,10 +66,18 @@ async def receive(request: web.Request) -> web.Response:
         raise NotFound("webhook provider", name, param="provider")
     headers = {key.lower(): value for key, value in request.headers.items()}
     try:
+        check_json_limits(body)  # first: a provider may parse the body to verify it
         provider.verify_webhook(body, headers, datetime.now(UTC))
         events = provider.parse_webhook(body, headers)
     except WebhookVerificationError as exc:
         raise _reject(name, exc.reason, provider.scrub(str(exc))) from None
+    except ApiError as exc:  # the JSON limits
+        raise _reject(name, exc.code, exc.message, exc.param) from None
+    except Exception as exc:  # a provider tripped on a body it verified
+        # Its reader's gap (a field of an unexpected type), and still the body's fault: a 400
+        # with nothing stored, logged loudly (the kind only: the body may hold card data).
+        log.error("webhooks.unreadable", provider=name, error=type(exc).__name__)
+        raise _reject(name, "malformed", f"unreadable {name} event") from None
     if len(events) > limits.WEBHOOK_EVENTS_PER_DELIVERY_MAX:
         raise _reject(
             name, "too_many_events", f"more than {limits.WEBHOOK_EVENTS_PER_DELIVERY_MAX}"
@@ -84,6 +86,8 @@ async def receive(request: web.Request) -> web.Response:
     rows = [InboxRow(name, event, body, kept) for event in events]
     try:
         new = await request.app[INBOX].write(rows)
+    except UnstorableEvent as exc:
+        raise _reject(name, "unstorable", str(exc)) from None
     except Exception as exc:  # the inbox is unreachable: no acknowledgement, so a redelivery
         log.error("webhooks.inbox_unavailable", provider=name, error=repr(exc))
         raise ApiError(
@@ -113,20 +117,13 @@ def _status(request: web.Request) -> operations.InboxStatus | None:
         raise invalid("status", f"status must be one of: {allowed}") from None
 
 
-def _limit(request: web.Request) -> int:
-    value = request.query.get("limit", str(limits.PAGE_LIMIT_DEFAULT))
-    if not value.isdigit() or not 1 <= int(value) <= limits.PAGE_LIMIT_MAX:
-        raise invalid("limit", f"limit must be an integer from 1 to {limits.PAGE_LIMIT_MAX}")
-    return int(value)
-
-
 async def list_events(request: web.Request) -> web.Response:
     after = request.query.get("starting_after")
     try:
         page = await operations.list_events(
             request.app[ENGINE],
             status=_status(request),
-            limit=_limit(request),
+            limit=page_limit(request),
             starting_after=after,
         )
     except operations.UnknownEvent:
@@ -169,7 +166,8 @@ def setup_routes(app: web.Application) -> None:
         tag="webhooks",
         responses={
             200: "Stored in the inbox (or already there)",
-            400: "Signature missing, invalid or stale; nothing stored",
+            400: "Signature missing, invalid or stale, or an event the inbox cannot hold; "
+            "nothing stored",
             404: "No such provider",
             413: "Body too large",
             503: "Inbox unavailable; deliver again",

@@ -13,7 +13,7 @@ a JSON number with a fraction is refused with a 400 naming the field."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 from aiohttp import web
@@ -32,15 +32,18 @@ from gateway.accounts.usage import (
 )
 from gateway.api.body import parse_body, read_json, validate
 from gateway.api.errors import json_response
+from gateway.api.parameters import page_limit
 from gateway.api.routing import add_route
 from gateway.charges.idempotency import StoredResponse
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import Conflict, NotFound, PaymentRequired, invalid
 from gateway.ledger.check import check_ledger
+from gateway.processors import PROVIDERS
 from gateway.recharge import api as recharge_api
 from gateway.recharge import runtime as recharge
 from gateway.recharge import store as recharge_store
 from gateway.state import ENGINE, ROLE, Role
+from gateway.text import IDENTIFIER_CHARACTERS
 
 TAG = "accounts"
 
@@ -76,7 +79,11 @@ class AccountSettings(BaseModel):
 class UsageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount: str = Field(description='Major units as a decimal string, e.g. "0.0079"')
-    reference: str = Field(min_length=1, max_length=limits.USAGE_REFERENCE_LENGTH_MAX)
+    reference: Annotated[
+        str,
+        Field(min_length=1, max_length=limits.USAGE_REFERENCE_LENGTH_MAX),
+        IDENTIFIER_CHARACTERS,
+    ]
     description: str | None = Field(default=None, max_length=limits.DESCRIPTION_LENGTH_MAX)
 
     @field_validator("amount")
@@ -127,7 +134,11 @@ async def put_account(request: web.Request) -> web.Response:
     body = await parse_body(request, AccountSettings)
     engine = request.app[ENGINE]
     auto = body.auto_recharge
-    recharge_config = None if auto is None else recharge_api.config_from(auto, body.currency)
+    recharge_config = (
+        None
+        if auto is None
+        else recharge_api.config_from(auto, body.currency, request.app[PROVIDERS])
+    )
 
     async def configure(conn: asyncpg.Connection[Any]) -> bool:
         created = await store.configure(
@@ -161,16 +172,15 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 def _page(request: web.Request) -> tuple[int, int | None]:
-    raw_limit = request.query.get("limit", str(limits.PAGE_LIMIT_DEFAULT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= limits.PAGE_LIMIT_MAX:
-        raise invalid("limit", f"limit must be an integer from 1 to {limits.PAGE_LIMIT_MAX}")
+    limit = page_limit(request)
     after = request.query.get("starting_after")
     if after is None:
-        return int(raw_limit), None
+        return limit, None
     number = after.removeprefix("ent_")
-    if not after.startswith("ent_") or not number.isdigit() or len(number) > 18:
+    entry_id = after.startswith("ent_") and number.isascii() and number.isdigit()
+    if not entry_id or len(number) > 18:
         raise invalid("starting_after", "starting_after must be an entry id like 'ent_42'")
-    return int(raw_limit), int(number)
+    return limit, int(number)
 
 
 async def list_entries(request: web.Request) -> web.Response:

@@ -137,7 +137,8 @@ def authentication(settings: Settings) -> Middleware:
                 "Send your API key as 'Authorization: Bearer <key>'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        candidate = presented.strip().encode()
+        # Header bytes that are not UTF-8 reach us as surrogates: compare the bytes as sent.
+        candidate = presented.strip().encode(errors="surrogateescape")
         matched = False
         for key in keys:
             matched |= hmac.compare_digest(candidate, key)

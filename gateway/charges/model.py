@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from gateway import limits
-
-Text = Annotated[StrictStr, Field(min_length=1, max_length=limits.ID_LENGTH_MAX)]
+from gateway.text import Identifier
 
 
 class ChargeCreate(BaseModel):
@@ -20,11 +19,11 @@ class ChargeCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    account_id: Text
+    account_id: Identifier
     amount: StrictInt = Field(gt=0, le=limits.CHARGE_AMOUNT_MINOR_MAX)
     currency: StrictStr = Field(pattern=r"^[A-Za-z]{3}$")
-    payment_method: Text
-    provider: Text | None = None
+    payment_method: Identifier
+    provider: Identifier | None = None
     description: StrictStr | None = Field(default=None, max_length=limits.DESCRIPTION_LENGTH_MAX)
     metadata: dict[StrictStr, StrictStr] | None = None
 

@@ -11,6 +11,7 @@ from gateway import limits
 from gateway.api.body import parse_body
 from gateway.api.errors import json_response
 from gateway.api.middleware import API_KEY_ID, IDEMPOTENCY_KEY
+from gateway.api.parameters import page_limit
 from gateway.api.routing import add_route
 from gateway.charges import completer
 from gateway.charges.deps import CHARGE_DEPS, charge_deps
@@ -84,18 +85,11 @@ LIMIT $3
 """  # noqa: S608 - constant column list
 
 
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", str(limits.PAGE_LIMIT_DEFAULT))
-    if not raw.isdigit() or not 1 <= int(raw) <= limits.PAGE_LIMIT_MAX:
-        raise invalid("limit", f"limit must be an integer from 1 to {limits.PAGE_LIMIT_MAX}")
-    return int(raw)
-
-
 async def list_charges(request: web.Request) -> web.Response:
     account_id = request.query.get("account_id")
     if not account_id:
         raise invalid("account_id", "account_id is required")
-    limit = _limit(request)
+    limit = page_limit(request)
     after = request.query.get("starting_after") or None
     if after is not None:
         known = await _fetch(

@@ -8,7 +8,7 @@ runs one decision now, by the same rules as a debit crossing the threshold.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,8 +17,8 @@ from gateway import limits, money
 from gateway.db import raw_connection
 from gateway.errors import InvalidRequest, invalid
 from gateway.recharge import policy, store
-
-Text = Annotated[StrictStr, Field(min_length=1, max_length=limits.ID_LENGTH_MAX)]
+from gateway.text import Identifier
+from providers.registry import NoSuchProvider, ProviderSet
 
 
 class AutoRechargeIn(BaseModel):
@@ -32,12 +32,18 @@ class AutoRechargeIn(BaseModel):
     amount: StrictInt = Field(
         gt=0, le=limits.RECHARGE_AMOUNT_MINOR_MAX, description="Top-up, in minor units"
     )
-    payment_method: Text
-    provider: Text | None = None
+    payment_method: Identifier
+    provider: Identifier | None = None
 
 
-def config_from(body: AutoRechargeIn, currency_code: str) -> store.Config:
-    """The stored settings for `body`; a 400 naming `auto_recharge.<field>` when it is bad."""
+def config_from(body: AutoRechargeIn, currency_code: str, providers: ProviderSet) -> store.Config:
+    """The stored settings for `body`; a 400 naming `auto_recharge.<field>` when it is bad,
+    as a charge would be refused: a provider must be one configured here."""
+    if body.provider is not None:
+        try:
+            providers.get(body.provider)
+        except NoSuchProvider as exc:
+            raise invalid("auto_recharge.provider", f"auto_recharge.provider: {exc}") from None
     try:
         threshold = money.parse_micros(body.threshold)
     except money.MoneyError as exc:

@@ -141,7 +141,11 @@ async def test_floats_and_malformed_amounts_are_400_naming_the_field(client: Cli
     await put_account(client, credit_limit="1")
     cases = [
         (b'{"amount": 0.0079, "reference": "r"}', "amount", "float_not_allowed"),
-        (b'{"records": [{"amount": 0.5, "reference": "r"}]}', "amount", "float_not_allowed"),
+        (
+            b'{"records": [{"amount": 0.5, "reference": "r"}]}',
+            "records.0.amount",
+            "float_not_allowed",
+        ),
         (b'{"amount": "0.0000001", "reference": "r"}', "amount", "parameter_invalid"),
         (b'{"amount": "0", "reference": "r"}', "amount", "parameter_invalid"),
         (b'{"amount": "-1", "reference": "r"}', "amount", "parameter_invalid"),

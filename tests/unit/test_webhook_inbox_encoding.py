@@ -42,3 +42,10 @@ def test_kept_headers_drop_credentials_and_are_bounded() -> None:
     assert "cookie" not in kept
     assert len(kept["webhook-id"]) == limits.WEBHOOK_HEADER_VALUE_LENGTH_MAX
     assert len(kept) == limits.WEBHOOK_HEADERS_KEPT_MAX
+
+
+def test_kept_headers_drop_what_jsonb_cannot_hold() -> None:
+    # Header bytes that are not UTF-8 arrive as unpaired surrogates; jsonb refuses them, and
+    # a header is evidence, not what the event is read from.
+    headers = {"webhook-id": "msg_1", "x-junk": "a\udcffb", "x-\x01": "v", "x-note": "tab\tok"}
+    assert kept_headers(headers) == {"webhook-id": "msg_1", "x-note": "tab\tok"}
