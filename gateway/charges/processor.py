@@ -6,7 +6,10 @@ from our charge row and stored before the first call): the processor makes at mo
 however many attempts, requests and recoveries there are. The call reports whether any attempt
 may have reached the processor, because only a call that never did lets us forget the charge:
 the retry layer re-raises the *last* error, and a `ProviderUnavailable` after an earlier
-`ProviderOutcomeUnknown` must still count as "may have charged"."""
+`ProviderOutcomeUnknown` must still count as "may have charged".
+
+Requests leave and answers come back through `gateway.processor_amounts`, so the processor sees
+its own minor units and the rest of the service only ours."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter, Histogram
 
+from gateway import processor_amounts
 from providers.base import (
     ChargeRequest,
     ChargeResult,
@@ -72,15 +76,16 @@ class Refused:
 Sent = ChargeResult | Unreached | Unknown | Refused
 
 
-def charge_request(row: asyncpg.Record) -> ChargeRequest:
-    """The processor request for a charge row: the same on every attempt and recovery."""
+def charge_request(provider: Provider, row: asyncpg.Record) -> ChargeRequest:
+    """The processor request for a charge row: the same on every attempt and recovery, its
+    amount in the processor's minor unit."""
     metadata = row["metadata"]
     values = json.loads(metadata) if isinstance(metadata, str) else dict(metadata or {})
     return ChargeRequest(
         idempotency_key=row["provider_idempotency_key"],
         charge_id=row["id"],
         account_id=row["account_id"],
-        amount_minor=row["amount_minor"],
+        amount_minor=processor_amounts.to_processor(provider, row["currency"], row["amount_minor"]),
         currency=row["currency"],
         payment_method=row["payment_method"],
         description=row["description"],
@@ -115,23 +120,32 @@ async def call_once(
 
 
 async def send_charge(provider: Provider, request: ChargeRequest) -> Sent:
-    """Create the charge at the processor, same processor key on every attempt."""
+    """Create the charge at the processor, same processor key on every attempt; its answer
+    in our minor units."""
     started = time.perf_counter()
+
+    async def create() -> ChargeResult:
+        return processor_amounts.charge_result(provider, await provider.create_charge(request))
+
     try:
-        return await call_once(provider, "create_charge", lambda: provider.create_charge(request))
+        return await call_once(provider, "create_charge", create)
     finally:
         PROCESSOR_LATENCY.labels(provider.name).observe(time.perf_counter() - started)
 
 
 async def look_up_charge(provider: Provider, row: asyncpg.Record) -> ChargeResult | None:
     """The processor's view of a charge whose answer we do not have: by its processor id when
-    we know it, else by our processor key. None: the processor has no such charge."""
+    we know it, else by our processor key; in our minor units. None: the processor has no
+    such charge."""
     provider_charge_id: str | None = row["provider_charge_id"]
-    request = charge_request(row)
+    request = charge_request(provider, row)
 
     async def look_up() -> ChargeResult | None:
+        found: ChargeResult | None
         if provider_charge_id:
-            return await provider.retrieve_charge(provider_charge_id)
-        return await provider.find_charge(request)
+            found = await provider.retrieve_charge(provider_charge_id)
+        else:
+            found = await provider.find_charge(request)
+        return None if found is None else processor_amounts.charge_result(provider, found)
 
     return await call_with_retry(look_up, provider=provider.name, op="look_up_charge")

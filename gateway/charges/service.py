@@ -22,6 +22,7 @@ import asyncpg
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway import processor_amounts
 from gateway.charges import idempotency, lifecycle, phases
 from gateway.charges.finisher import Finisher
 from gateway.charges.idempotency import RecoveryPoint, RenderAnswer, StoredResponse
@@ -109,6 +110,7 @@ async def create_charge(
     crashes happen. Raises the domain errors of answers that are not stored (invalid request,
     key in use or reused, unavailable)."""
     provider = provider_for(deps, request.provider)
+    processor_amounts.check_amount(provider, request.currency, request.amount)
     started = time.perf_counter()
     fingerprint = idempotency.fingerprint(
         METHOD, PATH, request.model_dump(mode="json", exclude_unset=True)
@@ -206,7 +208,7 @@ class ChargeOperation:
         self.created_at: datetime = row["created_at"]
 
     async def send(self) -> ChargeResult | Unreached | Unknown | Refused:
-        return await send_charge(self.provider, charge_request(self.row))
+        return await send_charge(self.provider, charge_request(self.provider, self.row))
 
     async def look_up(self) -> ChargeResult | None:
         return await look_up_charge(self.provider, self.row)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Self, cast
 
 import httpx
@@ -60,6 +61,11 @@ class StripeProvider(Provider):
     """Stripe PaymentIntents. Owns its SDK HTTP client (closed by `aclose`)."""
 
     name = "stripe"
+    # Stripe's documented special cases (docs.stripe.com/currencies#special-cases): ISK and UGX
+    # are zero-decimal in ISO 4217 but two-decimal in Stripe's API for backwards compatibility
+    # (1 krona is `100`, and Stripe refuses ISK amounts not divisible by 100); MGA has two
+    # decimals in ISO 4217 but none at Stripe.
+    currency_exponents = MappingProxyType({"ISK": 2, "UGX": 2, "MGA": 0})
     # Stripe prunes idempotency keys once they are 24 hours old.
     idempotency_key_retention = timedelta(hours=24)
     capabilities = frozenset(

@@ -14,9 +14,12 @@ import respx
 import structlog
 from pydantic import SecretStr, ValidationError
 
+from gateway import processor_amounts
+from gateway.charges.processor import send_charge
 from providers import limits
 from providers.base import (
     ChargeRequest,
+    ChargeResult,
     ChargeStatus,
     DeclineCode,
     ProviderContext,
@@ -112,6 +115,18 @@ async def test_a_charge_is_a_paymentintent_confirmed_off_session_under_our_key(
         "metadata[charge_id]": ["ch_0123456789abcdef0123456789abcdef"],
         "metadata[account_id]": ["acct_customer_1"],
     }
+
+
+async def test_an_isk_charge_reaches_stripes_wire_in_hundredths_and_reads_back_in_krona(
+    provider: StripeProvider, stripe_api: respx.MockRouter
+) -> None:
+    answer = fixture("payment_intent.succeeded") | {"amount": 50_000, "currency": "isk"}
+    route = stripe_api.post("/v1/payment_intents").respond(200, json=answer)
+    krona = processor_amounts.to_processor(provider, "ISK", 500)
+    sent = await send_charge(provider, charge_request(amount_minor=krona, currency="ISK"))
+    assert form(route.calls.last.request)["amount"] == ["50000"]
+    assert isinstance(sent, ChargeResult)
+    assert (sent.amount_minor, sent.currency) == (500, "isk")
 
 
 async def test_a_card_saved_on_a_customer_is_charged_with_that_customer(
