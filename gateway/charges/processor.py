@@ -25,6 +25,7 @@ from prometheus_client import Counter, Histogram
 
 from gateway import processor_amounts
 from providers.base import (
+    Capability,
     ChargeRequest,
     ChargeResult,
     Provider,
@@ -43,6 +44,13 @@ UNKNOWN_OUTCOMES = Counter(
     "gateway_charge_unknown_outcomes_total",
     "Processor calls that ended without an answer (the charge or refund stays pending)",
     ["provider"],
+)
+UNRESOLVABLE = Counter(
+    "gateway_charges_unresolvable_total",
+    "Charges and refunds with an unknown outcome the processor can no longer be asked about "
+    "(past its key retention, no look-up): left pending for its webhook or an operator. "
+    "Counted on every attempt to resolve one; alert on any increase",
+    ["provider", "kind"],
 )
 PROCESSOR_LATENCY = Histogram(
     "gateway_charge_processor_seconds",
@@ -133,10 +141,16 @@ async def send_charge(provider: Provider, request: ChargeRequest) -> Sent:
         PROCESSOR_LATENCY.labels(provider.name).observe(time.perf_counter() - started)
 
 
+def can_look_up(provider: Provider, provider_charge_id: str | None) -> bool:
+    """Whether the processor can be asked what became of a charge: by its own id (every
+    processor), or else by our key (`Capability.LOOKUP_BY_KEY`)."""
+    return bool(provider_charge_id) or Capability.LOOKUP_BY_KEY in provider.capabilities
+
+
 async def look_up_charge(provider: Provider, row: asyncpg.Record) -> ChargeResult | None:
     """The processor's view of a charge whose answer we do not have: by its processor id when
-    we know it, else by our processor key; in our minor units. None: the processor has no
-    such charge."""
+    we know it, else by our processor key (only if `can_look_up`); in our minor units. None:
+    the processor has no such charge."""
     provider_charge_id: str | None = row["provider_charge_id"]
     request = charge_request(provider, row)
 

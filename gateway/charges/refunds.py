@@ -1,8 +1,10 @@
 """Refunds: partial or full, never more than was captured, also under concurrent requests.
 
-    begin   lock the charge row, check what is left to refund (captured minus every refund
-            pending or succeeded) and that the processor can be asked for the amount exactly,
-            insert the refund and its key together -> `refund_created`
+    begin   lock the charge row, check that its processor refunds at all (400
+            `refund_not_supported`, param `id`), what is left to refund (captured minus every
+            refund pending or succeeded), that a partial refund is one the processor makes
+            (400 `partial_refund_not_supported`, param `amount`) and that it can be asked for
+            the amount exactly; insert the refund and its key together -> `refund_created`
     (processor call, retried, the refund's own processor key; resumed near or past the
      processor's key retention, the refund is looked up first: `find_refund`)
     finish  record the answer; a success settles the charge's new CUMULATIVE refunded total
@@ -31,6 +33,7 @@ from gateway.errors import InvalidRequest, KeyInUse, NotFound, invalid
 from gateway.settlement.status import ChargeStatus
 from gateway.settlement.store import settle
 from providers.base import (
+    Capability,
     EventKind,
     Provider,
     ProviderRequestError,
@@ -173,6 +176,12 @@ async def _begin(
     if charge is None:
         raise NotFound("charge", charge_id)
     provider = provider_for(deps, charge["provider"])
+    if Capability.REFUND not in provider.capabilities:
+        raise invalid(
+            "id",
+            f"Charge '{charge_id}' was made through {provider.name}, which cannot refund",
+            code="refund_not_supported",
+        )
     if ChargeStatus(charge["status"]) not in _REFUNDABLE:
         raise invalid(
             "id",
@@ -191,11 +200,25 @@ async def _begin(
             f"Refund amount ({amount}) is greater than what is left to refund ({left})",
             code="amount_too_large",
         )
-    processor_amounts.check_amount(provider, charge["currency"], amount)
+    _check_processor_can(provider, charge, amount)
     refund = await conn.fetchrow(_CREATE, charge_id, amount, charge["currency"], key_id)
     if refund is None:
         raise RuntimeError(f"refund for key {key_id} was not created")
     return dict(refund) | {"pcid": charge["provider_charge_id"], "provider": charge["provider"]}
+
+
+def _check_processor_can(provider: Provider, charge: asyncpg.Record, amount: int) -> None:
+    """Refuse a refund the charge's processor cannot make: a partial one where it refunds only
+    whole charges, or an amount its minor unit cannot carry."""
+    whole = charge["amount_minor"]
+    if amount != whole and Capability.PARTIAL_REFUND not in provider.capabilities:
+        raise invalid(
+            "amount",
+            f"{provider.name} refunds only whole charges: refund all {whole} of "
+            f"charge '{charge['id']}' (omit amount) or nothing",
+            code="partial_refund_not_supported",
+        )
+    processor_amounts.check_amount(provider, charge["currency"], amount)
 
 
 class RefundOperation:
@@ -226,6 +249,10 @@ class RefundOperation:
             return processor_amounts.refund_result(self.provider, self.request.currency, made)
 
         return await call_once(self.provider, "refund", refund)
+
+    def can_look_up(self) -> bool:
+        # A refund is found again only by our key (`find_refund`), never by the processor's id.
+        return Capability.LOOKUP_BY_KEY in self.provider.capabilities
 
     async def look_up(self) -> RefundResult | None:
         return await look_up_refund(self.provider, self.request)

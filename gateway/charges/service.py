@@ -32,6 +32,7 @@ from gateway.charges.processor import (
     Refused,
     Unknown,
     Unreached,
+    can_look_up,
     charge_request,
     look_up_charge,
     send_charge,
@@ -209,6 +210,9 @@ class ChargeOperation:
 
     async def send(self) -> ChargeResult | Unreached | Unknown | Refused:
         return await send_charge(self.provider, charge_request(self.provider, self.row))
+
+    def can_look_up(self) -> bool:
+        return can_look_up(self.provider, self.row["provider_charge_id"])
 
     async def look_up(self) -> ChargeResult | None:
         return await look_up_charge(self.provider, self.row)
