@@ -24,7 +24,6 @@ import httpx
 import stripe
 import structlog
 
-from providers import limits
 from providers.base import (
     Capability,
     ChargeRequest,
@@ -41,7 +40,7 @@ from providers.base import (
 )
 from providers.config import read_settings
 from providers.lookups import one_refund
-from providers.stripe import webhooks
+from providers.stripe import limits, webhooks
 from providers.stripe.answers import (
     as_dict,
     charge_result,

@@ -16,7 +16,6 @@ from pydantic import SecretStr, ValidationError
 
 from gateway import processor_amounts
 from gateway.charges.processor import send_charge
-from providers import limits
 from providers.base import (
     ChargeRequest,
     ChargeResult,
@@ -33,7 +32,7 @@ from providers.base import (
     RefundStatus,
 )
 from providers.retry import RetryPolicy, call_with_retry
-from providers.stripe import StripeOutcomeIndeterminate, StripeProvider, StripeSettings
+from providers.stripe import StripeOutcomeIndeterminate, StripeProvider, StripeSettings, limits
 from tests.support.stripe_payloads import fixture
 from tests.support.wire import mock_wire
 
