@@ -266,6 +266,10 @@ class Provider(ABC):
     converts every amount it sends and reads at this boundary, exactly, and refuses an amount
     the processor's unit cannot carry (MGA 1.50 where the processor has no decimals); a
     provider reads and writes amounts as they are, in its processor's unit."""
+    idempotency_key_length_max: ClassVar[int]
+    """The longest idempotency key the processor accepts (Stripe 255, Adyen 64). The core's
+    processor keys are derived from our ids and shorter than any processor's limit it knows;
+    it refuses to charge or refund through a provider whose limit they would exceed."""
     idempotency_key_retention: ClassVar[timedelta | None] = None
     """How long the processor remembers an idempotency key (None: for good). After that a
     re-send under the same key would be a second charge or refund, so the core looks for the

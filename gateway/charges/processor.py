@@ -17,13 +17,14 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import asyncpg
 import structlog
 from prometheus_client import Counter, Histogram
 
 from gateway import processor_amounts
+from gateway.errors import invalid
 from providers.base import (
     Capability,
     ChargeRequest,
@@ -36,6 +37,10 @@ from providers.retry import call_with_retry
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+# Our processor idempotency keys: `gw_` and the charge's or refund's id (`ch_` or `re_` and 32
+# hex digits, `gw_new_id`), a column the database generates (migrations 0003 and 0007).
+PROCESSOR_KEY_LENGTH: Final = len("gw_ch_") + 32
 
 CHARGES = Counter(
     "gateway_charges_total", "Charge requests by provider and outcome", ["provider", "outcome"]
@@ -139,6 +144,26 @@ async def send_charge(provider: Provider, request: ChargeRequest) -> Sent:
         return await call_once(provider, "create_charge", create)
     finally:
         PROCESSOR_LATENCY.labels(provider.name).observe(time.perf_counter() - started)
+
+
+def check_key_fits(provider: Provider, *, param: str) -> None:
+    """Refuse (400 naming `param`) to begin anything at a processor whose idempotency keys
+    are shorter than ours: it would refuse or, worse, truncate them."""
+    if provider.idempotency_key_length_max >= PROCESSOR_KEY_LENGTH:
+        return
+    log.error(
+        "processor.idempotency_keys_too_short",
+        provider=provider.name,
+        key_length_max=provider.idempotency_key_length_max,
+        ours=PROCESSOR_KEY_LENGTH,
+    )
+    raise invalid(
+        param,
+        f"{provider.name} accepts idempotency keys of at most "
+        f"{provider.idempotency_key_length_max} characters, and this gateway's are "
+        f"{PROCESSOR_KEY_LENGTH}: it cannot be used safely",
+        code="provider_unsupported",
+    )
 
 
 def can_look_up(provider: Provider, provider_charge_id: str | None) -> bool:

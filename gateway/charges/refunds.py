@@ -26,7 +26,7 @@ from gateway import processor_amounts
 from gateway.charges import idempotency, lifecycle
 from gateway.charges.idempotency import RecoveryPoint, StoredResponse
 from gateway.charges.model import RefundCreate, timestamp
-from gateway.charges.processor import Refused, Unknown, Unreached, call_once
+from gateway.charges.processor import Refused, Unknown, Unreached, call_once, check_key_fits
 from gateway.charges.service import ChargeDeps, provider_for
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import InvalidRequest, KeyInUse, NotFound, invalid
@@ -182,6 +182,7 @@ async def _begin(
             f"Charge '{charge_id}' was made through {provider.name}, which cannot refund",
             code="refund_not_supported",
         )
+    check_key_fits(provider, param="id")
     if ChargeStatus(charge["status"]) not in _REFUNDABLE:
         raise invalid(
             "id",

@@ -34,6 +34,7 @@ from gateway.charges.processor import (
     Unreached,
     can_look_up,
     charge_request,
+    check_key_fits,
     look_up_charge,
     send_charge,
 )
@@ -111,6 +112,7 @@ async def create_charge(
     crashes happen. Raises the domain errors of answers that are not stored (invalid request,
     key in use or reused, unavailable)."""
     provider = provider_for(deps, request.provider)
+    check_key_fits(provider, param="provider")
     processor_amounts.check_amount(provider, request.currency, request.amount)
     started = time.perf_counter()
     fingerprint = idempotency.fingerprint(

@@ -9,3 +9,4 @@ STRIPE_LIST_PAGE_SIZE: Final = 100  # Stripe's largest page for list endpoints
 # a PaymentIntent with more is a fault: "none among the first thousand" is not "none".
 STRIPE_REFUND_PAGES_MAX: Final = 10
 STRIPE_WEBHOOK_SIGNATURES_MAX: Final = 16  # v1= entries read from one header (rotation: two)
+STRIPE_IDEMPOTENCY_KEY_LENGTH_MAX: Final = 255  # Stripe: "keys can be up to 255 characters"

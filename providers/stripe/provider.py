@@ -65,6 +65,7 @@ class StripeProvider(Provider):
     # (1 krona is `100`, and Stripe refuses ISK amounts not divisible by 100); MGA has two
     # decimals in ISO 4217 but none at Stripe.
     currency_exponents = MappingProxyType({"ISK": 2, "UGX": 2, "MGA": 0})
+    idempotency_key_length_max = limits.STRIPE_IDEMPOTENCY_KEY_LENGTH_MAX
     # Stripe prunes idempotency keys once they are 24 hours old.
     idempotency_key_retention = timedelta(hours=24)
     capabilities = frozenset(

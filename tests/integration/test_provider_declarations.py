@@ -1,6 +1,7 @@
-"""The core does only what a provider declares it can (`Provider.capabilities`): refunds,
-partial refunds and look-ups by our key. The processor's wire is mocked (respx); the database
-is real. Each test takes capabilities away from the sandbox provider."""
+"""The core does only what a provider declares it can (`Provider.capabilities`: refunds,
+partial refunds, look-ups by our key) and sends only keys it accepts
+(`idempotency_key_length_max`). The processor's wire is mocked (respx); the database is real.
+Each test changes what the sandbox provider declares."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from prometheus_client import REGISTRY
 from gateway.app import create_app
 from gateway.charges.completer import complete_once
 from gateway.charges.deps import CHARGE_DEPS
+from gateway.charges.processor import PROCESSOR_KEY_LENGTH
 from gateway.state import Role
 from providers.base import Capability
 from providers.sandbox.provider import SandboxProvider
@@ -66,6 +68,12 @@ async def charged(client: Client, processor: respx.Router) -> str:
     return charge_id
 
 
+def refunds_succeed(processor: respx.Router) -> respx.Route:
+    """The processor refunds the whole charge (700) whenever asked."""
+    made = {"id": "pr_1", "status": "succeeded", "amount": 700}
+    return processor.post("/v1/refunds").mock(return_value=httpx.Response(200, json=made))
+
+
 async def refund(client: Client, charge_id: str, body: dict[str, Any]) -> Any:
     response = await client.post(
         f"/v1/charges/{charge_id}/refunds", json=body, headers=auth(idempotency_key="k-refund")
@@ -94,8 +102,7 @@ async def test_a_provider_without_partial_refunds_refunds_whole_charges_only(
     without(monkeypatch, Capability.PARTIAL_REFUND)
     with processor_wire() as processor:
         charge_id = await charged(client, processor)
-        made = {"id": "pr_1", "status": "succeeded", "amount": 700}
-        refunds = processor.post("/v1/refunds").mock(return_value=httpx.Response(200, json=made))
+        refunds = refunds_succeed(processor)
         status, body = await refund(client, charge_id, {"amount": 300})
         assert status == 400
         assert (body["error"]["code"], body["error"]["param"]) == (
@@ -182,3 +189,47 @@ async def test_the_completer_asks_about_a_pending_charge_by_key_only_where_it_ca
         )
         await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
         assert look_up.called is looks_up
+
+
+async def test_the_processor_keys_we_make_are_as_long_as_the_core_checks(
+    client: Client, db_url: str
+) -> None:
+    with processor_wire() as processor:
+        charge_id = await charged(client, processor)
+        processor.post("/v1/refunds").mock(
+            return_value=httpx.Response(
+                200, json={"id": "pr_1", "status": "succeeded", "amount": 700}
+            )
+        )
+        assert (await refund(client, charge_id, {}))[0] == 200
+    keys = await fetch(
+        db_url,
+        "SELECT provider_idempotency_key AS key FROM charges "
+        "UNION ALL SELECT provider_idempotency_key FROM refunds",
+    )
+    assert [len(row["key"]) for row in keys] == [PROCESSOR_KEY_LENGTH] * 2
+
+
+async def test_a_processor_whose_keys_are_shorter_than_ours_is_refused_before_anything_is_stored(
+    client: Client, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with processor_wire() as processor:
+        charge_id = await charged(client, processor)
+        monkeypatch.setattr(SandboxProvider, "idempotency_key_length_max", PROCESSOR_KEY_LENGTH - 1)
+        sent = len(processor.calls)
+        response = await client.post("/v1/charges", json=BODY, headers=auth(idempotency_key="k2"))
+        status, body = await refund(client, charge_id, {})
+        assert len(processor.calls) == sent, "nothing more reached the processor"
+    error = (await response.json())["error"]
+    assert (response.status, error["code"], error["param"]) == (
+        400,
+        "provider_unsupported",
+        "provider",
+    )
+    assert (status, body["error"]["code"], body["error"]["param"]) == (
+        400,
+        "provider_unsupported",
+        "id",
+    )
+    assert [row["id"] for row in await fetch(db_url, "SELECT id FROM charges")] == [charge_id]
+    assert await fetch(db_url, "SELECT id FROM refunds") == []
