@@ -16,6 +16,7 @@ from pydantic import SecretStr, ValidationError
 
 from gateway import processor_amounts
 from gateway.charges.processor import send_charge
+from providers import http
 from providers.base import (
     ChargeRequest,
     ChargeResult,
@@ -69,9 +70,11 @@ async def provider() -> AsyncIterator[StripeProvider]:
     settings = StripeSettings(
         api_key=SecretStr(API_KEY), webhook_secrets=(SecretStr(WEBHOOK_SECRET),)
     )
-    stripe_provider = StripeProvider(settings)
+    shared = http.create_client()
+    stripe_provider = StripeProvider(settings, shared)
     yield stripe_provider
     await stripe_provider.aclose()
+    await shared.aclose()
 
 
 @pytest.fixture
