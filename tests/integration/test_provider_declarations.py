@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,35 +17,36 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
-from gateway.app import create_app
 from gateway.charges.completer import complete_once
 from gateway.charges.deps import CHARGE_DEPS
 from gateway.charges.processor import PROCESSOR_KEY_LENGTH
-from gateway.state import Role
 from providers.base import Capability
 from providers.sandbox.provider import SandboxProvider
-from tests.conftest import AiohttpClient, auth, make_settings
+from tests.conftest import auth
+from tests.integration.conftest import SANDBOX_ON_WIRE
 from tests.support.charges import fetch, open_account
 from tests.support.wire import mock_wire
 
 Client = TestClient[web.Request, web.Application]
-PROCESSOR = "http://sandbox.test"
 ACCOUNT = "acct_caps"
 BODY = {"account_id": ACCOUNT, "amount": 700, "currency": "USD", "payment_method": "pm_card_visa"}
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: AiohttpClient, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Client:
+async def client(wired_client: Client, db_url: str) -> Client:
     await open_account(db_url, ACCOUNT)
-    monkeypatch.setenv("GATEWAY_SANDBOX_URL", PROCESSOR)
-    return await aiohttp_client(create_app(make_settings(db_url, tmp_path), Role.SERVE))
+    return wired_client
 
 
 def processor_wire() -> respx.MockRouter:
     """The sandbox's wire; a route a test expects never to be called may stay uncalled."""
-    return mock_wire(base_url=PROCESSOR, assert_all_called=False)
+    return mock_wire(base_url=SANDBOX_ON_WIRE, assert_all_called=False)
+
+
+def forgets_keys_and_cannot_look_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox as a processor that forgets keys after a day and cannot look up by key."""
+    without(monkeypatch, Capability.LOOKUP_BY_KEY)
+    monkeypatch.setattr(SandboxProvider, "idempotency_key_retention", timedelta(hours=24))
 
 
 def without(monkeypatch: pytest.MonkeyPatch, *taken: Capability) -> None:
@@ -133,8 +133,7 @@ def unresolvable(kind: str = "charge") -> float:
 async def test_without_look_up_an_unknown_outcome_is_resent_under_its_key_while_it_is_kept(
     client: Client, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    without(monkeypatch, Capability.LOOKUP_BY_KEY)
-    monkeypatch.setattr(SandboxProvider, "idempotency_key_retention", timedelta(hours=24))
+    forgets_keys_and_cannot_look_up(monkeypatch)
     with processor_wire() as processor:
         charge_id, route = await lost_answer(client, processor)
         look_up = processor.get("/v1/charges")
@@ -148,8 +147,7 @@ async def test_without_look_up_an_unknown_outcome_is_resent_under_its_key_while_
 async def test_without_look_up_past_key_retention_the_charge_stays_pending_and_alerts(
     client: Client, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    without(monkeypatch, Capability.LOOKUP_BY_KEY)
-    monkeypatch.setattr(SandboxProvider, "idempotency_key_retention", timedelta(hours=24))
+    forgets_keys_and_cannot_look_up(monkeypatch)
     with processor_wire() as processor:
         charge_id, route = await lost_answer(client, processor)
         sent = route.call_count
