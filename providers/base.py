@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import ClassVar, Self
 
 import httpx
@@ -101,7 +102,8 @@ class Capability(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ChargeRequest:
-    """Charge `amount_minor` (ISO 4217 minor units) of `currency` on `payment_method`.
+    """Charge `amount_minor` of `currency` on `payment_method`, in the processor's own minor
+    unit (ISO 4217's unless `Provider.currency_exponents` says otherwise; the core converts).
 
     `idempotency_key` is derived from our charge row and stored before the first call; it is
     the same on every retry and every recovery, so the processor makes at most one charge.
@@ -120,7 +122,8 @@ class ChargeRequest:
 
 @dataclass(frozen=True, slots=True)
 class ChargeResult:
-    """The processor's answer about one charge. A decline is `status=FAILED` with a code."""
+    """The processor's answer about one charge. A decline is `status=FAILED` with a code.
+    Amounts are as the processor counts them (the core converts them back)."""
 
     status: ChargeStatus
     provider_charge_id: str | None
@@ -135,7 +138,8 @@ class ChargeResult:
 
 @dataclass(frozen=True, slots=True)
 class RefundRequest:
-    """Refund `amount_minor` of a processor charge, under our idempotency key."""
+    """Refund `amount_minor` (the processor's minor unit) of a processor charge, under our
+    idempotency key."""
 
     idempotency_key: str
     refund_id: str
@@ -160,7 +164,8 @@ class WebhookEvent:
     `charge_id` is ours, read back from metadata when the processor echoes it.
     For `CHARGE_REFUNDED`, `amount_minor` is the charge's *cumulative* refunded amount, which
     makes refund events order-independent. For disputes, `dispute_id` and `amount_minor` are
-    the dispute's, and `dispute_outcome` is set on `DISPUTE_CLOSED`."""
+    the dispute's, and `dispute_outcome` is set on `DISPUTE_CLOSED`. Amounts are as the
+    processor counts them; the core converts them before settling."""
 
     event_id: str
     kind: EventKind
@@ -254,6 +259,17 @@ class Provider(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
+    currency_exponents: ClassVar[Mapping[str, int]] = MappingProxyType({})
+    """Where the processor counts a currency in another minor unit than ISO 4217's: code ->
+    digits after the decimal point in its amounts (Stripe: `{"ISK": 2, ...}`, so 1 króna is
+    `100` on its wire). Only the differences: every other currency is ISO 4217's. The core
+    converts every amount it sends and reads at this boundary, exactly, and refuses an amount
+    the processor's unit cannot carry (MGA 1.50 where the processor has no decimals); a
+    provider reads and writes amounts as they are, in its processor's unit."""
+    idempotency_key_length_max: ClassVar[int]
+    """The longest idempotency key the processor accepts (Stripe 255, Adyen 64). The core's
+    processor keys are derived from our ids and shorter than any processor's limit it knows;
+    it refuses to charge or refund through a provider whose limit they would exceed."""
     idempotency_key_retention: ClassVar[timedelta | None] = None
     """How long the processor remembers an idempotency key (None: for good). After that a
     re-send under the same key would be a second charge or refund, so the core looks for the

@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.processors import PROVIDERS
 from gateway.settlement.store import settle as settle_events
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
+from providers.base import Provider
 from webhooks.inbox import InboxWriter
 from webhooks.routes import INBOX, setup_routes
 from webhooks.worker import Settle, Worker
@@ -33,7 +35,10 @@ def setup(app: web.Application) -> None:
 
 
 async def _settle_forever(app: web.Application) -> None:
-    await Worker(app[ENGINE], app[SETTLE]).run(app[WAKE])
+    def provider_of(name: str) -> Provider:
+        return app[PROVIDERS].get(name)  # the provider set the app holds when it is used
+
+    await Worker(app[ENGINE], app[SETTLE], provider_of).run(app[WAKE])
 
 
 async def _inbox(app: web.Application) -> AsyncIterator[None]:

@@ -1,7 +1,10 @@
 """Refunds: partial or full, never more than was captured, also under concurrent requests.
 
-    begin   lock the charge row, check what is left to refund (captured minus every refund
-            pending or succeeded), insert the refund and its key together -> `refund_created`
+    begin   lock the charge row, check that its processor refunds at all (400
+            `refund_not_supported`, param `id`), what is left to refund (captured minus every
+            refund pending or succeeded), that a partial refund is one the processor makes
+            (400 `partial_refund_not_supported`, param `amount`) and that it can be asked for
+            the amount exactly; insert the refund and its key together -> `refund_created`
     (processor call, retried, the refund's own processor key; resumed near or past the
      processor's key retention, the refund is looked up first: `find_refund`)
     finish  record the answer; a success settles the charge's new CUMULATIVE refunded total
@@ -19,16 +22,18 @@ from typing import Any
 import asyncpg
 import structlog
 
+from gateway import processor_amounts
 from gateway.charges import idempotency, lifecycle
 from gateway.charges.idempotency import RecoveryPoint, StoredResponse
 from gateway.charges.model import RefundCreate, timestamp
-from gateway.charges.processor import Refused, Unknown, Unreached, call_once
+from gateway.charges.processor import Refused, Unknown, Unreached, call_once, check_key_fits
 from gateway.charges.service import ChargeDeps, provider_for
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import InvalidRequest, KeyInUse, NotFound, invalid
 from gateway.settlement.status import ChargeStatus
 from gateway.settlement.store import settle
 from providers.base import (
+    Capability,
     EventKind,
     Provider,
     ProviderRequestError,
@@ -108,7 +113,7 @@ async def create_refund(
     async with raw_connection(deps.engine) as conn, conn.transaction():
         key_id = await conn.fetchval(_NEW_KEY, scope, idempotency_key, path, fingerprint)
         if key_id is not None:
-            refund = await _begin(conn, key_id, charge_id, request)
+            refund = await _begin(deps, conn, key_id, charge_id, request)
             first_run = True
         else:
             claimed = await idempotency.claim_existing(
@@ -161,11 +166,23 @@ _REFUNDABLE = frozenset({ChargeStatus.SUCCEEDED, ChargeStatus.REFUNDED})
 
 
 async def _begin(
-    conn: asyncpg.Connection[Any], key_id: int, charge_id: str, request: RefundCreate
+    deps: ChargeDeps,
+    conn: asyncpg.Connection[Any],
+    key_id: int,
+    charge_id: str,
+    request: RefundCreate,
 ) -> dict[str, Any]:
     charge = await conn.fetchrow(_LOCK_CHARGE, charge_id)
     if charge is None:
         raise NotFound("charge", charge_id)
+    provider = provider_for(deps, charge["provider"])
+    if Capability.REFUND not in provider.capabilities:
+        raise invalid(
+            "id",
+            f"Charge '{charge_id}' was made through {provider.name}, which cannot refund",
+            code="refund_not_supported",
+        )
+    check_key_fits(provider, param="id")
     if ChargeStatus(charge["status"]) not in _REFUNDABLE:
         raise invalid(
             "id",
@@ -184,10 +201,25 @@ async def _begin(
             f"Refund amount ({amount}) is greater than what is left to refund ({left})",
             code="amount_too_large",
         )
+    _check_processor_can(provider, charge, amount)
     refund = await conn.fetchrow(_CREATE, charge_id, amount, charge["currency"], key_id)
     if refund is None:
         raise RuntimeError(f"refund for key {key_id} was not created")
     return dict(refund) | {"pcid": charge["provider_charge_id"], "provider": charge["provider"]}
+
+
+def _check_processor_can(provider: Provider, charge: asyncpg.Record, amount: int) -> None:
+    """Refuse a refund the charge's processor cannot make: a partial one where it refunds only
+    whole charges, or an amount its minor unit cannot carry."""
+    whole = charge["amount_minor"]
+    if amount != whole and Capability.PARTIAL_REFUND not in provider.capabilities:
+        raise invalid(
+            "amount",
+            f"{provider.name} refunds only whole charges: refund all {whole} of "
+            f"charge '{charge['id']}' (omit amount) or nothing",
+            code="partial_refund_not_supported",
+        )
+    processor_amounts.check_amount(provider, charge["currency"], amount)
 
 
 class RefundOperation:
@@ -201,22 +233,33 @@ class RefundOperation:
         self.provider = provider_for(deps, refund["provider"])
         self.object_id: str = refund["id"]
         self.created_at: datetime = refund["created_at"]
+        self.amount_minor: int = refund["amount_minor"]
         self.request = RefundRequest(
             idempotency_key=refund["provider_idempotency_key"],
             refund_id=refund["id"],
             provider_charge_id=refund["pcid"],
-            amount_minor=refund["amount_minor"],
+            amount_minor=processor_amounts.to_processor(
+                self.provider, refund["currency"], refund["amount_minor"]
+            ),
             currency=refund["currency"],
         )
 
     async def send(self) -> RefundResult | Unreached | Unknown | Refused:
-        return await call_once(self.provider, "refund", lambda: self.provider.refund(self.request))
+        async def refund() -> RefundResult:
+            made = await self.provider.refund(self.request)
+            return processor_amounts.refund_result(self.provider, self.request.currency, made)
+
+        return await call_once(self.provider, "refund", refund)
+
+    def can_look_up(self) -> bool:
+        # A refund is found again only by our key (`find_refund`), never by the processor's id.
+        return Capability.LOOKUP_BY_KEY in self.provider.capabilities
 
     async def look_up(self) -> RefundResult | None:
         return await look_up_refund(self.provider, self.request)
 
     def refused(self, error: ProviderRequestError) -> RefundResult:
-        return RefundResult(RefundStatus.FAILED, None, self.request.amount_minor, str(error))
+        return RefundResult(RefundStatus.FAILED, None, self.amount_minor, str(error))
 
     async def forget(self, conn: asyncpg.Connection[Any]) -> None:
         await conn.execute("DELETE FROM refunds WHERE id = $1", self.object_id)
@@ -230,11 +273,16 @@ class RefundOperation:
 
 
 async def look_up_refund(provider: Provider, request: RefundRequest) -> RefundResult | None:
-    """The refund a lost answer may have made, asked under the retry policy. None: the
-    processor has no such refund."""
-    return await call_with_retry(
-        lambda: provider.find_refund(request), provider=provider.name, op="find_refund"
-    )
+    """The refund a lost answer may have made, asked under the retry policy, in our minor
+    units. None: the processor has no such refund."""
+
+    async def find() -> RefundResult | None:
+        found = await provider.find_refund(request)
+        if found is None:
+            return None
+        return processor_amounts.refund_result(provider, request.currency, found)
+
+    return await call_with_retry(find, provider=provider.name, op="find_refund")
 
 
 async def record_refund(

@@ -167,7 +167,8 @@ def setup(app: web.Application) -> None:
         body=RefundCreate,
         responses={
             200: "The refund",
-            400: "Not refundable, or more than is left",
+            400: "Not refundable, more than is left, or not a refund the charge's processor "
+            "makes (refund_not_supported, partial_refund_not_supported; nothing stored)",
             404: "No such charge",
             409: "A request with this key is in flight",
             422: "Key reused with another request",

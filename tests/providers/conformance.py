@@ -4,14 +4,15 @@ for a provider that breaks its rule).
 
 A check is `async def check(kit, cls, harness)`: it builds the provider from its kit's
 settings with `cls.from_env`, puts answers on the wire with respx through the kit, and asserts.
-The rules are the contract of `providers.base`."""
+The rules are the contract of `providers.base`; the checks of what a provider declares to the
+core (capabilities, currency exponents, key length) are in `conformance_seam.py`. A check that
+needs a capability (`NEEDS`) is skipped for a provider that does not declare it: the core never
+asks that of it."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,29 +20,20 @@ import pytest
 import respx
 
 from providers.base import (
-    ChargeRequest,
+    Capability,
     ChargeStatus,
     DeclineCode,
     EventKind,
     Provider,
-    ProviderContext,
     ProviderError,
     ProviderOutcomeUnknown,
-    RefundRequest,
     RefundResult,
     WebhookVerificationError,
 )
+from tests.providers import conformance_seam as seam
+from tests.providers.harness import REFUND, Check, Harness, build, charge_request
 from tests.providers.kits import Delivery, Kit, WireOutcome
 from tests.support.wire import mock_wire
-
-
-@dataclass(frozen=True, slots=True)
-class Harness:
-    http: httpx.AsyncClient
-    data_dir: Path
-
-
-Check = Callable[[Kit, type[Provider], Harness], Awaitable[None]]
 
 EXPECTED_STATUS = {
     WireOutcome.SUCCEEDED: ChargeStatus.SUCCEEDED,
@@ -61,38 +53,6 @@ WEBHOOK_KINDS = (
     EventKind.DISPUTE_OPENED,
 )
 CARD_NUMBERS = ("4242424242424242", "4000 0566 5566 5556", "5555-5555-5555-4444")
-
-
-def charge_request(**overrides: object) -> ChargeRequest:
-    values: dict[str, object] = {
-        "idempotency_key": "gw_ch_conformance_1",
-        "charge_id": "ch_" + "c" * 32,
-        "account_id": "acct_conformance",
-        "amount_minor": 1234,
-        "currency": "usd",
-        "payment_method": "pm_card_visa",
-    }
-    values.update(overrides)
-    return ChargeRequest(**values)  # type: ignore[arg-type]
-
-
-REFUND = RefundRequest(
-    idempotency_key="gw_re_conformance_1",
-    refund_id="re_" + "r" * 32,
-    provider_charge_id="ch_at_the_processor_1",
-    amount_minor=500,
-    currency="usd",
-)
-
-
-def build(kit: Kit, cls: type[Provider], harness: Harness) -> Provider:
-    context = ProviderContext(
-        http=harness.http,
-        data_dir=harness.data_dir,
-        service_url="http://gateway.test",
-        overrides=dict(kit.overrides),
-    )
-    return cls.from_env(context)
 
 
 # -- charges: outcomes are values -------------------------------------------------------------
@@ -360,5 +320,24 @@ CHECKS: dict[str, Check] = {
         check_webhook_signed_with_another_secret_is_rejected,
         check_unreadable_webhook_body_is_malformed,
         check_scrub_masks_secrets_and_card_numbers,
+        seam.check_declarations_are_coherent,
+        seam.check_amounts_reach_the_wire_in_the_processors_minor_units,
+        seam.check_the_longest_key_it_declares_is_sent_unchanged,
+        seam.check_find_charge_finds_the_charge_made_and_no_other,
     )
 }
+
+_WEBHOOKS = frozenset({Capability.WEBHOOKS})
+_REFUND_LOOKUPS = frozenset({Capability.REFUND, Capability.LOOKUP_BY_KEY})
+NEEDS: dict[str, frozenset[Capability]] = {
+    "find_refund_finds_the_refund_made_and_no_other": _REFUND_LOOKUPS,
+    "find_refund_refuses_a_double_refund": _REFUND_LOOKUPS,
+    "genuine_webhooks_verify_and_parse": _WEBHOOKS,
+    "webhook_without_signature_is_rejected": _WEBHOOKS,
+    "tampered_webhook_is_rejected": _WEBHOOKS,
+    "stale_webhook_is_rejected": _WEBHOOKS,
+    "webhook_signed_with_another_secret_is_rejected": _WEBHOOKS,
+    "unreadable_webhook_body_is_malformed": _WEBHOOKS,
+    "find_charge_finds_the_charge_made_and_no_other": frozenset({Capability.LOOKUP_BY_KEY}),
+}
+"""The capabilities a check needs; a provider without them skips it."""

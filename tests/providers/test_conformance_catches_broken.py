@@ -7,11 +7,13 @@ import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 from providers import http
 from providers.base import (
+    Capability,
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
@@ -23,8 +25,9 @@ from providers.base import (
     RefundResult,
     RefundStatus,
 )
-from providers.sandbox.provider import STATUSES, SandboxProvider, refund_result
-from tests.providers.conformance import CHECKS, Harness
+from providers.sandbox.provider import STATUSES, SandboxProvider, charge_result, refund_result
+from tests.providers.conformance import CHECKS
+from tests.providers.harness import Harness
 from tests.providers.kits import kit_for
 
 
@@ -105,6 +108,45 @@ class PicksOneOfADoubleRefund(SandboxProvider):
             return RefundResult(RefundStatus.SUCCEEDED, "re_picked", request.amount_minor)
 
 
+class PartialRefundsWithoutRefunds(SandboxProvider):
+    capabilities = frozenset(Capability) - {Capability.REFUND}
+
+
+class KeysShorterThanOurs(SandboxProvider):
+    idempotency_key_length_max = 32
+
+
+class UntestedExponent(SandboxProvider):
+    currency_exponents = MappingProxyType({"JPY": 2})  # the kit has no JPY case
+
+
+class ExponentItDoesNotUse(SandboxProvider):
+    currency_exponents = MappingProxyType({"ISK": 2})  # the sandbox counts ISK in krona
+
+
+class ScalesAmountsItself(SandboxProvider):
+    async def create_charge(self, request: ChargeRequest) -> ChargeResult:
+        scaled = request.amount_minor * (100 if request.currency.upper() == "ISK" else 1)
+        return await super().create_charge(dataclasses.replace(request, amount_minor=scaled))
+
+
+class TruncatesKeys(SandboxProvider):
+    async def create_charge(self, request: ChargeRequest) -> ChargeResult:
+        key = request.idempotency_key[:64]
+        return await super().create_charge(dataclasses.replace(request, idempotency_key=key))
+
+
+class NeverFindsCharges(SandboxProvider):
+    async def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        return None
+
+
+class FindsAnyCharge(SandboxProvider):
+    async def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        _, body = await self._send("GET", "/v1/charges", params={"limit": 1})
+        return charge_result(body["data"][0]) if body["data"] else None
+
+
 BROKEN: list[tuple[type[Provider], str]] = [
     (UnknownStatusIsSuccess, "unknown_status_is_pending"),
     (DeclineIsAnError, "charge_outcomes_map_to_statuses_and_declines"),
@@ -119,6 +161,14 @@ BROKEN: list[tuple[type[Provider], str]] = [
     (NeverFindsRefunds, "find_refund_finds_the_refund_made_and_no_other"),
     (TakesAnyRefundOfTheCharge, "find_refund_finds_the_refund_made_and_no_other"),
     (PicksOneOfADoubleRefund, "find_refund_refuses_a_double_refund"),
+    (PartialRefundsWithoutRefunds, "declarations_are_coherent"),
+    (KeysShorterThanOurs, "declarations_are_coherent"),
+    (UntestedExponent, "declarations_are_coherent"),
+    (ExponentItDoesNotUse, "amounts_reach_the_wire_in_the_processors_minor_units"),
+    (ScalesAmountsItself, "amounts_reach_the_wire_in_the_processors_minor_units"),
+    (TruncatesKeys, "the_longest_key_it_declares_is_sent_unchanged"),
+    (NeverFindsCharges, "find_charge_finds_the_charge_made_and_no_other"),
+    (FindsAnyCharge, "find_charge_finds_the_charge_made_and_no_other"),
 ]
 
 

@@ -50,8 +50,24 @@ that remembers no idempotency key, as past its key retention: every refund call 
   `made` so far, honouring the filters and paging the processor documents (`list_page` writes
   a Stripe-style page).
 
-Expectations the suite checks are in `tests/providers/conformance.py` (one function per
-rule); `EXPECTED_DECLINES` there says which `DeclineCode` each declining outcome must map to.
+Charges and their look-up by our key (checked only for a provider declaring
+`Capability.LOOKUP_BY_KEY`):
+
+- `charge_lookup_route(router)`: the respx route `find_charge` calls.
+- `charge_list(sent, made)`: the processor's answer to that look-up request over the charges
+  `made` so far (each a body `charge_answer` wrote), honouring the filters it documents.
+
+Amounts, from the processor's documentation (the core converts; the provider sends as is):
+
+- `currency_cases`: `(currency, amount in ISO 4217 minor units, the same amount on the
+  processor's wire)`, at least one for every currency in the provider's `currency_exponents`
+  and one where nothing changes (e.g. `("ISK", 500, 50_000)` for Stripe, which counts ISK in
+  hundredths).
+- `sent_amount(sent)`: the amount a charge request (`httpx.Request`) carries on the wire.
+
+Expectations the suite checks are in `tests/providers/conformance.py` and
+`conformance_seam.py` (one function per rule); `EXPECTED_DECLINES` there says which
+`DeclineCode` each declining outcome must map to.
 """
 
 from __future__ import annotations
@@ -94,12 +110,24 @@ class Kit(ABC):
     secrets: ClassVar[Sequence[str]]
     wrong_secret: ClassVar[str]
     signature_headers: ClassVar[tuple[str, ...]]
+    currency_cases: ClassVar[Sequence[tuple[str, int, int]]]
 
     @abstractmethod
     def charge_route(self, router: respx.MockRouter) -> respx.Route: ...
 
     @abstractmethod
     def charge_answer(self, outcome: WireOutcome, request: ChargeRequest) -> httpx.Response: ...
+
+    @abstractmethod
+    def sent_amount(self, sent: httpx.Request) -> int: ...
+
+    @abstractmethod
+    def charge_lookup_route(self, router: respx.MockRouter) -> respx.Route: ...
+
+    @abstractmethod
+    def charge_list(
+        self, sent: httpx.Request, made: Sequence[dict[str, Any]]
+    ) -> httpx.Response: ...
 
     @abstractmethod
     def error_answer(
