@@ -17,6 +17,7 @@ from gateway import limits
 from gateway.api.errors import ApiError, json_response
 from gateway.api.routing import add_route
 from gateway.errors import NotFound, invalid
+from gateway.keys.scopes import Scope
 from gateway.processors import PROVIDERS
 from gateway.state import ENGINE
 from providers.base import Capability, WebhookVerificationError
@@ -178,6 +179,7 @@ def setup_routes(app: web.Application) -> None:
             "starting_after": "an event id: the page after it",
         },
         responses={200: "A page of events", 400: "Bad query parameter"},
+        scope=Scope.EVENTS_ADMIN,
     )
     add_route(
         app,
@@ -187,6 +189,7 @@ def setup_routes(app: web.Application) -> None:
         summary="One inbox event, with its headers and raw body",
         tag="webhooks",
         responses={200: "The event", 404: "No such event"},
+        scope=Scope.EVENTS_ADMIN,
     )
     add_route(
         app,
@@ -196,4 +199,5 @@ def setup_routes(app: web.Application) -> None:
         summary="Send a dead, settled or ignored event back to the worker",
         tag="webhooks",
         responses={200: "The event, pending again", 404: "No such event"},
+        scope=Scope.EVENTS_ADMIN,
     )

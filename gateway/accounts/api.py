@@ -34,6 +34,7 @@ from gateway.api.errors import ApiError, json_response
 from gateway.api.routing import add_route
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import NotFound, invalid
+from gateway.keys.scopes import Scope
 from gateway.ledger.check import check_ledger
 from gateway.recharge import api as recharge_api
 from gateway.recharge import runtime as recharge
@@ -281,6 +282,7 @@ def setup(app: web.Application) -> None:
         tag=TAG,
         body=AccountSettings,
         responses={200: "Updated", 201: "Created", 400: "Invalid", 409: "Currency locked"},
+        scope=Scope.ACCOUNTS_WRITE,
     )
     add_route(
         app,
@@ -290,6 +292,7 @@ def setup(app: web.Application) -> None:
         summary="An account's balance and settings",
         tag=TAG,
         responses={200: "The account", 404: "No such account"},
+        scope=Scope.ACCOUNTS_READ,
     )
     add_route(
         app,
@@ -300,6 +303,7 @@ def setup(app: web.Application) -> None:
         tag=TAG,
         query={"limit": f"1 to {limits.PAGE_LIMIT_MAX}", "starting_after": "an entry id"},
         responses={200: "A page of entries", 404: "No such account"},
+        scope=Scope.ACCOUNTS_READ,
     )
     add_route(
         app,
@@ -316,6 +320,7 @@ def setup(app: web.Application) -> None:
             404: "No such account",
             409: "Reference reused with another amount (single record)",
         },
+        scope=Scope.USAGE_WRITE,
     )
     add_route(
         app,
@@ -325,4 +330,5 @@ def setup(app: web.Application) -> None:
         summary="Run the ledger's invariants now",
         tag="ledger",
         responses={200: "The report"},
+        scope=Scope.LEDGER_READ,
     )

@@ -8,9 +8,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway import limits
+from gateway.api.auth import CALLER_ID
 from gateway.api.body import parse_body
 from gateway.api.errors import json_response
-from gateway.api.middleware import API_KEY_ID, IDEMPOTENCY_KEY
+from gateway.api.middleware import IDEMPOTENCY_KEY
 from gateway.api.routing import add_route
 from gateway.charges import completer
 from gateway.charges.deps import CHARGE_DEPS, charge_deps
@@ -20,6 +21,7 @@ from gateway.charges.refunds import create_refund
 from gateway.charges.service import create_charge
 from gateway.db import raw_connection
 from gateway.errors import NotFound, invalid
+from gateway.keys.scopes import Scope
 from gateway.settlement.store import CHARGE_COLUMNS
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
@@ -38,7 +40,7 @@ async def post_charge(request: web.Request) -> web.Response:
     body = await parse_body(request, ChargeCreate)
     answer = await create_charge(
         request.app[CHARGE_DEPS],
-        scope=request[API_KEY_ID],
+        scope=request[CALLER_ID],
         idempotency_key=request[IDEMPOTENCY_KEY],
         request=body,
     )
@@ -49,7 +51,7 @@ async def post_refund(request: web.Request) -> web.Response:
     body = await parse_body(request, RefundCreate)
     answer = await create_refund(
         request.app[CHARGE_DEPS],
-        scope=request[API_KEY_ID],
+        scope=request[CALLER_ID],
         idempotency_key=request[IDEMPOTENCY_KEY],
         charge_id=request.match_info["id"],
         request=body,
@@ -140,6 +142,7 @@ def setup(app: web.Application) -> None:
             422: "Key reused with another request",
             503: "Database or processor unavailable, or outcome unknown (retry with the key)",
         },
+        scope=Scope.CHARGES_WRITE,
     )
     add_route(
         app,
@@ -153,6 +156,7 @@ def setup(app: web.Application) -> None:
             "limit": f"1 to {limits.PAGE_LIMIT_MAX}",
             "starting_after": "a charge id: the page after it",
         },
+        scope=Scope.CHARGES_READ,
     )
     add_route(
         app,
@@ -162,6 +166,7 @@ def setup(app: web.Application) -> None:
         summary="One charge",
         tag="charges",
         responses={200: "The charge", 404: "No such charge"},
+        scope=Scope.CHARGES_READ,
     )
     add_route(
         app,
@@ -179,4 +184,5 @@ def setup(app: web.Application) -> None:
             422: "Key reused with another request",
             503: "Database or processor unavailable, or outcome unknown",
         },
+        scope=Scope.CHARGES_WRITE,
     )

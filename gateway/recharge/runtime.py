@@ -14,6 +14,7 @@ from gateway.api.errors import json_response
 from gateway.api.routing import add_route
 from gateway.charges.deps import CHARGE_DEPS
 from gateway.db import raw_connection
+from gateway.keys.scopes import Scope
 from gateway.recharge import api, service, store
 from gateway.recharge.charging import ChargePathAdapter
 from gateway.recharge.lock import SingleFlight
@@ -94,4 +95,5 @@ def setup(app: web.Application) -> None:
             200: "The decision, and the attempt it made or found in flight",
             400: "Auto-recharge not configured",
         },
+        scope=Scope.CHARGES_WRITE,
     )
