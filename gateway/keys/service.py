@@ -90,7 +90,7 @@ async def create_key(
             digest=issued.digest,
             scopes=request.scopes,
             rate_limits=request.rate_limits,
-            expires_at=None if request.expires_in is None else now() + request.expires_in,
+            lifetime=request.expires_in,
         )
         details = {"caller": key.caller_name, "scopes": sorted(s.value for s in key.scopes)}
         await audit.record(
@@ -140,9 +140,9 @@ async def rotate_key(
             digest=issued.digest,
             scopes=old.scopes,
             rate_limits=old.rate_limits,
-            expires_at=None if lifetime is None else now() + lifetime,
+            lifetime=lifetime,
         )
-        await store.end_overlap(conn, old.id, ends_at=now() + overlap, successor=new.id)
+        await store.end_overlap(conn, old.id, overlap=overlap, successor=new.id)
         details = {"successor": new.id, "overlap_seconds": int(overlap.total_seconds())}
         await audit.record(
             conn, AuditEvent(AuditAction.KEY_ROTATED, actor, old.id, details=details)

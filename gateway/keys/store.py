@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -58,13 +58,14 @@ async def insert(
     digest: bytes,
     scopes: frozenset[Scope],
     rate_limits: Mapping[RateClass, RateLimit],
-    expires_at: datetime | None,
+    lifetime: timedelta | None,
 ) -> StoredKey:
+    """A new key that expires `lifetime` after its creation (never, when None)."""
     await conn.execute(
         """
         INSERT INTO api_keys (id, caller_id, environment, secret_sha256, scopes, rate_limits,
                               expires_at)
-        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb, now() + $7::interval)
         """,
         key_id,
         caller,
@@ -72,7 +73,7 @@ async def insert(
         digest,
         sorted(s.value for s in scopes),
         json.dumps({c.value: r.as_dict() for c, r in rate_limits.items()}),
-        expires_at,
+        lifetime,
     )
     stored = await fetch(conn, key_id)
     if stored is None:
@@ -117,18 +118,17 @@ async def revoke(conn: asyncpg.Connection[Any], key_id: str) -> None:
 
 
 async def end_overlap(
-    conn: asyncpg.Connection[Any], key_id: str, *, ends_at: datetime, successor: str
+    conn: asyncpg.Connection[Any], key_id: str, *, overlap: timedelta, successor: str
 ) -> None:
-    """A rotated key: it works until `ends_at` (or its own expiry, if sooner)."""
+    """A rotated key: it works for `overlap` more (or until its own expiry, if sooner;
+    `least` ignores a NULL expiry)."""
     await conn.execute(
         """
-        UPDATE api_keys SET rotated_to = $3,
-               expires_at = CASE WHEN expires_at IS NULL OR expires_at > $2 THEN $2
-                                 ELSE expires_at END
+        UPDATE api_keys SET rotated_to = $3, expires_at = least(expires_at, now() + $2::interval)
         WHERE id = $1
         """,
         key_id,
-        ends_at,
+        overlap,
         successor,
     )
 
