@@ -1,0 +1,346 @@
+"""Callers and keys over HTTP, against the real PostgreSQL, Redis and sandbox processor: keys
+made, listed, rotated and revoked through `/v1/api-keys`; each route's scope enforced; a
+rotated key replaying its predecessor's charge; money-moving requests in the audit trail;
+per-key rate limits with their 429 and RateLimit fields, failing open when Redis goes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
+from pydantic import SecretStr
+
+from gateway.api.errors import json_response
+from gateway.api.routing import add_route
+from gateway.app import create_app
+from gateway.processors import SANDBOX
+from gateway.settings import Settings
+from gateway.state import Role
+from tests.conftest import AiohttpClient, auth, make_settings
+from tests.support import redis_server
+from tests.support.charges import fetch, open_account, processor_charges
+from tests.support.keys import audit_rows, create_key, new_secret, rotate
+from tests.support.proxy import FaultProxy
+
+Client = TestClient[web.Request, web.Application]
+ACCOUNT = "acct_keys"
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, settings: Settings, db_url: str) -> Client:
+    await open_account(db_url, ACCOUNT, "USD")
+    return await aiohttp_client(create_app(settings, Role.SERVE))
+
+
+@pytest.fixture
+async def redis_proxy(redis_url: str) -> AsyncIterator[tuple[FaultProxy, str]]:
+    async with redis_server.behind_proxy(redis_url) as proxied:
+        yield proxied
+
+
+@pytest.fixture
+async def limited_client(
+    aiohttp_client: AiohttpClient,
+    db_url: str,
+    redis_proxy: tuple[FaultProxy, str],
+    tmp_path: Path,
+) -> Client:
+    """An app whose rate limits live in the test Redis, reached through a fault proxy."""
+    await open_account(db_url, ACCOUNT, "USD")
+    settings = make_settings(db_url, tmp_path, redis_url=SecretStr(redis_proxy[1]))
+    return await aiohttp_client(create_app(settings, Role.SERVE))
+
+
+def charge_body(payment_method: str = "pm_card_visa") -> dict[str, Any]:
+    return {
+        "account_id": ACCOUNT,
+        "amount": 1500,
+        "currency": "USD",
+        "payment_method": payment_method,
+    }
+
+
+async def charge(client: Client, key: str, idempotency_key: str, **body: Any) -> Any:
+    return await client.post(
+        "/v1/charges",
+        json={**charge_body(), **body},
+        headers=auth(key, idempotency_key=idempotency_key),
+    )
+
+
+async def error_of(response: Any) -> dict[str, Any]:
+    error: dict[str, Any] = (await response.json())["error"]
+    return error
+
+
+async def test_a_new_key_shows_its_secret_once_and_works_at_once(client: Client) -> None:
+    made = await create_key(client, "billing", ["charges:write", "charges:read"], expires_in="90d")
+    assert made["secret"].startswith(f"sk_test_{made['id'].removeprefix('key_')}_")
+    assert made["status"] == "active"
+    response = await charge(client, made["secret"], "k-new")
+    assert response.status == 200, await response.text()
+
+    listed = await (await client.get("/v1/api-keys", headers=auth())).json()
+    [shown] = listed["data"]
+    assert shown["id"] == made["id"]
+    assert "secret" not in shown
+    assert made["secret"] not in str(listed)
+    assert shown["last_used_at"] is not None
+
+
+async def test_a_rotated_key_replays_its_predecessors_charge(client: Client, db_url: str) -> None:
+    old = await create_key(client, "recharge-service", ["charges:write"])
+    first = await charge(client, old["secret"], "topup-7")
+    assert first.status == 200
+    new = await rotate(client, old["id"], overlap="1h")
+
+    retried = await charge(client, new["secret"], "topup-7")
+    assert retried.status == 200
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert await retried.read() == await first.read()
+    [row] = await fetch(db_url, "SELECT provider_idempotency_key FROM charges")
+    sandbox = client.app[SANDBOX]
+    assert sandbox is not None
+    assert len(await processor_charges(sandbox.url, row["provider_idempotency_key"])) == 1
+    assert (await charge(client, old["secret"], "topup-8")).status == 200  # in its overlap
+
+
+async def test_after_an_overlap_of_zero_the_old_key_is_refused_at_once(client: Client) -> None:
+    old = await create_key(client, "billing", ["charges:read"])
+    new = await rotate(client, old["id"], overlap="0s")
+    assert (await client.get("/v1/charges/ch_x", headers=auth(new["secret"]))).status == 404
+    refused = await client.get("/v1/charges/ch_x", headers=auth(old["secret"]))
+    assert refused.status == 401
+    assert (await error_of(refused))["code"] == "api_key_expired"
+
+
+async def test_a_revoked_key_is_refused_and_the_refusal_audited(
+    client: Client, db_url: str
+) -> None:
+    made = await create_key(client, "billing", ["charges:read"])
+    revoked = await client.post(
+        f"/v1/api-keys/{made['id']}/revoke", headers=auth(idempotency_key="rv")
+    )
+    assert (await revoked.json())["status"] == "revoked"
+    for _ in range(3):
+        refused = await client.get("/v1/charges/ch_x", headers=auth(made["secret"]))
+        assert refused.status == 401
+        assert refused.headers["WWW-Authenticate"] == "Bearer"
+        assert (await error_of(refused))["code"] == "api_key_revoked"
+    denied = [e for e in await audit_rows(db_url) if e["action"] == "key.denied"]
+    assert [(e["key_id"], e["status"], e["route"]) for e in denied] == [
+        (made["id"], 401, "/v1/charges/{id}")
+    ]  # once a minute per key, however often it is tried
+
+
+async def test_an_unknown_key_in_the_format_is_401(client: Client) -> None:
+    made = await create_key(client, "billing", ["charges:read"])
+    forged = made["secret"][:-6] + "AAAAAA"
+    refused = await client.get("/v1/charges/ch_x", headers=auth(forged))
+    assert refused.status == 401
+    assert (await error_of(refused))["code"] == "api_key_invalid"
+
+
+async def test_an_analytics_key_reads_accounts_and_can_neither_reconfigure_nor_charge(
+    client: Client, db_url: str
+) -> None:
+    configured = await client.put(
+        f"/v1/accounts/{ACCOUNT}", json={"currency": "USD"}, headers=auth()
+    )
+    assert configured.status == 200
+    analytics = await new_secret(client, "analytics", ["accounts:read"])
+    read = await client.get(f"/v1/accounts/{ACCOUNT}", headers=auth(analytics))
+    assert (await read.json())["currency"] == "USD"
+
+    reconfigure = await client.put(
+        f"/v1/accounts/{ACCOUNT}", json={"currency": "EUR"}, headers=auth(analytics)
+    )
+    charged = await charge(client, analytics, "k-analytics")
+    usage = await client.post(
+        f"/v1/accounts/{ACCOUNT}/usage",
+        json={"amount": "1.00", "reference": "r1"},
+        headers=auth(analytics, idempotency_key="u1"),
+    )
+    admin = await client.post(
+        "/v1/api-keys",
+        json={"caller": "analytics", "scopes": ["admin"]},
+        headers=auth(analytics, idempotency_key="escalate"),
+    )
+    for response, scope in [
+        (reconfigure, "accounts:write"),
+        (charged, "charges:write"),
+        (usage, "usage:write"),
+        (admin, "admin"),
+    ]:
+        assert response.status == 403
+        error = await error_of(response)
+        assert (error["code"], error["param"]) == ("insufficient_scope", scope)
+    assert await fetch(db_url, "SELECT 1 FROM charges") == []
+    [account] = await fetch(db_url, "SELECT currency FROM customer_accounts")
+    assert account["currency"] == "USD"
+    denied = [e for e in await audit_rows(db_url) if e["action"] == "key.denied"]
+    assert [(e["caller_name"], e["status"]) for e in denied] == [("analytics", 403)] * 4
+
+
+async def test_money_moving_requests_are_audited_with_their_outcome(
+    client: Client, db_url: str
+) -> None:
+    key = await create_key(client, "billing", ["charges:write", "charges:read", "usage:write"])
+    paid = await charge(client, key["secret"], "k-ok")
+    declined = await charge(client, key["secret"], "k-no", payment_method="pm_card_chargeDeclined")
+    used = await client.post(
+        f"/v1/accounts/{ACCOUNT}/usage",
+        json={"amount": "0.0079", "reference": "msg-1"},
+        headers=auth(key["secret"], idempotency_key="u1"),
+    )
+    no_key = await client.post(
+        "/v1/charges", json=charge_body(), headers=auth(key["secret"])
+    )  # no Idempotency-Key: refused before anything moves, still on the record
+    await client.get(f"/v1/charges/{(await paid.json())['id']}", headers=auth(key["secret"]))
+
+    requests = [e for e in await audit_rows(db_url) if e["action"] == "request"]
+    assert [(e["route"], e["status"], e["object_id"]) for e in requests] == [
+        ("/v1/charges", 200, (await paid.json())["id"]),
+        ("/v1/charges", 402, (await error_of(declined))["charge"]),
+        ("/v1/accounts/{account_id}/usage", used.status, ACCOUNT),
+        ("/v1/charges", 400, None),
+    ]
+    assert {(e["caller_name"], e["key_id"]) for e in requests} == {("billing", key["id"])}
+    assert requests[0]["request_id"] == paid.headers["Request-Id"]
+    assert no_key.status == 400
+
+
+async def test_the_audit_trail_pages_and_filters_by_caller(client: Client) -> None:
+    billing = await create_key(client, "billing", ["charges:write"])
+    await create_key(client, "analytics", ["accounts:read"])
+    await charge(client, billing["secret"], "k-1")
+
+    first = await (await client.get("/v1/audit-events?limit=2", headers=auth())).json()
+    assert first["object"] == "list"
+    assert first["has_more"] is True
+    assert [e["action"] for e in first["data"]] == ["request", "key.created"]
+    after = first["data"][-1]["id"]
+    rest = await client.get(f"/v1/audit-events?limit=2&starting_after={after}", headers=auth())
+    rest_body = await rest.json()
+    assert [e["action"] for e in rest_body["data"]] == ["key.created"]
+    assert rest_body["has_more"] is False
+
+    mine = await client.get("/v1/audit-events?caller=billing", headers=auth())
+    assert [(e["action"], e["caller"]["name"]) for e in (await mine.json())["data"]] == [
+        ("request", "billing")
+    ]
+    bad = await client.get("/v1/audit-events?starting_after=42", headers=auth())
+    assert (await error_of(bad))["param"] == "starting_after"
+    assert (await client.get("/v1/audit-events", headers=auth(billing["secret"]))).status == 403
+
+
+async def test_a_key_over_its_money_limit_gets_429_with_retry_after_and_ratelimit_fields(
+    limited_client: Client,
+) -> None:
+    client = limited_client
+    key = await new_secret(
+        client,
+        "billing",
+        ["charges:write", "charges:read"],
+        rate_limits={"money": {"quota": 2, "window_seconds": 60}},
+    )
+    first = await charge(client, key, "k-1")
+    assert first.headers["RateLimit-Policy"] == '"money";q=2;w=60'
+    assert first.headers["RateLimit"].startswith('"money";r=1;t=')
+    assert (await charge(client, key, "k-2")).status == 200
+    limited = await charge(client, key, "k-3")
+    assert limited.status == 429
+    error = await error_of(limited)
+    assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limited")
+    assert 1 <= int(limited.headers["Retry-After"]) <= 30
+    assert limited.headers["RateLimit"].startswith('"money";r=0;t=')
+    read = await client.get("/v1/charges/ch_x", headers=auth(key))  # another bucket
+    assert read.status == 404
+    assert read.headers["RateLimit-Policy"] == '"read";q=1000;w=2'
+
+
+async def test_with_redis_cut_rate_limits_fail_open_and_charges_go_on(
+    limited_client: Client, redis_proxy: tuple[FaultProxy, str]
+) -> None:
+    client = limited_client
+    key = await new_secret(
+        client,
+        "billing",
+        ["charges:write"],
+        rate_limits={"money": {"quota": 1, "window_seconds": 60}},
+    )
+    assert (await charge(client, key, "k-1")).status == 200
+    redis_proxy[0].cut()
+    before = REGISTRY.get_sample_value(
+        "gateway_rate_limit_fail_open_total", {"reason": "redis_error"}
+    )
+    answers = await asyncio.gather(*(charge(client, key, f"k-more-{i}") for i in range(3)))
+    assert [a.status for a in answers] == [200, 200, 200]
+    assert all("RateLimit" not in a.headers for a in answers)
+    after = REGISTRY.get_sample_value(
+        "gateway_rate_limit_fail_open_total", {"reason": "redis_error"}
+    )
+    assert (after or 0.0) > (before or 0.0)
+
+
+ROUTE_SCOPES = {
+    ("post", "/v1/charges"): "charges:write",
+    ("get", "/v1/charges"): "charges:read",
+    ("get", "/v1/charges/{id}"): "charges:read",
+    ("post", "/v1/charges/{id}/refunds"): "charges:write",
+    ("put", "/v1/accounts/{account_id}"): "accounts:write",
+    ("get", "/v1/accounts/{account_id}"): "accounts:read",
+    ("get", "/v1/accounts/{account_id}/entries"): "accounts:read",
+    ("post", "/v1/accounts/{account_id}/usage"): "usage:write",
+    ("post", "/v1/accounts/{account_id}/recharge"): "charges:write",
+    ("get", "/v1/ledger/check"): "ledger:read",
+    ("get", "/v1/webhook-events"): "events:admin",
+    ("get", "/v1/webhook-events/{id}"): "events:admin",
+    ("post", "/v1/webhook-events/{id}/replay"): "events:admin",
+    ("post", "/v1/api-keys"): "admin",
+    ("get", "/v1/api-keys"): "admin",
+    ("post", "/v1/api-keys/{id}/rotate"): "admin",
+    ("post", "/v1/api-keys/{id}/revoke"): "admin",
+    ("get", "/v1/audit-events"): "admin",
+}
+
+
+async def test_openapi_shows_the_scope_each_route_needs(client: Client) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    declared = {
+        (method, path): operation.get("x-required-scope")
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if path.startswith("/v1/")
+    }
+    # Routes not in the table (added since) must need admin: closed by default.
+    assert {k: v for k, v in declared.items() if k not in ROUTE_SCOPES} == {
+        k: "admin" for k in declared if k not in ROUTE_SCOPES
+    }
+    assert {k: declared.get(k) for k in ROUTE_SCOPES} == ROUTE_SCOPES
+    charges = document["paths"]["/v1/charges"]["post"]["responses"]
+    assert {"401", "403", "429"} <= set(charges)
+    assert "x-required-scope" not in document["paths"]["/healthz"]["get"]
+
+
+async def test_a_route_registered_without_a_scope_needs_admin(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    app = create_app(settings, Role.SERVE)
+
+    async def handler(request: web.Request) -> web.Response:
+        return json_response({"ok": True})
+
+    add_route(app, "GET", "/v1/undeclared", handler, summary="test only", tag="test")
+    client = await aiohttp_client(app)
+    reader = await new_secret(client, "reader", ["charges:read", "accounts:read", "ledger:read"])
+    refused = await client.get("/v1/undeclared", headers=auth(reader))
+    assert refused.status == 403
+    assert (await error_of(refused))["param"] == "admin"
+    assert (await client.get("/v1/undeclared", headers=auth())).status == 200
