@@ -111,6 +111,8 @@ API_KEY_CACHE_ENTRIES_MAX: Final = 10_000  # keys (and unknown ids) remembered p
 # `last_used_at` is written at most this often per key: a hot key is not a write per request.
 API_KEY_LAST_USED_INTERVAL_SECONDS: Final = 60.0
 
+AUDIT_BATCH_MAX: Final = 256  # audit events written in one statement (group commit)
+
 # Rate limits per key: a token bucket per key and rate class, `quota` requests that refill
 # evenly over `window` seconds (so `quota / window` per second sustained, bursts of `quota`).
 # Money: card charges, refunds and usage debits. Stripe allows a live account about 100

@@ -22,9 +22,7 @@ from prometheus_client import Counter
 
 from gateway.api.errors import ApiError
 from gateway.api.routing import required_scope
-from gateway.db import raw_connection
-from gateway.keys import audit
-from gateway.keys.audit import Actor, AuditAction, AuditEvent
+from gateway.keys.audit import Actor, AuditAction, AuditEvent, AuditWriter
 from gateway.keys.model import Principal
 from gateway.keys.ratelimit import Decision, RateLimiter
 from gateway.keys.scopes import grants, moves_money, rate_class
@@ -42,6 +40,7 @@ RATE_LIMIT: web.RequestKey[Decision] = web.RequestKey("rate_limit", Decision)
 _AUDITED: web.RequestKey[bool] = web.RequestKey("audited", bool)
 
 VERIFIER: web.AppKey[Verifier] = web.AppKey("verifier", Verifier)
+AUDIT_WRITER: web.AppKey[AuditWriter] = web.AppKey("audit_writer", AuditWriter)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter", RateLimiter)
 
 AUTH_REFUSED = Counter(
@@ -60,7 +59,8 @@ _REFUSED = {
 
 
 async def runtime(app: web.Application) -> AsyncIterator[None]:
-    """A `cleanup_ctx` entry, after the database and Redis: the verifier and rate limiter."""
+    """A `cleanup_ctx` entry, after the database and Redis: the verifier, the rate limiter
+    and the audit writer (drained before the database goes)."""
     settings = app[SETTINGS]
     app[VERIFIER] = Verifier(
         app[ENGINE],
@@ -68,7 +68,9 @@ async def runtime(app: web.Application) -> AsyncIterator[None]:
         environment=settings.api_key_environment,
     )
     app[RATE_LIMITER] = RateLimiter(app[REDIS])
+    app[AUDIT_WRITER] = writer = AuditWriter(app[ENGINE])
     yield
+    await writer.drain()
 
 
 def _unauthorized(code: str, message: str) -> ApiError:
@@ -221,8 +223,7 @@ async def _record(request: web.Request, event: AuditEvent) -> None:
     happens here (a charge made is not unmade by a failed audit write): a failure is
     counted and logged, with what the event would have said."""
     try:
-        async with raw_connection(request.app[ENGINE]) as conn:
-            await audit.record(conn, event)
+        await request.app[AUDIT_WRITER].write(event)
     except Exception as exc:
         AUDIT_WRITE_FAILURES.inc()
         log.error(

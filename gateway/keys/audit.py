@@ -4,10 +4,14 @@ append-only (a trigger refuses UPDATE, DELETE and TRUNCATE).
 Events: a key created, rotated or revoked (the actor, the key acted on), a key denied (a
 missing scope, or a revoked or expired key presented with its right secret), and every
 money-moving request (caller, key, route, the object it made or touched, request id and the
-status it answered). Secrets, bodies and card data are never in an event."""
+status it answered). Secrets, bodies and card data are never in an event.
+
+Key changes are recorded in the transaction that makes them; events about requests go
+through `AuditWriter`, which group-commits them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +19,10 @@ from enum import StrEnum
 from typing import Any
 
 import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway import limits
+from gateway.db import raw_connection
 from gateway.errors import invalid
 from gateway.keys.model import Principal
 
@@ -55,24 +62,81 @@ class AuditEvent:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-async def record(conn: asyncpg.Connection[Any], event: AuditEvent) -> None:
+_INSERT = """
+INSERT INTO audit_events (action, caller_id, caller_name, key_id, method, route, object_id,
+                          request_id, status, details)
+SELECT a, ci, cn, k, m, r, o, q, s, d::jsonb
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+              $7::text[], $8::text[], $9::integer[], $10::text[])
+       AS e(a, ci, cn, k, m, r, o, q, s, d)
+"""
+
+
+async def record(conn: asyncpg.Connection[Any], *events: AuditEvent) -> None:
+    """Append `events`, in the caller's transaction (one statement for any number)."""
     await conn.execute(
-        """
-        INSERT INTO audit_events (action, caller_id, caller_name, key_id, method, route,
-                                  object_id, request_id, status, details)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
-        """,
-        event.action.value,
-        event.actor.caller_id,
-        event.actor.caller_name,
-        event.actor.key_id,
-        event.method,
-        event.route,
-        event.object_id,
-        event.actor.request_id,
-        event.status,
-        json.dumps(dict(event.details)),
+        _INSERT,
+        [e.action.value for e in events],
+        [e.actor.caller_id for e in events],
+        [e.actor.caller_name for e in events],
+        [e.actor.key_id for e in events],
+        [e.method for e in events],
+        [e.route for e in events],
+        [e.object_id for e in events],
+        [e.actor.request_id for e in events],
+        [e.status for e in events],
+        [json.dumps(dict(e.details)) for e in events],
     )
+
+
+class AuditWriter:
+    """Group commit for events written after the fact (money-moving requests, denials).
+    `write` returns once its event is committed; events that arrive while a write is in
+    flight go together in the next one, so under load the trail costs a statement per
+    batch, not per request, and an idle writer writes a lone event at once."""
+
+    def __init__(self, engine: AsyncEngine, *, batch_max: int = limits.AUDIT_BATCH_MAX) -> None:
+        self._engine = engine
+        self._batch_max = batch_max
+        self._waiting: list[tuple[AuditEvent, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def write(self, event: AuditEvent) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all(), name="audit:write")
+        # Shielded: a client hanging up must not cancel a statement other requests share.
+        await asyncio.shield(future)
+
+    async def drain(self) -> None:
+        """Wait until every event handed in so far is written."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    async def _write_all(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._batch_max]
+                del self._waiting[: self._batch_max]
+                await self._write_batch(batch)
+        finally:
+            self._writer = None
+
+    async def _write_batch(self, batch: list[tuple[AuditEvent, asyncio.Future[None]]]) -> None:
+        try:
+            async with raw_connection(self._engine) as conn:
+                await record(conn, *(event for event, _ in batch))
+        except Exception as exc:
+            for _, future in batch:
+                future.set_exception(exc)
+        except BaseException:  # cancelled: the loop is going away; nobody waits forever
+            for _, future in batch:
+                future.cancel()
+            raise
+        else:
+            for _, future in batch:
+                future.set_result(None)
 
 
 def event_number(text: str) -> int:

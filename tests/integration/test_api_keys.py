@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits
 from gateway.cli import build_parser
+from gateway.db import create_engine, is_database_down
 from gateway.errors import Conflict
 from gateway.keys import service, tokens
-from gateway.keys.audit import Actor
+from gateway.keys.audit import Actor, AuditAction, AuditEvent, AuditWriter
 from gateway.keys.model import BOOTSTRAP_CALLER_ID, Principal, RateLimit
 from gateway.keys.scopes import RateClass, Scope
 from gateway.keys.service import KeyRequest
@@ -27,6 +28,7 @@ from gateway.keys.verify import Refusal, Refused, Verifier
 from gateway.settings import Settings
 from tests.support import postgres
 from tests.support.keys import audit_rows
+from tests.support.proxy import FaultProxy
 
 OPERATOR = Actor(None, "test-operator", None)
 
@@ -311,3 +313,35 @@ async def test_the_audit_trail_is_append_only(
     finally:
         await conn.close()
     assert len(await audit_rows(db_url)) == 1
+
+
+async def test_audit_events_written_at_once_all_land_and_each_write_waits_for_its_commit(
+    engine: AsyncEngine, db_url: str
+) -> None:
+    writer = AuditWriter(engine, batch_max=8)
+
+    async def write(number: int) -> int:
+        await writer.write(AuditEvent(AuditAction.REQUEST, OPERATOR, object_id=f"ch_{number}"))
+        rows = await audit_rows(db_url)
+        return sum(1 for row in rows if row["object_id"] == f"ch_{number}")
+
+    assert await asyncio.gather(*(write(n) for n in range(40))) == [1] * 40
+    await writer.drain()
+    assert len(await audit_rows(db_url)) == 40
+
+
+async def test_an_audit_write_with_the_database_gone_fails_to_its_caller(
+    db_url: str,
+) -> None:
+    proxy = FaultProxy(postgres.tcp_address(db_url))
+    await proxy.start()
+    gone = create_engine(postgres.via(db_url, "127.0.0.1", proxy.port))
+    try:
+        proxy.cut()
+        writer = AuditWriter(gone)
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - whichever way it is down
+            await writer.write(AuditEvent(AuditAction.REQUEST, OPERATOR))
+        assert is_database_down(raised.value)
+    finally:
+        await gone.dispose()
+        await proxy.close()
