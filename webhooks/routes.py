@@ -171,6 +171,7 @@ def setup_routes(app: web.Application) -> None:
         "GET",
         "/v1/webhook-events",
         list_events,
+        scope=Scope.EVENTS_ADMIN,
         summary="List inbox events, newest first",
         tag="webhooks",
         query={
@@ -179,25 +180,24 @@ def setup_routes(app: web.Application) -> None:
             "starting_after": "an event id: the page after it",
         },
         responses={200: "A page of events", 400: "Bad query parameter"},
-        scope=Scope.EVENTS_ADMIN,
     )
     add_route(
         app,
         "GET",
         "/v1/webhook-events/{id}",
         get_event,
+        scope=Scope.EVENTS_ADMIN,
         summary="One inbox event, with its headers and raw body",
         tag="webhooks",
         responses={200: "The event", 404: "No such event"},
-        scope=Scope.EVENTS_ADMIN,
     )
     add_route(
         app,
         "POST",
         "/v1/webhook-events/{id}/replay",
         replay_event,
+        scope=Scope.EVENTS_ADMIN,
         summary="Send a dead, settled or ignored event back to the worker",
         tag="webhooks",
         responses={200: "The event, pending again", 404: "No such event"},
-        scope=Scope.EVENTS_ADMIN,
     )

@@ -144,17 +144,18 @@ def setup(app: web.Application) -> None:
         "POST",
         "/v1/api-keys",
         create_key,
+        scope=Scope.ADMIN,
         summary="Create an API key for a caller (its secret is in this answer only)",
         tag=TAG,
         body=ApiKeyCreate,
         responses={201: "The key, with its secret", 400: "Invalid"},
-        scope=Scope.ADMIN,
     )
     add_route(
         app,
         "GET",
         "/v1/api-keys",
         list_keys,
+        scope=Scope.ADMIN,
         summary="API keys, newest first (never their secrets)",
         tag=TAG,
         query={
@@ -162,13 +163,13 @@ def setup(app: web.Application) -> None:
             "limit": f"1 to {limits.PAGE_LIMIT_MAX}",
             "starting_after": "a key id: the page after it",
         },
-        scope=Scope.ADMIN,
     )
     add_route(
         app,
         "POST",
         "/v1/api-keys/{id}/rotate",
         rotate_key,
+        scope=Scope.ADMIN,
         summary="A new secret for the key's caller; the old key works until the overlap ends",
         tag=TAG,
         body=ApiKeyRotate,
@@ -177,23 +178,23 @@ def setup(app: web.Application) -> None:
             404: "No such key",
             409: "Expired, revoked or rotated already",
         },
-        scope=Scope.ADMIN,
     )
     add_route(
         app,
         "POST",
         "/v1/api-keys/{id}/revoke",
         revoke_key,
+        scope=Scope.ADMIN,
         summary="Revoke a key now",
         tag=TAG,
         responses={200: "The key, revoked", 404: "No such key"},
-        scope=Scope.ADMIN,
     )
     add_route(
         app,
         "GET",
         "/v1/audit-events",
         list_audit_events,
+        scope=Scope.ADMIN,
         summary="The audit trail, newest first",
         tag=TAG,
         query={
@@ -201,5 +202,4 @@ def setup(app: web.Application) -> None:
             "limit": f"1 to {limits.PAGE_LIMIT_MAX}",
             "starting_after": "an event id: the page after it",
         },
-        scope=Scope.ADMIN,
     )

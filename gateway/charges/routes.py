@@ -131,6 +131,7 @@ def setup(app: web.Application) -> None:
         "POST",
         "/v1/charges",
         post_charge,
+        scope=Scope.CHARGES_WRITE,
         summary="Charge an account, once per Idempotency-Key",
         tag="charges",
         body=ChargeCreate,
@@ -142,13 +143,13 @@ def setup(app: web.Application) -> None:
             422: "Key reused with another request",
             503: "Database or processor unavailable, or outcome unknown (retry with the key)",
         },
-        scope=Scope.CHARGES_WRITE,
     )
     add_route(
         app,
         "GET",
         "/v1/charges",
         list_charges,
+        scope=Scope.CHARGES_READ,
         summary="An account's charges, newest first",
         tag="charges",
         query={
@@ -156,23 +157,23 @@ def setup(app: web.Application) -> None:
             "limit": f"1 to {limits.PAGE_LIMIT_MAX}",
             "starting_after": "a charge id: the page after it",
         },
-        scope=Scope.CHARGES_READ,
     )
     add_route(
         app,
         "GET",
         "/v1/charges/{id}",
         get_charge,
+        scope=Scope.CHARGES_READ,
         summary="One charge",
         tag="charges",
         responses={200: "The charge", 404: "No such charge"},
-        scope=Scope.CHARGES_READ,
     )
     add_route(
         app,
         "POST",
         "/v1/charges/{id}/refunds",
         post_refund,
+        scope=Scope.CHARGES_WRITE,
         summary="Refund part or all of a charge",
         tag="charges",
         body=RefundCreate,
@@ -184,5 +185,4 @@ def setup(app: web.Application) -> None:
             422: "Key reused with another request",
             503: "Database or processor unavailable, or outcome unknown",
         },
-        scope=Scope.CHARGES_WRITE,
     )

@@ -89,11 +89,11 @@ def setup(app: web.Application) -> None:
         "POST",
         "/v1/accounts/{account_id}/recharge",
         post_recharge,
+        scope=Scope.CHARGES_WRITE,
         summary="Decide on an auto-recharge top-up now (same rules as a threshold crossing)",
         tag="accounts",
         responses={
             200: "The decision, and the attempt it made or found in flight",
             400: "Auto-recharge not configured",
         },
-        scope=Scope.CHARGES_WRITE,
     )
