@@ -21,6 +21,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import Counter
 
 from gateway.api.errors import ApiError
+from gateway.api.middleware import API_KEY_ID
 from gateway.api.routing import required_scope
 from gateway.keys.audit import Actor, AuditAction, AuditEvent, AuditWriter
 from gateway.keys.model import Principal
@@ -33,9 +34,6 @@ log = structlog.get_logger("gateway.auth")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 """Who an authenticated request acts as: caller id and name, key id, scopes, rate limits."""
-CALLER_ID: web.RequestKey[str] = web.RequestKey("caller_id", str)
-"""The authenticated caller's id: the scope of its idempotency keys. A rotated key belongs
-to the same caller, so a retry with the new key replays the old key's answer."""
 RATE_LIMIT: web.RequestKey[Decision] = web.RequestKey("rate_limit", Decision)
 _AUDITED: web.RequestKey[bool] = web.RequestKey("audited", bool)
 
@@ -94,7 +92,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             await _record(request, _denied(request, actor, 401, reason=verdict.reason.value))
         raise _unauthorized(*_REFUSED[verdict.reason])
     request[PRINCIPAL] = verdict
-    request[CALLER_ID] = verdict.caller_id
+    request[API_KEY_ID] = verdict.caller_id  # the idempotency scope: the caller
     structlog.contextvars.bind_contextvars(caller=verdict.caller_name, key_id=verdict.key_id)
     return await handler(request)
 

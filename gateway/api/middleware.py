@@ -22,6 +22,10 @@ from gateway.errors import DomainError, database_unavailable
 log = structlog.get_logger("gateway.http")
 
 REQUEST_ID_HEADER = "Request-Id"
+API_KEY_ID: web.RequestKey[str] = web.RequestKey("api_key_id", str)
+"""Set on authenticated requests (`gateway.api.auth`): the scope of their idempotency keys,
+which is the caller's id, not the key's, so every key of a caller (a rotated one too)
+replays the same stored answers. The key itself is in `gateway.api.auth.PRINCIPAL`."""
 IDEMPOTENCY_KEY: web.RequestKey[str] = web.RequestKey("idempotency_key", str)
 
 HTTP_REQUESTS = Counter(

@@ -8,10 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway import limits
-from gateway.api.auth import CALLER_ID
 from gateway.api.body import parse_body
 from gateway.api.errors import json_response
-from gateway.api.middleware import IDEMPOTENCY_KEY
+from gateway.api.middleware import API_KEY_ID, IDEMPOTENCY_KEY
 from gateway.api.routing import add_route
 from gateway.charges import completer
 from gateway.charges.deps import CHARGE_DEPS, charge_deps
@@ -40,7 +39,7 @@ async def post_charge(request: web.Request) -> web.Response:
     body = await parse_body(request, ChargeCreate)
     answer = await create_charge(
         request.app[CHARGE_DEPS],
-        scope=request[CALLER_ID],
+        scope=request[API_KEY_ID],
         idempotency_key=request[IDEMPOTENCY_KEY],
         request=body,
     )
@@ -51,7 +50,7 @@ async def post_refund(request: web.Request) -> web.Response:
     body = await parse_body(request, RefundCreate)
     answer = await create_refund(
         request.app[CHARGE_DEPS],
-        scope=request[CALLER_ID],
+        scope=request[API_KEY_ID],
         idempotency_key=request[IDEMPOTENCY_KEY],
         charge_id=request.match_info["id"],
         request=body,
