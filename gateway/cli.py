@@ -33,7 +33,7 @@ from webhooks import commands as webhook_commands
 
 def _dev_api_key(data_dir: Path) -> str:
     """A development key kept under the data dir, so restarts keep the same key. It is a
-    bootstrap key: the caller `bootstrap`, with every scope."""
+    bootstrap key: a caller named `bootstrap`, with every scope."""
     path = data_dir / "dev-api-key"
     if path.exists():
         return path.read_text().strip()

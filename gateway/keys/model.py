@@ -18,7 +18,6 @@ from gateway import limits
 from gateway.errors import invalid
 from gateway.keys.scopes import RateClass, Scope
 
-BOOTSTRAP_CALLER_ID = "caller_bootstrap"
 BOOTSTRAP_CALLER_NAME = "bootstrap"
 
 
@@ -61,9 +60,11 @@ class Principal:
 
 
 def bootstrap_principal(key_id: str) -> Principal:
-    """A `GATEWAY_API_KEYS` key: the `bootstrap` caller, with every scope."""
+    """A `GATEWAY_API_KEYS` key: a caller of its own, named `bootstrap`, with every scope.
+    Its caller id is the key's id, the scope its idempotency keys have always had, so two
+    bootstrap keys never share answers and keys stored before callers existed still replay."""
     return Principal(
-        BOOTSTRAP_CALLER_ID,
+        key_id,
         BOOTSTRAP_CALLER_NAME,
         key_id,
         frozenset({Scope.ADMIN}),

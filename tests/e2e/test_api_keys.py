@@ -111,6 +111,19 @@ async def test_a_rotated_key_replays_its_predecessors_charge(client: Client, db_
     assert (await charge(client, old["secret"], "topup-8")).status == 200  # in its overlap
 
 
+async def test_idempotency_keys_belong_to_the_caller_not_to_the_key(client: Client) -> None:
+    first = await new_secret(client, "billing", ["charges:write"])
+    second = await new_secret(client, "billing", ["charges:write"])
+    other = await new_secret(client, "reports", ["charges:write"])
+    mine = await charge(client, first, "k-shared")
+    again = await charge(client, second, "k-shared")
+    theirs = await charge(client, other, "k-shared")
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await again.read() == await mine.read()
+    assert "Idempotent-Replayed" not in theirs.headers
+    assert (await theirs.json())["id"] != (await mine.json())["id"]
+
+
 async def test_after_an_overlap_of_zero_the_old_key_is_refused_at_once(client: Client) -> None:
     old = await create_key(client, "billing", ["charges:read"])
     new = await rotate(client, old["id"], overlap="0s")

@@ -21,7 +21,7 @@ from gateway.db import create_engine, is_database_down
 from gateway.errors import Conflict
 from gateway.keys import service, tokens
 from gateway.keys.audit import Actor, AuditAction, AuditEvent, AuditWriter
-from gateway.keys.model import BOOTSTRAP_CALLER_ID, Principal, RateLimit
+from gateway.keys.model import Principal, RateLimit
 from gateway.keys.scopes import RateClass, Scope
 from gateway.keys.service import KeyRequest
 from gateway.keys.verify import Refusal, Refused, Verifier
@@ -179,14 +179,18 @@ async def test_a_second_key_for_a_caller_shares_the_callers_id(engine: AsyncEngi
     assert first.key.caller_id.startswith("caller_")
 
 
-async def test_bootstrap_keys_are_the_bootstrap_caller_with_every_scope(
+async def test_each_bootstrap_key_is_a_bootstrap_caller_of_its_own_with_every_scope(
     engine: AsyncEngine,
 ) -> None:
-    found = await verifier(engine, Clock(), "sk_one", "sk_two").verify("sk_two")
-    assert isinstance(found, Principal)
-    assert found.caller_id == BOOTSTRAP_CALLER_ID
-    assert found.key_id == tokens.bootstrap_key_id("sk_two")
-    assert found.scopes == {Scope.ADMIN}
+    here = verifier(engine, Clock(), "sk_one", "sk_two")
+    one, two = await here.verify("sk_one"), await here.verify("sk_two")
+    assert isinstance(one, Principal)
+    assert isinstance(two, Principal)
+    assert one.caller_name == two.caller_name == "bootstrap"
+    assert two.key_id == tokens.bootstrap_key_id("sk_two")
+    assert two.caller_id == two.key_id  # the scope its idempotency keys always had
+    assert one.caller_id != two.caller_id
+    assert two.scopes == {Scope.ADMIN}
     assert await verifier(engine, Clock(), "sk_one").verify("sk_on") == Refused(Refusal.INVALID)
 
 
