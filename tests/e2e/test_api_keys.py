@@ -357,3 +357,43 @@ async def test_a_route_registered_without_a_scope_needs_admin(
     assert refused.status == 403
     assert (await error_of(refused))["param"] == "admin"
     assert (await client.get("/v1/undeclared", headers=auth())).status == 200
+
+
+async def test_key_requests_name_what_they_get_wrong(client: Client) -> None:
+    for body, param in [
+        ({"caller": "billing", "scopes": ["charges:delete"]}, "scopes.0"),
+        ({"caller": "billing", "scopes": []}, "scopes"),
+        ({"caller": "Billing Team", "scopes": ["admin"]}, "caller"),
+        ({"caller": "billing", "scopes": ["admin"], "expires_in": "1w"}, "expires_in"),
+        (
+            {
+                "caller": "billing",
+                "scopes": ["admin"],
+                "rate_limits": {"money": {"quota": 0, "window_seconds": 60}},
+            },
+            "rate_limits.money",
+        ),
+    ]:
+        response = await client.post(
+            "/v1/api-keys", json=body, headers=auth(idempotency_key=f"bad-{param}")
+        )
+        assert response.status == 400, body
+        assert (await error_of(response))["param"] == param
+    listed = await (await client.get("/v1/api-keys", headers=auth())).json()
+    assert listed["data"] == []
+
+
+async def test_rotation_without_a_body_keeps_the_old_key_a_day(client: Client) -> None:
+    old = await create_key(client, "billing", ["charges:read"])
+    rotated = await client.post(
+        f"/v1/api-keys/{old['id']}/rotate", headers=auth(idempotency_key="rot")
+    )
+    assert rotated.status == 201
+    listed = await (await client.get("/v1/api-keys?caller=billing", headers=auth())).json()
+    previous = next(k for k in listed["data"] if k["id"] == old["id"])
+    assert previous["rotated_to"] == (await rotated.json())["id"]
+    assert previous["expires_at"] is not None
+    missing = await client.post(
+        "/v1/api-keys/key_000000000000/rotate", headers=auth(idempotency_key="rot-none")
+    )
+    assert missing.status == 404
