@@ -18,17 +18,21 @@ from gateway import limits
 from gateway.api.auth import PRINCIPAL, VERIFIER, rate_limit_headers, request_id, runtime
 from gateway.api.body import parse_body
 from gateway.api.errors import json_response
+from gateway.api.query import list_query, page_limit
 from gateway.api.routing import add_route
 from gateway.db import raw_connection
-from gateway.errors import invalid
 from gateway.keys import audit, service
 from gateway.keys.audit import Actor
-from gateway.keys.model import parse_duration, parse_optional_duration, rate_limit
+from gateway.keys.model import (
+    ROTATION_OVERLAP_DEFAULT,
+    parse_duration,
+    parse_optional_duration,
+    rate_limit,
+)
 from gateway.keys.scopes import RateClass, Scope
 from gateway.state import ENGINE, SETTINGS
 
 TAG = "keys"
-_OVERLAP_DEFAULT = f"{limits.API_KEY_ROTATION_OVERLAP_SECONDS_DEFAULT // 3600}h"
 
 
 class RateLimitIn(BaseModel):
@@ -51,19 +55,14 @@ class ApiKeyCreate(BaseModel):
 
 class ApiKeyRotate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    overlap: str = Field(default=_OVERLAP_DEFAULT, description="How long the old key still works")
+    overlap: str = Field(
+        default=ROTATION_OVERLAP_DEFAULT, description="How long the old key still works"
+    )
     expires_in: str | None = Field(default=None, description="Default: the old key's lifetime")
 
 
 def _actor(request: web.Request) -> Actor:
     return Actor.of(request[PRINCIPAL], request_id())
-
-
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", str(limits.PAGE_LIMIT_DEFAULT))
-    if not raw.isdigit() or not 1 <= int(raw) <= limits.PAGE_LIMIT_MAX:
-        raise invalid("limit", f"limit must be an integer from 1 to {limits.PAGE_LIMIT_MAX}")
-    return int(raw)
 
 
 async def create_key(request: web.Request) -> web.Response:
@@ -89,7 +88,7 @@ async def create_key(request: web.Request) -> web.Response:
 async def list_keys(request: web.Request) -> web.Response:
     keys, has_more = await service.list_keys(
         request.app[ENGINE],
-        limit=_limit(request),
+        limit=page_limit(request),
         starting_after=request.query.get("starting_after") or None,
         caller=request.query.get("caller") or None,
     )
@@ -121,7 +120,7 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 
 async def list_audit_events(request: web.Request) -> web.Response:
-    limit = _limit(request)
+    limit = page_limit(request)
     after = request.query.get("starting_after")
     async with raw_connection(request.app[ENGINE]) as conn:
         events = await audit.page(
@@ -158,11 +157,7 @@ def setup(app: web.Application) -> None:
         scope=Scope.ADMIN,
         summary="API keys, newest first (never their secrets)",
         tag=TAG,
-        query={
-            "caller": "only this caller's keys (its name)",
-            "limit": f"1 to {limits.PAGE_LIMIT_MAX}",
-            "starting_after": "a key id: the page after it",
-        },
+        query=list_query("an API key", caller="only this caller's keys (its name)"),
     )
     add_route(
         app,
@@ -197,9 +192,5 @@ def setup(app: web.Application) -> None:
         scope=Scope.ADMIN,
         summary="The audit trail, newest first",
         tag=TAG,
-        query={
-            "caller": "only this caller's events (its name)",
-            "limit": f"1 to {limits.PAGE_LIMIT_MAX}",
-            "starting_after": "an event id: the page after it",
-        },
+        query=list_query("an audit event", caller="only this caller's events (its name)"),
     )

@@ -17,11 +17,14 @@ from gateway import limits
 from gateway.errors import DomainError
 from gateway.keys import service
 from gateway.keys.audit import Actor
-from gateway.keys.model import parse_duration, parse_optional_duration, parse_rate_limit
+from gateway.keys.model import (
+    ROTATION_OVERLAP_DEFAULT,
+    parse_duration,
+    parse_optional_duration,
+    parse_rate_limit,
+)
 from gateway.keys.scopes import UnknownScope, parse_scopes
 from gateway.keys.tokens import Environment
-
-_OVERLAP_DEFAULT = f"{limits.API_KEY_ROTATION_OVERLAP_SECONDS_DEFAULT // 3600}h"
 
 
 def register(sub: Any, func: Callable[..., int]) -> None:
@@ -45,7 +48,7 @@ def register(sub: Any, func: Callable[..., int]) -> None:
     listing.add_argument("--starting-after", metavar="KEY_ID")
     rotate = actions.add_parser("rotate", help="a new secret; the old one works a while longer")
     rotate.add_argument("key_id")
-    rotate.add_argument("--overlap", default=_OVERLAP_DEFAULT, metavar="DURATION")
+    rotate.add_argument("--overlap", default=ROTATION_OVERLAP_DEFAULT, metavar="DURATION")
     rotate.add_argument("--expires-in", metavar="DURATION", help="default: the old key's lifetime")
     actions.add_parser("revoke", help="refuse a key from now on").add_argument("key_id")
     parser.set_defaults(func=func)

@@ -133,6 +133,9 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
+# As an operator writes it: what `rotate` uses without `--overlap` / `overlap`.
+ROTATION_OVERLAP_DEFAULT = f"{limits.API_KEY_ROTATION_OVERLAP_SECONDS_DEFAULT // 3600}h"
+
 _DURATION = re.compile(r"([0-9]{1,9})([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
