@@ -1,5 +1,6 @@
-"""Helpers for tests that need API keys of their own: make one through `/v1/api-keys` with
-the bootstrap admin key, and read the audit trail."""
+"""Helpers for tests that need API keys of their own: an app with an open account, keys made
+through `/v1/api-keys` with the bootstrap admin key, charges sent with them, and the audit
+trail read back."""
 
 from __future__ import annotations
 
@@ -9,11 +10,45 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import auth
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.state import Role
+from tests.conftest import AiohttpClient, auth
 from tests.support import postgres
+from tests.support.charges import open_account
 
 Client = TestClient[web.Request, web.Application]
+ACCOUNT = "acct_keys"
 _requests = itertools.count()
+
+
+async def serve(aiohttp_client: AiohttpClient, settings: Settings, db_url: str) -> Client:
+    """The API, with the account `ACCOUNT` (USD) open."""
+    await open_account(db_url, ACCOUNT, "USD")
+    return await aiohttp_client(create_app(settings, Role.SERVE))
+
+
+def charge_body(payment_method: str = "pm_card_visa") -> dict[str, Any]:
+    return {
+        "account_id": ACCOUNT,
+        "amount": 1500,
+        "currency": "USD",
+        "payment_method": payment_method,
+    }
+
+
+async def charge(client: Client, key: str, idempotency_key: str, **body: Any) -> Any:
+    """`POST /v1/charges` for `ACCOUNT` with `key`; `body` overrides the defaults."""
+    return await client.post(
+        "/v1/charges",
+        json={**charge_body(), **body},
+        headers=auth(key, idempotency_key=idempotency_key),
+    )
+
+
+async def error_of(response: Any) -> dict[str, Any]:
+    error: dict[str, Any] = (await response.json())["error"]
+    return error
 
 
 async def create_key(client: Client, caller: str, scopes: list[str], **extra: Any) -> Any:

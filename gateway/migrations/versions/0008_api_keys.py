@@ -14,6 +14,11 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _callers_and_keys()
+    _audit_events()
+
+
+def _callers_and_keys() -> None:
     # A caller is a named principal (`recharge-service`); its id scopes idempotency keys, so
     # every key it holds, before and after a rotation, replays the same answers.
     op.execute(
@@ -48,6 +53,8 @@ def upgrade() -> None:
     op.execute("CREATE INDEX api_keys_page ON api_keys (created_at DESC, id DESC)")
     op.execute("CREATE INDEX api_keys_caller ON api_keys (caller_id)")
 
+
+def _audit_events() -> None:
     # The audit trail: facts, never edited. Caller and key are copied in (not foreign keys):
     # bootstrap keys have no rows, and an event must outlive whatever it names.
     op.execute(
