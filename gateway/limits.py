@@ -112,6 +112,9 @@ API_KEY_CACHE_ENTRIES_MAX: Final = 10_000  # keys (and unknown ids) remembered p
 API_KEY_LAST_USED_INTERVAL_SECONDS: Final = 60.0
 
 AUDIT_BATCH_MAX: Final = 256  # audit events written in one statement (group commit)
+# An answer waits this long at most for its audit event: a database in trouble must not hold
+# back a charge's answer (the write goes on without it, and a failure is logged in full).
+AUDIT_WAIT_SECONDS: Final = 1.0
 
 # Rate limits per key: a token bucket per key and rate class, `quota` requests that refill
 # evenly over `window` seconds (so `quota / window` per second sustained, bursts of `quota`).

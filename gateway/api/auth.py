@@ -11,6 +11,7 @@ The key logic itself is in `gateway.keys`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Counter
 
+from gateway import limits
 from gateway.api.errors import ApiError
 from gateway.api.middleware import API_KEY_ID
 from gateway.api.routing import required_scope
@@ -43,9 +45,6 @@ RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter", RateLimiter)
 
 AUTH_REFUSED = Counter(
     "gateway_auth_refused_total", "Requests refused a principal, by reason", ["reason"]
-)
-AUDIT_WRITE_FAILURES = Counter(
-    "gateway_audit_write_failures_total", "Audit events that could not be written"
 )
 
 _REFUSED = {
@@ -86,7 +85,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if isinstance(verdict, Refused):
         AUTH_REFUSED.labels(verdict.reason.value).inc()
         key = verdict.key
-        log.warning("auth.refused", reason=verdict.reason.value, key_id=key and key.id)
+        log.warning("auth.refused", reason=verdict.reason.value, key_id=key.id if key else None)
         if key is not None and verdict.report:
             actor = Actor(key.caller_id, key.caller_name, key.id, request_id())
             await _record(request, _denied(request, actor, 401, reason=verdict.reason.value))
@@ -217,18 +216,12 @@ def _denied(request: web.Request, actor: Actor, status: int, **details: str) -> 
 
 
 async def _record(request: web.Request, event: AuditEvent) -> None:
-    """Write an audit event after the fact. The request's own outcome stands whatever
-    happens here (a charge made is not unmade by a failed audit write): a failure is
-    counted and logged, with what the event would have said."""
+    """Write an audit event after the fact, before the answer goes, waiting at most
+    `AUDIT_WAIT_SECONDS`. The request's own outcome stands whatever happens here (a charge
+    made is not unmade by a failed audit write; the writer counts and logs a failure), and
+    a database in trouble does not hold the answer back: a slow write goes on without it."""
     try:
-        await request.app[AUDIT_WRITER].write(event)
-    except Exception as exc:
-        AUDIT_WRITE_FAILURES.inc()
-        log.error(
-            "audit.write_failed",
-            error=type(exc).__name__,
-            action=event.action.value,
-            route=event.route,
-            object_id=event.object_id,
-            status=event.status,
-        )
+        async with asyncio.timeout(limits.AUDIT_WAIT_SECONDS):
+            await request.app[AUDIT_WRITER].write(event)
+    except TimeoutError:
+        log.warning("audit.write_slow", action=event.action.value, route=event.route)

@@ -19,6 +19,8 @@ from enum import StrEnum
 from typing import Any
 
 import asyncpg
+import structlog
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits
@@ -27,6 +29,11 @@ from gateway.errors import invalid
 from gateway.keys.model import Principal
 
 ID_PREFIX = "aud_"
+log = structlog.get_logger(__name__)
+
+WRITE_FAILURES = Counter(
+    "gateway_audit_write_failures_total", "Audit events that could not be written"
+)
 
 
 class AuditAction(StrEnum):
@@ -93,21 +100,25 @@ class AuditWriter:
     """Group commit for events written after the fact (money-moving requests, denials).
     `write` returns once its event is committed; events that arrive while a write is in
     flight go together in the next one, so under load the trail costs a statement per
-    batch, not per request, and an idle writer writes a lone event at once."""
+    batch, not per request, and an idle writer writes a lone event at once.
+
+    A write that fails is counted and logged here, each event with what it would have
+    said, whether or not anyone still waits for it (a request that stopped waiting)."""
 
     def __init__(self, engine: AsyncEngine, *, batch_max: int = limits.AUDIT_BATCH_MAX) -> None:
         self._engine = engine
         self._batch_max = batch_max
-        self._waiting: list[tuple[AuditEvent, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[AuditEvent, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def write(self, event: AuditEvent) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def write(self, event: AuditEvent) -> bool:
+        """True once `event` is committed, False if its write failed."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((event, future))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all(), name="audit:write")
-        # Shielded: a client hanging up must not cancel a statement other requests share.
-        await asyncio.shield(future)
+        # Shielded: a request that stops waiting must not cancel a statement others share.
+        return await asyncio.shield(future)
 
     async def drain(self) -> None:
         """Wait until every event handed in so far is written."""
@@ -123,20 +134,33 @@ class AuditWriter:
         finally:
             self._writer = None
 
-    async def _write_batch(self, batch: list[tuple[AuditEvent, asyncio.Future[None]]]) -> None:
+    async def _write_batch(self, batch: list[tuple[AuditEvent, asyncio.Future[bool]]]) -> None:
+        committed = False
         try:
             async with raw_connection(self._engine) as conn:
                 await record(conn, *(event for event, _ in batch))
+            committed = True
         except Exception as exc:
+            _lost([event for event, _ in batch], exc)
+        finally:  # a cancelled writer (the loop going away) leaves nobody waiting forever
             for _, future in batch:
-                future.set_exception(exc)
-        except BaseException:  # cancelled: the loop is going away; nobody waits forever
-            for _, future in batch:
-                future.cancel()
-            raise
-        else:
-            for _, future in batch:
-                future.set_result(None)
+                if not future.done():
+                    future.set_result(committed)
+
+
+def _lost(events: list[AuditEvent], exc: Exception) -> None:
+    WRITE_FAILURES.inc(len(events))
+    for event in events:
+        log.error(
+            "audit.write_failed",
+            error=type(exc).__name__,
+            action=event.action.value,
+            caller=event.actor.caller_name,
+            key_id=event.actor.key_id,
+            route=event.route,
+            object_id=event.object_id,
+            status=event.status,
+        )
 
 
 def event_number(text: str) -> int:
