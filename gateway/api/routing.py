@@ -55,6 +55,8 @@ def add_route(
     if authenticated:
         scope = scope or Scope.ADMIN
         app.setdefault(SCOPES, {})[(method.upper(), path)] = scope
+    elif scope is not None:  # a scope nothing would check: a mistake, said at startup
+        raise ValueError(f"{method} {path} takes no bearer key, so it cannot need {scope}")
     app.setdefault(OPERATIONS, []).append(
         Operation(
             method=method.lower(),

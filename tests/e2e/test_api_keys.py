@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway.api.errors import json_response
 from gateway.api.routing import add_route
 from gateway.app import create_app
+from gateway.keys.scopes import Scope
 from gateway.processors import SANDBOX
 from gateway.settings import Settings
 from gateway.state import Role
@@ -251,3 +252,13 @@ async def test_rotation_without_a_body_keeps_the_old_key_a_day(client: Client) -
         "/v1/api-keys/key_000000000000/rotate", headers=auth(idempotency_key="rot-none")
     )
     assert missing.status == 404
+
+
+def test_a_scope_on_a_route_without_bearer_keys_is_refused_at_startup(settings: Settings) -> None:
+    app = create_app(settings, Role.SERVE)
+
+    async def handler(request: web.Request) -> web.Response:
+        return json_response({})
+
+    with pytest.raises(ValueError, match="takes no bearer key"):
+        add_route(app, "GET", "/internal", handler, summary="x", tag="x", scope=Scope.ADMIN)
