@@ -163,8 +163,16 @@ async def in_one_transaction(
     return _respond(stored, replayed=replayed)
 
 
-async def under_lock(request: web.Request, body: Any, work: Work) -> web.Response:
-    """Run `work` once per key: the key committed and locked first, the answer after."""
+async def under_lock(
+    request: web.Request,
+    body: Any,
+    work: Work,
+    *,
+    kept: Callable[[StoredResponse], StoredResponse] | None = None,
+) -> web.Response:
+    """Run `work` once per key: the key committed and locked first, the answer after.
+    `kept` makes the stored answer from the one sent, where the first answer holds what must
+    never be stored (a new API key's secret): a replay then answers without it."""
     this = _Request.of(request, body)
     engine = request.app[ENGINE]
     lock_timeout = request.app[SETTINGS].charges_lock_timeout_seconds
@@ -177,10 +185,13 @@ async def under_lock(request: web.Request, body: Any, work: Work) -> web.Respons
     except BaseException:
         await _give_up(engine, owned)
         raise
+    to_store = answered if kept is None else kept(answered)
     stored = await in_transaction(
-        engine, lambda conn: idempotency.finish(conn, owned.key_id, answered)
+        engine, lambda conn: idempotency.finish(conn, owned.key_id, to_store)
     )
-    return _respond(stored, replayed=False)
+    # Our own answer is sent as made; one stored by a request that took the key over first
+    # is sent as stored.
+    return _respond(answered if stored is to_store else stored, replayed=False)
 
 
 async def _take(

@@ -24,6 +24,7 @@ from gateway.api.parameters import page_limit
 from gateway.api.routing import add_route
 from gateway.charges.idempotency import StoredResponse
 from gateway.errors import NotFound, invalid
+from gateway.keys.scopes import Scope
 from gateway.processors import PROVIDERS
 from gateway.state import ENGINE
 from providers.base import Capability, WebhookVerificationError
@@ -178,6 +179,7 @@ def setup_routes(app: web.Application) -> None:
         "GET",
         "/v1/webhook-events",
         list_events,
+        scope=Scope.EVENTS_ADMIN,
         summary="List inbox events, newest first",
         tag="webhooks",
         query={
@@ -192,6 +194,7 @@ def setup_routes(app: web.Application) -> None:
         "GET",
         "/v1/webhook-events/{id}",
         get_event,
+        scope=Scope.EVENTS_ADMIN,
         summary="One inbox event, with its headers and raw body",
         tag="webhooks",
         responses={200: "The event", 404: "No such event"},
@@ -201,6 +204,7 @@ def setup_routes(app: web.Application) -> None:
         "POST",
         "/v1/webhook-events/{id}/replay",
         replay_event,
+        scope=Scope.EVENTS_ADMIN,
         summary="Send a dead, settled or ignored event back to the worker",
         tag="webhooks",
         responses={

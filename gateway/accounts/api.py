@@ -37,6 +37,7 @@ from gateway.api.routing import add_route
 from gateway.charges.idempotency import StoredResponse
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import Conflict, NotFound, PaymentRequired, invalid
+from gateway.keys.scopes import Scope
 from gateway.ledger.check import check_ledger
 from gateway.processors import PROVIDERS
 from gateway.recharge import api as recharge_api
@@ -302,6 +303,7 @@ def setup(app: web.Application) -> None:
         "PUT",
         path,
         put_account,
+        scope=Scope.ACCOUNTS_WRITE,
         summary="Create or configure an account",
         tag=TAG,
         body=AccountSettings,
@@ -312,6 +314,7 @@ def setup(app: web.Application) -> None:
         "GET",
         path,
         get_account,
+        scope=Scope.ACCOUNTS_READ,
         summary="An account's balance and settings",
         tag=TAG,
         responses={200: "The account", 404: "No such account"},
@@ -321,6 +324,7 @@ def setup(app: web.Application) -> None:
         "GET",
         f"{path}/entries",
         list_entries,
+        scope=Scope.ACCOUNTS_READ,
         summary="The account's statement",
         tag=TAG,
         query={"limit": f"1 to {limits.PAGE_LIMIT_MAX}", "starting_after": "an entry id"},
@@ -331,6 +335,7 @@ def setup(app: web.Application) -> None:
         "POST",
         f"{path}/usage",
         post_usage,
+        scope=Scope.USAGE_WRITE,
         summary="Debit usage (one record or a batch)",
         tag=TAG,
         body=UsageBatchIn,
@@ -349,6 +354,7 @@ def setup(app: web.Application) -> None:
         "GET",
         "/v1/ledger/check",
         ledger_check,
+        scope=Scope.LEDGER_READ,
         summary="Run the ledger's invariants now",
         tag="ledger",
         responses={200: "The report"},

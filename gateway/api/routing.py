@@ -1,6 +1,9 @@
 """Routes and their description: `add_route` registers an aiohttp handler and records what
-`/openapi.json` says about it (request model, responses), so the description grows with
-each route and cannot drift from the routes that exist."""
+`/openapi.json` says about it (request model, responses, the scope a key needs), so the
+description grows with each route and cannot drift from the routes that exist.
+
+Every `/v1` route needs a scope; one registered without naming it needs `admin` (closed by
+default: a new route is nobody's until it says whose it is)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
+
+from gateway.keys.scopes import Scope
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -24,9 +29,12 @@ class Operation:
     query: Mapping[str, str] = field(default_factory=dict)
     responses: Mapping[int, str] = field(default_factory=dict)
     authenticated: bool = True
+    scope: Scope | None = None
 
 
 OPERATIONS: web.AppKey[list[Operation]] = web.AppKey("operations", list)
+SCOPES: web.AppKey[dict[tuple[str, str], Scope]] = web.AppKey("scopes", dict)
+"""The scope each authenticated route needs, by (method, path template)."""
 
 
 def add_route(
@@ -40,8 +48,15 @@ def add_route(
     body: type[BaseModel] | None = None,
     query: Mapping[str, str] | None = None,
     responses: Mapping[int, str] | None = None,
+    scope: Scope | None = None,
 ) -> None:
     app.router.add_route(method, path, handler)
+    authenticated = path.startswith("/v1/")
+    if authenticated:
+        scope = scope or Scope.ADMIN
+        app.setdefault(SCOPES, {})[(method.upper(), path)] = scope
+    elif scope is not None:  # a scope nothing would check: a mistake, said at startup
+        raise ValueError(f"{method} {path} takes no bearer key, so it cannot need {scope}")
     app.setdefault(OPERATIONS, []).append(
         Operation(
             method=method.lower(),
@@ -51,9 +66,18 @@ def add_route(
             body=body,
             query=dict(query or {}),
             responses=dict(responses or {200: "OK"}),
-            authenticated=path.startswith("/v1/"),
+            authenticated=authenticated,
+            scope=scope,
         )
     )
+
+
+def required_scope(request: web.Request) -> Scope | None:
+    """The scope the request's route needs (None for unauthenticated or unknown routes)."""
+    route = request.match_info.route
+    if route.resource is None:
+        return None
+    return request.app.get(SCOPES, {}).get((route.method, route.resource.canonical))
 
 
 _ERROR_SCHEMA: dict[str, Any] = {
@@ -117,6 +141,10 @@ def openapi_document(operations: list[Operation]) -> dict[str, Any]:
                     }
                 },
             }
+        if op.scope is not None:
+            item["x-required-scope"] = op.scope.value
+            for status, text in _AUTH_RESPONSES.items():
+                item["responses"].setdefault(str(status), _response(status, text))
         if not op.authenticated:
             item["security"] = []
         paths.setdefault(op.path, {})[op.method] = item
@@ -130,6 +158,13 @@ def openapi_document(operations: list[Operation]) -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": paths,
     }
+
+
+_AUTH_RESPONSES = {
+    401: "No API key, or one unknown, expired or revoked",
+    403: "The key lacks the scope this route needs (x-required-scope)",
+    429: "The key's rate limit for this kind of request is spent (see Retry-After)",
+}
 
 
 def _response(status: int, text: str) -> dict[str, Any]:

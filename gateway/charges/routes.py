@@ -21,6 +21,7 @@ from gateway.charges.refunds import create_refund
 from gateway.charges.service import create_charge
 from gateway.db import raw_connection
 from gateway.errors import NotFound, invalid
+from gateway.keys.scopes import Scope
 from gateway.settlement.store import CHARGE_COLUMNS
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
@@ -123,6 +124,7 @@ def setup(app: web.Application) -> None:
         "POST",
         "/v1/charges",
         post_charge,
+        scope=Scope.CHARGES_WRITE,
         summary="Charge an account, once per Idempotency-Key",
         tag="charges",
         body=ChargeCreate,
@@ -140,6 +142,7 @@ def setup(app: web.Application) -> None:
         "GET",
         "/v1/charges",
         list_charges,
+        scope=Scope.CHARGES_READ,
         summary="An account's charges, newest first",
         tag="charges",
         query={
@@ -153,6 +156,7 @@ def setup(app: web.Application) -> None:
         "GET",
         "/v1/charges/{id}",
         get_charge,
+        scope=Scope.CHARGES_READ,
         summary="One charge",
         tag="charges",
         responses={200: "The charge", 404: "No such charge"},
@@ -162,6 +166,7 @@ def setup(app: web.Application) -> None:
         "POST",
         "/v1/charges/{id}/refunds",
         post_refund,
+        scope=Scope.CHARGES_WRITE,
         summary="Refund part or all of a charge",
         tag="charges",
         body=RefundCreate,

@@ -14,6 +14,7 @@ from gateway.api.routing import add_route
 from gateway.charges.deps import CHARGE_DEPS
 from gateway.charges.idempotency import StoredResponse
 from gateway.db import raw_connection
+from gateway.keys.scopes import Scope
 from gateway.recharge import api, service, store
 from gateway.recharge.charging import ChargePathAdapter
 from gateway.recharge.lock import SingleFlight
@@ -96,6 +97,7 @@ def setup(app: web.Application) -> None:
         "POST",
         "/v1/accounts/{account_id}/recharge",
         post_recharge,
+        scope=Scope.CHARGES_WRITE,
         summary="Decide on an auto-recharge top-up now (same rules as a threshold crossing)",
         tag="accounts",
         responses={

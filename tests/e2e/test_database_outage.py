@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from gateway import limits
 from gateway.accounts.api import AccountSettings, UsageBatchIn
+from gateway.api.keys import ApiKeyCreate, ApiKeyRotate
 from gateway.api.routing import OPERATIONS, Operation
 from gateway.app import create_app
 from gateway.charges.model import ChargeCreate, RefundCreate
@@ -48,6 +49,8 @@ BODIES: dict[type[BaseModel], Callable[[str], dict[str, Any]]] = {
     RefundCreate: lambda _: {"amount": 100},
     AccountSettings: lambda _: ACCOUNT_SETTINGS,
     UsageBatchIn: lambda key: {"records": [{"amount": "0.0079", "reference": f"usage-{key}"}]},
+    ApiKeyCreate: lambda _: {"caller": "outage-test", "scopes": ["charges:read"]},
+    ApiKeyRotate: lambda _: {"overlap": "1h"},
 }
 # Query parameters by name (`GET /v1/charges` needs the account).
 QUERY = {"account_id": ACCOUNT}
@@ -119,6 +122,17 @@ async def _first_inbox_event(client: Client) -> str:
     return found[0]
 
 
+async def _api_key(client: Client) -> str:
+    """The id of a key made for the outage's sample requests (rotated, then revoked)."""
+    made = await client.post(
+        "/v1/api-keys",
+        json={"caller": "outage-sample", "scopes": ["charges:read"]},
+        headers=auth(idempotency_key="key"),
+    )
+    assert made.status == 201, await made.text()
+    return str((await made.json())["id"])
+
+
 @pytest.fixture
 async def outage(
     aiohttp_client: AiohttpClient, db_url: str, tmp_path: Path
@@ -139,6 +153,7 @@ async def outage(
             "accounts": ACCOUNT,
             "charges": (await charged.json())["id"],
             "webhook-events": await _first_inbox_event(client),
+            "api-keys": await _api_key(client),
         }
         operations = [op for op in client.app[OPERATIONS] if op.path.startswith("/v1/")]
         samples = [sample(op, ids) for op in operations]
