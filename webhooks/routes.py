@@ -17,13 +17,14 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from gateway import idempotent_requests, limits
+from gateway import limits
+from gateway.api import idempotent
 from gateway.api.body import check_json_limits, read_body
 from gateway.api.errors import ApiError, json_response
 from gateway.api.parameters import page_limit
 from gateway.api.routing import add_route
-from gateway.charges.idempotency import StoredResponse
 from gateway.errors import NotFound, invalid
+from gateway.idempotency import StoredResponse
 from gateway.keys.scopes import Scope
 from gateway.processors import PROVIDERS
 from gateway.state import ENGINE
@@ -149,10 +150,10 @@ async def replay_event(request: web.Request) -> web.Response:
             event = await operations.replay_in(conn, event_id)
         except operations.UnknownEvent:
             raise NotFound("webhook event", event_id) from None
-        return idempotent_requests.answer(event)
+        return idempotent.answer(event)
 
-    body = await idempotent_requests.optional_json(request)
-    response = await idempotent_requests.in_one_transaction(request, body, replay)
+    body = await idempotent.optional_json(request)
+    response = await idempotent.in_one_transaction(request, body, replay)
     log.info("webhooks.replayed", inbox_event=event_id)
     return response
 
@@ -210,6 +211,6 @@ def setup_routes(app: web.Application) -> None:
         responses={
             200: "The event, pending again",
             404: "No such event (nothing stored)",
-            **idempotent_requests.RESPONSES,
+            **idempotent.RESPONSES,
         },
     )

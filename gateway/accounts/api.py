@@ -19,7 +19,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway import idempotent_requests, limits, money
+from gateway import limits, money
 from gateway.accounts import store
 from gateway.accounts.usage import (
     AccountNotFound,
@@ -30,13 +30,14 @@ from gateway.accounts.usage import (
     UsageStatus,
     debit_usage,
 )
+from gateway.api import idempotent
 from gateway.api.body import parse_body, read_json, validate
 from gateway.api.errors import json_response
 from gateway.api.parameters import page_limit
 from gateway.api.routing import add_route
-from gateway.charges.idempotency import StoredResponse
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import Conflict, NotFound, PaymentRequired, invalid
+from gateway.idempotency import StoredResponse
 from gateway.keys.scopes import Scope
 from gateway.ledger.check import check_ledger
 from gateway.processors import PROVIDERS
@@ -222,7 +223,7 @@ def _single_answer(record: UsageRecord, outcome: UsageOutcome) -> StoredResponse
     [result] = outcome.results
     balance = money.format_micros(outcome.balance_micros)
     if result.code is RefusalCode.INSUFFICIENT_BALANCE:
-        return idempotent_requests.refusal(
+        return idempotent.refusal(
             PaymentRequired(
                 "insufficient_balance",
                 "The debit would take the balance below its credit limit",
@@ -231,14 +232,14 @@ def _single_answer(record: UsageRecord, outcome: UsageOutcome) -> StoredResponse
             )
         )
     if result.code is RefusalCode.REFERENCE_REUSED:
-        return idempotent_requests.refusal(
+        return idempotent.refusal(
             Conflict(
                 "reference_reused",
                 f"Reference '{record.reference}' was already used with another amount",
                 param="reference",
             )
         )
-    return idempotent_requests.answer(
+    return idempotent.answer(
         {
             "object": "usage_record",
             **_result_body(result),
@@ -253,7 +254,7 @@ def _batch_answer(outcome: UsageOutcome) -> StoredResponse:
     counts = {status.value: 0 for status in UsageStatus}
     for result in outcome.results:
         counts[result.status.value] += 1
-    return idempotent_requests.answer(
+    return idempotent.answer(
         {
             "object": "usage_batch",
             "data": [_result_body(r) for r in outcome.results],
@@ -283,7 +284,7 @@ async def post_usage(request: web.Request) -> web.Response:
             raise NotFound("account", account_id, param="account_id") from None
         return _batch_answer(outcome) if batch else _single_answer(records[0], outcome)
 
-    response = await idempotent_requests.in_one_transaction(request, data, debit)
+    response = await idempotent.in_one_transaction(request, data, debit)
     recharge.notify(request.app, account_id)  # committed: a top-up is decided in the background
     return response
 
@@ -346,7 +347,7 @@ def setup(app: web.Application) -> None:
             404: "No such account (nothing stored)",
             409: "Reference reused with another amount (single record), or a request with "
             "this key is in flight",
-            422: idempotent_requests.RESPONSES[422],
+            422: idempotent.RESPONSES[422],
         },
     )
     add_route(

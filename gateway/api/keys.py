@@ -16,14 +16,15 @@ import json
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway import idempotent_requests, limits
+from gateway import limits
+from gateway.api import idempotent
 from gateway.api.auth import PRINCIPAL, VERIFIER, rate_limit_headers, request_id, runtime
 from gateway.api.body import read_json, validate
 from gateway.api.errors import dumps, json_response
 from gateway.api.query import list_query, page_limit
 from gateway.api.routing import add_route
-from gateway.charges.idempotency import StoredResponse
 from gateway.db import raw_connection
+from gateway.idempotency import StoredResponse
 from gateway.keys import audit, service
 from gateway.keys.audit import Actor
 from gateway.keys.model import (
@@ -98,7 +99,7 @@ async def create_key(request: web.Request) -> web.Response:
         )
         return StoredResponse(201, dumps(made.public()), {})
 
-    return await idempotent_requests.under_lock(request, data, create, kept=_without_secret)
+    return await idempotent.under_lock(request, data, create, kept=_without_secret)
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -115,7 +116,7 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 async def rotate_key(request: web.Request) -> web.Response:
-    data = await idempotent_requests.optional_json(request)
+    data = await idempotent.optional_json(request)
     body = ApiKeyRotate() if data is None else validate(ApiKeyRotate, data)
     key_id = request.match_info["id"]
     overlap = parse_duration(body.overlap, param="overlap")
@@ -132,7 +133,7 @@ async def rotate_key(request: web.Request) -> web.Response:
         request.app[VERIFIER].forget(key_id)
         return StoredResponse(201, dumps(made.public()), {})
 
-    return await idempotent_requests.under_lock(request, data, rotate, kept=_without_secret)
+    return await idempotent.under_lock(request, data, rotate, kept=_without_secret)
 
 
 async def revoke_key(request: web.Request) -> web.Response:
@@ -141,10 +142,10 @@ async def revoke_key(request: web.Request) -> web.Response:
     async def revoke() -> StoredResponse:
         key = await service.revoke_key(request.app[ENGINE], key_id, actor=_actor(request))
         request.app[VERIFIER].forget(key_id)
-        return idempotent_requests.answer(key.public(service.now()))
+        return idempotent.answer(key.public(service.now()))
 
-    body = await idempotent_requests.optional_json(request)
-    return await idempotent_requests.under_lock(request, body, revoke)
+    body = await idempotent.optional_json(request)
+    return await idempotent.under_lock(request, body, revoke)
 
 
 async def list_audit_events(request: web.Request) -> web.Response:
@@ -178,7 +179,7 @@ def setup(app: web.Application) -> None:
         responses={
             201: "The key, with its secret (a replay under the same key: secret null)",
             400: "Invalid",
-            **idempotent_requests.RESPONSES,
+            **idempotent.RESPONSES,
         },
     )
     add_route(
@@ -204,7 +205,7 @@ def setup(app: web.Application) -> None:
             201: "The new key, with its secret (a replay under the same key: secret null)",
             404: "No such key",
             409: "Expired, revoked or rotated already; or the key in flight",
-            422: idempotent_requests.RESPONSES[422],
+            422: idempotent.RESPONSES[422],
         },
     )
     add_route(
@@ -218,7 +219,7 @@ def setup(app: web.Application) -> None:
         responses={
             200: "The key, revoked",
             404: "No such key",
-            **idempotent_requests.RESPONSES,
+            **idempotent.RESPONSES,
         },
     )
     add_route(

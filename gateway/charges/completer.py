@@ -30,11 +30,11 @@ from aiohttp import web
 from gateway import limits
 from gateway.charges import phases, refunds, service
 from gateway.charges.deps import CHARGE_DEPS
-from gateway.charges.idempotency import RecoveryPoint
 from gateway.charges.processor import look_up_charge
 from gateway.charges.service import ChargeDeps, provider_for
 from gateway.db import in_transaction, is_database_down, raw_connection
 from gateway.errors import DomainError
+from gateway.idempotency import RecoveryPoint
 from gateway.settlement.status import UNRESOLVED
 from gateway.settlement.store import CHARGE_COLUMNS
 from gateway.state import SETTINGS

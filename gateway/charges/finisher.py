@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits
 from gateway.charges import phases
-from gateway.charges.idempotency import RenderAnswer
 from gateway.charges.phases import Finish, Finished
 from gateway.db import in_transaction, is_database_down
+from gateway.idempotency import RenderAnswer
 
 log = structlog.get_logger(__name__)
 

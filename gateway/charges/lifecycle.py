@@ -32,8 +32,7 @@ import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import limits
-from gateway.charges import idempotency
+from gateway import idempotency, limits
 from gateway.charges.processor import UNKNOWN_OUTCOMES, UNRESOLVABLE, Refused, Unknown, Unreached
 from gateway.db import is_database_down, raw_connection
 from gateway.errors import Unavailable, database_unavailable

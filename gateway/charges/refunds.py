@@ -22,14 +22,14 @@ from typing import Any
 import asyncpg
 import structlog
 
-from gateway import processor_amounts
-from gateway.charges import idempotency, lifecycle
-from gateway.charges.idempotency import RecoveryPoint, StoredResponse
+from gateway import idempotency, processor_amounts
+from gateway.charges import lifecycle
 from gateway.charges.model import RefundCreate, timestamp
 from gateway.charges.processor import Refused, Unknown, Unreached, call_once, check_key_fits
 from gateway.charges.service import ChargeDeps, provider_for
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import InvalidRequest, KeyInUse, NotFound, invalid
+from gateway.idempotency import RecoveryPoint, StoredResponse
 from gateway.settlement.status import ChargeStatus
 from gateway.settlement.store import settle
 from providers.base import (

@@ -22,10 +22,9 @@ import asyncpg
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import processor_amounts
-from gateway.charges import idempotency, lifecycle, phases
+from gateway import idempotency, processor_amounts
+from gateway.charges import lifecycle, phases
 from gateway.charges.finisher import Finisher
-from gateway.charges.idempotency import RecoveryPoint, RenderAnswer, StoredResponse
 from gateway.charges.model import ChargeCreate
 from gateway.charges.processor import (
     CHARGES,
@@ -40,6 +39,7 @@ from gateway.charges.processor import (
 )
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import KeyInUse, Unavailable, invalid
+from gateway.idempotency import RecoveryPoint, RenderAnswer, StoredResponse
 from gateway.settlement.status import UNRESOLVED, ChargeStatus
 from providers.base import ChargeResult, Provider, ProviderRequestError
 from providers.registry import NoSuchProvider, ProviderSet

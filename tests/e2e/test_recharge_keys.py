@@ -12,7 +12,7 @@ from datetime import timedelta
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.charges import idempotency as keys
+from gateway import idempotency as keys
 from gateway.charges.completer import complete_once, reap_once
 from gateway.charges.deps import CHARGE_DEPS
 from gateway.keys.tokens import bootstrap_key_id

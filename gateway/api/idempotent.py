@@ -1,7 +1,7 @@
 """`Idempotency-Key` on the `/v1` POST routes whose work is not a charge or a refund (those
 drive their keys through their own phases): usage debits, recharge decisions, inbox replays.
 Stripe's semantics, on the same `idempotency_keys` rows and through the same functions as the
-charge path (`gateway.charges.idempotency`):
+charge path (`gateway.idempotency`):
 
 - same key, same request (method, path, canonical body): the stored answer, byte for byte,
   with `Idempotent-Replayed: true`; another request: 422; still in flight: 409, nothing
@@ -48,13 +48,13 @@ import structlog
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway import idempotency
 from gateway.api.body import read_json
 from gateway.api.errors import dumps, from_domain
 from gateway.api.middleware import API_KEY_ID, IDEMPOTENCY_KEY
-from gateway.charges import idempotency
-from gateway.charges.idempotency import REPLAYED_HEADER, StoredResponse
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import DomainError, KeyInUse, Unavailable
+from gateway.idempotency import REPLAYED_HEADER, StoredResponse
 from gateway.state import ENGINE, SETTINGS
 
 log = structlog.get_logger(__name__)
