@@ -98,9 +98,10 @@ def setup(app: web.Application) -> None:
         post_recharge,
         summary="Decide on an auto-recharge top-up now (same rules as a threshold crossing)",
         tag="accounts",
+        operation_id="decide_recharge",
         responses={
             200: "The decision, and the attempt it made or found in flight",
             400: "Auto-recharge not configured (nothing stored)",
-            **idempotent_requests.RESPONSES,
         },
+        response_model=api.RechargeDecision,
     )
