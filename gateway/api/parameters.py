@@ -29,6 +29,9 @@ async def parameters_check(request: web.Request, handler: Handler) -> web.Stream
 
 def _refuse_bad(name: str, value: str) -> None:
     if (character := refused_character(value)) is not None:
+        # `?=x` has a parameter named "": name its place instead, never an empty `param`.
+        if not name:
+            raise _refusal("query", f"A query parameter without a name {refusal(character)}")
         raise _refusal(name, f"{name} {refusal(character)}")
 
 
