@@ -9,7 +9,8 @@
     GET  /v1/ledger/check                   run the ledger's invariants now
 
 Amounts are decimal strings in major units ("0.0079"), at most 6 fractional digits (micros);
-a JSON number with a fraction is refused with a 400 naming the field."""
+a JSON number with a fraction is refused with a 400 naming the field. What each route
+answers is described in `gateway.accounts.shapes`."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from typing import Annotated, Any
 
 import asyncpg
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from gateway import limits, money
-from gateway.accounts import store
+from gateway.accounts import shapes, store
 from gateway.accounts.usage import (
     AccountNotFound,
     RefusalCode,
@@ -33,7 +34,7 @@ from gateway.accounts.usage import (
 from gateway.api import idempotent
 from gateway.api.body import parse_body, read_json, validate
 from gateway.api.errors import json_response
-from gateway.api.parameters import page_limit
+from gateway.api.parameters import PAGE_LIMIT, page_limit
 from gateway.api.routing import add_route
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import Conflict, NotFound, PaymentRequired, invalid
@@ -105,6 +106,10 @@ class UsageIn(BaseModel):
 class UsageBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     records: list[UsageIn] = Field(min_length=1, max_length=limits.USAGE_BATCH_RECORDS_MAX)
+
+
+class UsageBody(RootModel[UsageIn | UsageBatchIn]):
+    """`POST /v1/accounts/{id}/usage`: one record, or a batch under `records`."""
 
 
 def _account_id(request: web.Request) -> str:
@@ -308,7 +313,8 @@ def setup(app: web.Application) -> None:
         summary="Create or configure an account",
         tag=TAG,
         body=AccountSettings,
-        responses={200: "Updated", 201: "Created", 400: "Invalid", 409: "Currency locked"},
+        responses={200: "Updated", 201: "Created", 409: "Currency locked"},
+        response_model=shapes.Account,
     )
     add_route(
         app,
@@ -319,6 +325,7 @@ def setup(app: web.Application) -> None:
         summary="An account's balance and settings",
         tag=TAG,
         responses={200: "The account", 404: "No such account"},
+        response_model=shapes.Account,
     )
     add_route(
         app,
@@ -328,8 +335,9 @@ def setup(app: web.Application) -> None:
         scope=Scope.ACCOUNTS_READ,
         summary="The account's statement",
         tag=TAG,
-        query={"limit": f"1 to {limits.PAGE_LIMIT_MAX}", "starting_after": "an entry id"},
+        query={"limit": PAGE_LIMIT, "starting_after": "An entry id: the page after it"},
         responses={200: "A page of entries", 404: "No such account"},
+        response_model=shapes.Statement,
     )
     add_route(
         app,
@@ -339,16 +347,15 @@ def setup(app: web.Application) -> None:
         scope=Scope.USAGE_WRITE,
         summary="Debit usage (one record or a batch)",
         tag=TAG,
-        body=UsageBatchIn,
+        body=UsageBody,
         responses={
             200: "Per-record results",
-            400: "Invalid",
             402: "Insufficient balance (single record)",
             404: "No such account (nothing stored)",
             409: "Reference reused with another amount (single record), or a request with "
             "this key is in flight",
-            422: idempotent.RESPONSES[422],
         },
+        response_model=shapes.UsageAnswer,
     )
     add_route(
         app,
@@ -359,4 +366,5 @@ def setup(app: web.Application) -> None:
         summary="Run the ledger's invariants now",
         tag="ledger",
         responses={200: "The report"},
+        response_model=shapes.LedgerReport,
     )

@@ -59,9 +59,6 @@ from gateway.state import ENGINE, SETTINGS
 
 log = structlog.get_logger(__name__)
 
-RESPONSES = {409: "A request with this key is in flight", 422: "Key reused with another request"}
-"""What every route here adds to its OpenAPI responses."""
-
 # The first of the two int4 halves of the advisory lock ids taken here ("idk"). The two-int
 # form is a key space of its own: it never meets the single-bigint lock of migrations.
 _LOCK_CLASS = 0x69646B

@@ -179,7 +179,6 @@ def setup(app: web.Application) -> None:
         responses={
             201: "The key, with its secret (a replay under the same key: secret null)",
             400: "Invalid",
-            **idempotent.RESPONSES,
         },
     )
     add_route(
@@ -204,8 +203,7 @@ def setup(app: web.Application) -> None:
         responses={
             201: "The new key, with its secret (a replay under the same key: secret null)",
             404: "No such key",
-            409: "Expired, revoked or rotated already; or the key in flight",
-            422: idempotent.RESPONSES[422],
+            409: "Expired, revoked or rotated already; or the Idempotency-Key in flight",
         },
     )
     add_route(
@@ -219,7 +217,6 @@ def setup(app: web.Application) -> None:
         responses={
             200: "The key, revoked",
             404: "No such key",
-            **idempotent.RESPONSES,
         },
     )
     add_route(

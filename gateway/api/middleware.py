@@ -115,8 +115,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def idempotency_key_check(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every POST under `/v1` carries an `Idempotency-Key` of 1 to 255 printable characters."""
-    if request.method == "POST" and request.path.startswith("/v1/"):
+    """Every POST under `/v1` carries an `Idempotency-Key` of 1 to 255 printable characters.
+    A POST that matches no route is not asked for one: its answer is the router's 404 or 405."""
+    routed = request.match_info.http_exception is None
+    if routed and request.method == "POST" and request.path.startswith("/v1/"):
         key = request.headers.get("Idempotency-Key")
         if key is None:
             raise ApiError(

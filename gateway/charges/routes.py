@@ -7,15 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import limits
 from gateway.api.body import parse_body
 from gateway.api.errors import json_response
 from gateway.api.middleware import API_KEY_ID, IDEMPOTENCY_KEY
-from gateway.api.parameters import page_limit
-from gateway.api.routing import add_route
+from gateway.api.parameters import PAGE_LIMIT, page_limit
+from gateway.api.routing import Page, Query, add_route
 from gateway.charges import completer
 from gateway.charges.deps import CHARGE_DEPS, charge_deps
-from gateway.charges.model import ChargeCreate, RefundCreate, charge_object
+from gateway.charges.model import Charge, ChargeCreate, Refund, RefundCreate, charge_object
 from gateway.charges.refunds import create_refund
 from gateway.charges.service import create_charge
 from gateway.db import raw_connection
@@ -25,6 +24,10 @@ from gateway.keys.scopes import Scope
 from gateway.settlement.store import CHARGE_COLUMNS
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
+
+
+class ChargeList(Page[Charge]):
+    """A page of an account's charges, newest first."""
 
 
 def _response(stored: StoredResponse, *, replayed: bool) -> web.Response:
@@ -127,15 +130,14 @@ def setup(app: web.Application) -> None:
         scope=Scope.CHARGES_WRITE,
         summary="Charge an account, once per Idempotency-Key",
         tag="charges",
+        operation_id="create_charge",
         body=ChargeCreate,
         responses={
             200: "The charge (succeeded, pending or requires_action)",
-            400: "Invalid request (nothing stored)",
             402: "Card declined (stored, replayed under the key)",
-            409: "A request with this key is in flight",
-            422: "Key reused with another request",
             503: "Database or processor unavailable, or outcome unknown (retry with the key)",
         },
+        response_model=Charge,
     )
     add_route(
         app,
@@ -146,10 +148,12 @@ def setup(app: web.Application) -> None:
         summary="An account's charges, newest first",
         tag="charges",
         query={
-            "account_id": "the account (required)",
-            "limit": f"1 to {limits.PAGE_LIMIT_MAX}",
-            "starting_after": "a charge id: the page after it",
+            "account_id": Query("The account", required=True),
+            "limit": PAGE_LIMIT,
+            "starting_after": "A charge id of the account: the page after it",
         },
+        responses={200: "A page of charges"},
+        response_model=ChargeList,
     )
     add_route(
         app,
@@ -160,6 +164,7 @@ def setup(app: web.Application) -> None:
         summary="One charge",
         tag="charges",
         responses={200: "The charge", 404: "No such charge"},
+        response_model=Charge,
     )
     add_route(
         app,
@@ -169,14 +174,14 @@ def setup(app: web.Application) -> None:
         scope=Scope.CHARGES_WRITE,
         summary="Refund part or all of a charge",
         tag="charges",
+        operation_id="create_refund",
         body=RefundCreate,
         responses={
             200: "The refund",
             400: "Not refundable, more than is left, or not a refund the charge's processor "
             "makes (refund_not_supported, partial_refund_not_supported; nothing stored)",
             404: "No such charge",
-            409: "A request with this key is in flight",
-            422: "Key reused with another request",
             503: "Database or processor unavailable, or outcome unknown",
         },
+        response_model=Refund,
     )

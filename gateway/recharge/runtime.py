@@ -101,9 +101,10 @@ def setup(app: web.Application) -> None:
         scope=Scope.CHARGES_WRITE,
         summary="Decide on an auto-recharge top-up now (same rules as a threshold crossing)",
         tag="accounts",
+        operation_id="decide_recharge",
         responses={
             200: "The decision, and the attempt it made or found in flight",
             400: "Auto-recharge not configured (nothing stored)",
-            **idempotent.RESPONSES,
         },
+        response_model=api.RechargeDecision,
     )

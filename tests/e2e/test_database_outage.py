@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from pydantic import BaseModel
 
 from gateway import limits
-from gateway.accounts.api import AccountSettings, UsageBatchIn
+from gateway.accounts.api import AccountSettings, UsageBody
 from gateway.api.keys import ApiKeyCreate, ApiKeyRotate
 from gateway.api.routing import OPERATIONS, Operation
 from gateway.app import create_app
@@ -48,7 +48,7 @@ BODIES: dict[type[BaseModel], Callable[[str], dict[str, Any]]] = {
     ChargeCreate: lambda _: CHARGE,
     RefundCreate: lambda _: {"amount": 100},
     AccountSettings: lambda _: ACCOUNT_SETTINGS,
-    UsageBatchIn: lambda key: {"records": [{"amount": "0.0079", "reference": f"usage-{key}"}]},
+    UsageBody: lambda key: {"records": [{"amount": "0.0079", "reference": f"usage-{key}"}]},
     ApiKeyCreate: lambda _: {"caller": "outage-test", "scopes": ["charges:read"]},
     ApiKeyRotate: lambda _: {"overlap": "1h"},
 }
