@@ -72,13 +72,20 @@ class RefundStatus(StrEnum):
 
 
 class EventKind(StrEnum):
-    """What a webhook says happened, normalized. `IGNORED` events are stored, never settled."""
+    """What a webhook says happened, normalized. `IGNORED` events are stored, never settled.
+
+    A processor reports refunds one of two ways: `CHARGE_REFUNDED` carries the charge's
+    cumulative refunded amount (Stripe's `charge.refunded`); `REFUND_SUCCEEDED` and
+    `REFUND_FAILED` carry how ONE refund ended (Adyen's REFUND, REFUND_FAILED), for refunds
+    whose request was only accepted (`RefundStatus.PENDING`) and finish later."""
 
     CHARGE_SUCCEEDED = "charge.succeeded"
     CHARGE_FAILED = "charge.failed"
     CHARGE_PENDING = "charge.pending"
     CHARGE_REQUIRES_ACTION = "charge.requires_action"
     CHARGE_REFUNDED = "charge.refunded"
+    REFUND_SUCCEEDED = "refund.succeeded"
+    REFUND_FAILED = "refund.failed"
     DISPUTE_OPENED = "dispute.opened"
     DISPUTE_CLOSED = "dispute.closed"
     IGNORED = "ignored"
@@ -150,6 +157,10 @@ class RefundRequest:
 
 @dataclass(frozen=True, slots=True)
 class RefundResult:
+    """The processor's answer about one refund. `PENDING` means it accepted the refund and
+    will say how it ended by webhook (`EventKind.REFUND_SUCCEEDED` / `REFUND_FAILED`); an
+    unknown processor status is pending too, never a guess."""
+
     status: RefundStatus
     provider_refund_id: str | None
     amount_minor: int
@@ -160,11 +171,14 @@ class RefundResult:
 class WebhookEvent:
     """One normalized event out of a webhook delivery (some processors batch several).
 
-    `event_id` is the processor's id for the event (the inbox dedupes on provider+event_id).
-    `charge_id` is ours, read back from metadata when the processor echoes it.
+    `event_id` is the processor's id for the event (the inbox dedupes on provider+event_id;
+    a processor without event ids gets one derived from what its signature covers, so a
+    redelivery is the same id). `charge_id` is ours, read back when the processor echoes it.
     For `CHARGE_REFUNDED`, `amount_minor` is the charge's *cumulative* refunded amount, which
-    makes refund events order-independent. For disputes, `dispute_id` and `amount_minor` are
-    the dispute's, and `dispute_outcome` is set on `DISPUTE_CLOSED`. Amounts are as the
+    makes refund events order-independent. For `REFUND_SUCCEEDED` and `REFUND_FAILED` it is
+    that one refund's amount; `provider_refund_id` names the refund and `refund_id` is ours
+    when the processor echoes it. For disputes, `dispute_id` and `amount_minor` are the
+    dispute's, and `dispute_outcome` is set on `DISPUTE_CLOSED`. Amounts are as the
     processor counts them; the core converts them before settling."""
 
     event_id: str
@@ -179,6 +193,8 @@ class WebhookEvent:
     failure_message: str | None = None
     dispute_id: str | None = None
     dispute_outcome: DisputeOutcome | None = None
+    refund_id: str | None = None
+    provider_refund_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
