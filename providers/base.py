@@ -97,11 +97,18 @@ class DisputeOutcome(StrEnum):
 
 
 class Capability(StrEnum):
-    """What a provider supports; the README's provider table is generated from these."""
+    """What a provider supports; the README's provider table is generated from these.
+
+    `LOOKUP_BY_ID`: the processor can be asked about one of its charges by its own id
+    (`retrieve_charge`); `LOOKUP_BY_KEY`: it can find what a lost answer made by our key or
+    metadata (`find_charge`, `find_refund`). Without either, a charge whose outcome is unknown
+    or pending is re-sent under its key while the processor keeps keys, and otherwise waits
+    for its webhook."""
 
     CHARGE = "charge"
     REFUND = "refund"
     PARTIAL_REFUND = "partial_refund"
+    LOOKUP_BY_ID = "lookup_by_id"
     LOOKUP_BY_KEY = "lookup_by_key"
     WEBHOOKS = "webhooks"
     DISPUTES = "disputes"
@@ -308,7 +315,8 @@ class Provider(ABC):
 
     @abstractmethod
     async def retrieve_charge(self, provider_charge_id: str) -> ChargeResult:
-        """The processor's current view of one of its charges."""
+        """The processor's current view of one of its charges. The core asks only a provider
+        declaring `Capability.LOOKUP_BY_ID`; one without raises `ProviderRequestError`."""
 
     @abstractmethod
     async def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
