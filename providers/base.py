@@ -293,6 +293,11 @@ class Provider(ABC):
     """The longest idempotency key the processor accepts (Stripe 255, Adyen 64). The core's
     processor keys are derived from our ids and shorter than any processor's limit it knows;
     it refuses to charge or refund through a provider whose limit they would exceed."""
+    webhook_signatures_expire: ClassVar[bool] = True
+    """Whether a delivery's signature covers the time it was signed, so `verify_webhook`
+    refuses one signed outside a tolerance (a replay). A scheme that signs no time (Adyen's
+    HMAC) cannot tell a replay from a redelivery: its events' ids must then be derived from
+    what the signature covers, so the inbox takes a replayed delivery as a duplicate."""
     idempotency_key_retention: ClassVar[timedelta | None] = None
     """How long the processor remembers an idempotency key (None: for good). After that a
     re-send under the same key would be a second charge or refund, so the core looks for the
