@@ -76,6 +76,14 @@ async def charged(client: Client, key: str, **overrides: Any) -> dict[str, Any]:
     return charge
 
 
+async def charged_after_a_fault(client: Client, key: str) -> dict[str, Any]:
+    """A charge whose first request met a fault, answered (200) or left unknown (503): a
+    retry with its key gives the charge."""
+    first = await client.post("/v1/charges", json=adyen_charge(), headers=auth(idempotency_key=key))
+    assert first.status in (200, 503), await first.text()
+    return await charged(client, key)
+
+
 async def refunded(client: Client, charge_id: str, amount: int, key: str) -> dict[str, Any]:
     response = await client.post(
         f"/v1/charges/{charge_id}/refunds",
@@ -153,11 +161,7 @@ async def test_a_lost_answer_ends_in_one_payment(
     client: Client, db_url: str, fake_adyen: AdyenServer
 ) -> None:
     fake_adyen.lose_next_answers(1)
-    first = await client.post(
-        "/v1/charges", json=adyen_charge(), headers=auth(idempotency_key="adyen-lost")
-    )
-    assert first.status in (200, 503), await first.text()
-    charge = await charged(client, "adyen-lost")
+    charge = await charged_after_a_fault(client, "adyen-lost")
     assert charge["status"] == "succeeded"
     assert len(fake_adyen.payments) == 1
     assert await balance_micros(db_url, ACCOUNT, "EUR") == 25_000_000
@@ -168,12 +172,8 @@ async def test_a_payment_still_in_flight_meets_704_and_ends_in_one_payment(
 ) -> None:
     fake_adyen.work_seconds = 0.3  # longer than the first retry's longest wait
     fake_adyen.abandon_next(1)
-    first = await client.post(
-        "/v1/charges", json=adyen_charge(), headers=auth(idempotency_key="adyen-704")
-    )
-    assert first.status in (200, 503), await first.text()
+    charge = await charged_after_a_fault(client, "adyen-704")
     assert 422 in fake_adyen.answered, "the re-send met the key in flight"
-    charge = await charged(client, "adyen-704")
     assert charge["status"] == "succeeded"
     assert len(fake_adyen.payments) == 1
     assert await balance_micros(db_url, ACCOUNT, "EUR") == 25_000_000

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 import respx
 import structlog
 from aiohttp import web
@@ -122,18 +124,21 @@ async def pending_refund(client: Client, db_url: str, charge_id: str, amount: in
     return await refund_row(db_url, body["id"])
 
 
-def processor() -> respx.MockRouter:
-    return mock_wire(base_url=SANDBOX_ON_WIRE, assert_all_called=False)
+@pytest.fixture
+def wire() -> Iterator[respx.MockRouter]:
+    """The processor's wire for the whole test: charges succeed and refunds are accepted (a
+    test may give the `refunds` route another side effect)."""
+    with mock_wire(base_url=SANDBOX_ON_WIRE, assert_all_called=False) as router:
+        router.post("/v1/charges").mock(side_effect=charge_answer)
+        router.post("/v1/refunds", name="refunds").mock(side_effect=refund_accepted)
+        yield router
 
 
 async def test_a_pending_refund_succeeds_by_notification_and_is_booked_once(
-    wired_client: Client, db_url: str, engine: AsyncEngine
+    wired_client: Client, db_url: str, engine: AsyncEngine, wire: respx.MockRouter
 ) -> None:
-    with processor() as wire:
-        wire.post("/v1/charges").mock(side_effect=charge_answer)
-        wire.post("/v1/refunds").mock(side_effect=refund_accepted)
-        charged = await charge(wired_client, db_url)
-        row = await pending_refund(wired_client, db_url, charged["id"], 300, "k-r1")
+    charged = await charge(wired_client, db_url)
+    row = await pending_refund(wired_client, db_url, charged["id"], 300, "k-r1")
     assert row["provider_refund_id"] == "pr_" + row["id"], "the answer's processor id is kept"
     assert await postings(db_url, charged["id"]) == [f"sandbox:{charged['id']}:captured"]
 
@@ -154,36 +159,30 @@ async def test_a_pending_refund_succeeds_by_notification_and_is_booked_once(
 
 
 async def test_a_failed_refund_books_nothing_and_releases_its_amount(
-    wired_client: Client, db_url: str, engine: AsyncEngine
+    wired_client: Client, db_url: str, engine: AsyncEngine, wire: respx.MockRouter
 ) -> None:
-    with processor() as wire:
-        wire.post("/v1/charges").mock(side_effect=charge_answer)
-        wire.post("/v1/refunds").mock(side_effect=refund_accepted)
-        charged = await charge(wired_client, db_url)
-        row = await pending_refund(wired_client, db_url, charged["id"], CHARGED, "k-all")
-        status, body = await refund(wired_client, charged["id"], 1, "k-more")
-        assert (status, body["error"]["code"]) == (400, "charge_already_refunded"), "reserved"
+    charged = await charge(wired_client, db_url)
+    row = await pending_refund(wired_client, db_url, charged["id"], CHARGED, "k-all")
+    status, body = await refund(wired_client, charged["id"], 1, "k-more")
+    assert (status, body["error"]["code"]) == (400, "charge_already_refunded"), "reserved"
 
-        failed = outcome_of(row, EventKind.REFUND_FAILED, failure_message="Refund Failed")
-        assert await notify(engine, db_url, failed) == ("settled", "applied")
-        after = await refund_row(db_url, row["id"])
-        assert (after["status"], after["failure_message"]) == ("failed", "Refund Failed")
-        assert after["amount_refunded_minor"] == 0
-        assert await postings(db_url, charged["id"]) == [f"sandbox:{charged['id']}:captured"]
+    failed = outcome_of(row, EventKind.REFUND_FAILED, failure_message="Refund Failed")
+    assert await notify(engine, db_url, failed) == ("settled", "applied")
+    after = await refund_row(db_url, row["id"])
+    assert (after["status"], after["failure_message"]) == ("failed", "Refund Failed")
+    assert after["amount_refunded_minor"] == 0
+    assert await postings(db_url, charged["id"]) == [f"sandbox:{charged['id']}:captured"]
 
-        retaken = await pending_refund(wired_client, db_url, charged["id"], CHARGED, "k-again")
+    retaken = await pending_refund(wired_client, db_url, charged["id"], CHARGED, "k-again")
     assert retaken["amount"] == CHARGED, "the failed refund's amount was free again"
     assert await balance_micros(db_url, ACCOUNT) == 7_000_000
 
 
 async def test_a_final_refund_never_changes_again(
-    wired_client: Client, db_url: str, engine: AsyncEngine
+    wired_client: Client, db_url: str, engine: AsyncEngine, wire: respx.MockRouter
 ) -> None:
-    with processor() as wire:
-        wire.post("/v1/charges").mock(side_effect=charge_answer)
-        wire.post("/v1/refunds").mock(side_effect=refund_accepted)
-        charged = await charge(wired_client, db_url)
-        row = await pending_refund(wired_client, db_url, charged["id"], 300, "k-r1")
+    charged = await charge(wired_client, db_url)
+    row = await pending_refund(wired_client, db_url, charged["id"], 300, "k-r1")
     succeeded = outcome_of(row, EventKind.REFUND_SUCCEEDED)
     assert await notify(engine, db_url, succeeded) == ("settled", "applied")
     with structlog.testing.capture_logs() as logs:
@@ -195,7 +194,7 @@ async def test_a_final_refund_never_changes_again(
 
 
 async def test_a_success_notified_before_our_answer_is_recorded_settles_once(
-    wired_client: Client, db_url: str, engine: AsyncEngine
+    wired_client: Client, db_url: str, engine: AsyncEngine, wire: respx.MockRouter
 ) -> None:
     notified: list[tuple[str, str]] = []
 
@@ -207,11 +206,9 @@ async def test_a_success_notified_before_our_answer_is_recorded_settles_once(
         notified.append(await notify(engine, db_url, event))
         return refund_accepted(request)
 
-    with processor() as wire:
-        wire.post("/v1/charges").mock(side_effect=charge_answer)
-        wire.post("/v1/refunds").mock(side_effect=notified_while_answering)
-        charged = await charge(wired_client, db_url)
-        status, body = await refund(wired_client, charged["id"], 300, "k-r1")
+    wire.routes["refunds"].side_effect = notified_while_answering
+    charged = await charge(wired_client, db_url)
+    status, body = await refund(wired_client, charged["id"], 300, "k-r1")
     assert notified == [("settled", "applied")]
     assert (status, body["status"]) == (200, "succeeded"), "the answer says what is recorded"
     assert (await refund_row(db_url, body["id"]))["status"] == "succeeded"
@@ -222,33 +219,29 @@ async def test_a_success_notified_before_our_answer_is_recorded_settles_once(
 
 
 async def test_a_refund_settled_while_its_answer_was_lost_is_never_sent_again(
-    wired_client: Client, db_url: str, engine: AsyncEngine
+    wired_client: Client, db_url: str, engine: AsyncEngine, wire: respx.MockRouter
 ) -> None:
-    with processor() as wire:
-        wire.post("/v1/charges").mock(side_effect=charge_answer)
-        refunds = wire.post("/v1/refunds").mock(side_effect=httpx.ReadTimeout("no answer"))
-        charged = await charge(wired_client, db_url)
-        status, body = await refund(wired_client, charged["id"], 300, "k-lost")
-        assert (status, body["error"]["code"]) == (503, "processor_outcome_unknown")
-        [row] = await fetch(db_url, "SELECT id FROM refunds")
-        event = outcome_of(await refund_row(db_url, row["id"]), EventKind.REFUND_SUCCEEDED)
-        assert await notify(engine, db_url, event) == ("settled", "applied")
-        sent = refunds.call_count
-        status, body = await refund(wired_client, charged["id"], 300, "k-lost")
-        assert refunds.call_count == sent, "settled already: nothing is sent again"
+    refunds = wire.routes["refunds"]
+    refunds.side_effect = httpx.ReadTimeout("no answer")
+    charged = await charge(wired_client, db_url)
+    status, body = await refund(wired_client, charged["id"], 300, "k-lost")
+    assert (status, body["error"]["code"]) == (503, "processor_outcome_unknown")
+    [row] = await fetch(db_url, "SELECT id FROM refunds")
+    event = outcome_of(await refund_row(db_url, row["id"]), EventKind.REFUND_SUCCEEDED)
+    assert await notify(engine, db_url, event) == ("settled", "applied")
+    sent = refunds.call_count
+    status, body = await refund(wired_client, charged["id"], 300, "k-lost")
+    assert refunds.call_count == sent, "settled already: nothing is sent again"
     assert (status, body["id"], body["status"]) == (200, row["id"], "succeeded")
     assert await balance_micros(db_url, ACCOUNT) == 4_000_000
 
 
 async def test_two_partial_refunds_notified_in_reverse_order_book_the_right_totals(
-    wired_client: Client, db_url: str, engine: AsyncEngine
+    wired_client: Client, db_url: str, engine: AsyncEngine, wire: respx.MockRouter
 ) -> None:
-    with processor() as wire:
-        wire.post("/v1/charges").mock(side_effect=charge_answer)
-        wire.post("/v1/refunds").mock(side_effect=refund_accepted)
-        charged = await charge(wired_client, db_url)
-        first = await pending_refund(wired_client, db_url, charged["id"], 200, "k-a")
-        second = await pending_refund(wired_client, db_url, charged["id"], 300, "k-b")
+    charged = await charge(wired_client, db_url)
+    first = await pending_refund(wired_client, db_url, charged["id"], 200, "k-a")
+    second = await pending_refund(wired_client, db_url, charged["id"], 300, "k-b")
     assert await notify(engine, db_url, outcome_of(second, EventKind.REFUND_SUCCEEDED)) == (
         "settled",
         "applied",
@@ -267,11 +260,9 @@ async def test_two_partial_refunds_notified_in_reverse_order_book_the_right_tota
 
 
 async def test_a_notification_for_a_refund_of_ours_not_visible_yet_is_retried(
-    wired_client: Client, db_url: str, engine: AsyncEngine
+    wired_client: Client, db_url: str, engine: AsyncEngine, wire: respx.MockRouter
 ) -> None:
-    with processor() as wire:
-        wire.post("/v1/charges").mock(side_effect=charge_answer)
-        charged = await charge(wired_client, db_url)
+    charged = await charge(wired_client, db_url)
     unseen = {
         "id": "re_" + secrets.token_hex(16),
         "charge_pcid": charged["provider_charge_id"],
@@ -288,11 +279,9 @@ def unknown_refunds() -> float:
 
 
 async def test_a_refund_we_never_asked_for_is_reported_and_never_booked(
-    wired_client: Client, db_url: str, engine: AsyncEngine
+    wired_client: Client, db_url: str, engine: AsyncEngine, wire: respx.MockRouter
 ) -> None:
-    with processor() as wire:
-        wire.post("/v1/charges").mock(side_effect=charge_answer)
-        charged = await charge(wired_client, db_url)
+    charged = await charge(wired_client, db_url)
     # Refunded in the processor's dashboard: its reference is the charge's, not a refund's.
     dashboard = {"id": charged["id"], "charge_pcid": charged["provider_charge_id"], "amount": 300}
     event = outcome_of(dashboard, EventKind.REFUND_SUCCEEDED)
@@ -307,13 +296,10 @@ async def test_a_refund_we_never_asked_for_is_reported_and_never_booked(
 
 
 async def test_a_notification_disagreeing_with_its_refund_leaves_it_pending(
-    wired_client: Client, db_url: str, engine: AsyncEngine
+    wired_client: Client, db_url: str, engine: AsyncEngine, wire: respx.MockRouter
 ) -> None:
-    with processor() as wire:
-        wire.post("/v1/charges").mock(side_effect=charge_answer)
-        wire.post("/v1/refunds").mock(side_effect=refund_accepted)
-        charged = await charge(wired_client, db_url)
-        row = await pending_refund(wired_client, db_url, charged["id"], 300, "k-r1")
+    charged = await charge(wired_client, db_url)
+    row = await pending_refund(wired_client, db_url, charged["id"], 300, "k-r1")
     wrong = outcome_of(row, EventKind.REFUND_SUCCEEDED, amount_minor=301)
     with structlog.testing.capture_logs() as logs:
         assert await notify(engine, db_url, wrong) == ("settled", "stale")

@@ -31,6 +31,7 @@ from providers.retry import RetryPolicy, call_with_retry
 from tests.support import adyen_server
 from tests.support.adyen_payloads import MERCHANT_ACCOUNT
 from tests.support.adyen_server import AdyenServer
+from tests.support.serving import served
 
 API_KEY = "AQE_local_" + "l" * 40
 HMAC_KEY = "74F490DD33F7327BAECC88B2947C011FC02D014A473AAA33A8EC93E4DC069174"
@@ -156,15 +157,9 @@ async def test_a_refund_is_received_and_its_outcome_comes_by_a_signed_notificati
 
     app = web.Application()
     app.router.add_post("/webhooks/adyen", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    server.webhook_url = f"http://{host}:{port}/webhooks/adyen"
-    try:
+    async with served(app) as base:
+        server.webhook_url = f"{base}/webhooks/adyen"
         assert await server.deliver() == [200, 200]
-    finally:
-        await runner.cleanup()
     events: list[WebhookEvent] = []
     for body in received:
         assert is_valid_hmac_notification(json.loads(body), HMAC_KEY), "signed as Adyen signs"

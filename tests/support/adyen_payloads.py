@@ -8,25 +8,18 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from Adyen.util import generate_notification_sig
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "adyen"
+from tests.support.fixtures import payload
+
 MERCHANT_ACCOUNT = "GatewayTestMerchant"
 
 
 def fixture(name: str) -> dict[str, Any]:
     """A fresh copy of `tests/fixtures/adyen/<name>.json` (tests may change it)."""
-    return copy.deepcopy(_load(name))
-
-
-@cache
-def _load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return data
+    return payload("adyen", name)
 
 
 def notification_item(event_code: str, **fields: Any) -> dict[str, Any]:

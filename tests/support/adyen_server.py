@@ -37,6 +37,7 @@ import httpx
 from aiohttp import web
 
 from tests.support.adyen_payloads import delivery
+from tests.support.serving import served
 
 REFUSALS = {"stored_refused": ("2", "Refused"), "stored_no_funds": ("12", "Not enough balance")}
 RESULTS = {"stored_visa": "Authorised", "stored_pending": "Received"}
@@ -273,17 +274,12 @@ async def running(
 ) -> AsyncIterator[AdyenServer]:
     """Serve a fresh fake on 127.0.0.1, on a free port; `url` is its API base (with /v71)."""
     server = AdyenServer(api_key, merchant_account, hmac_key, **options)
-    runner = web.AppRunner(server.app(), handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    server.url = f"http://{host}:{port}/v71"
-    try:
-        yield server
-    finally:
-        await server.drain()
-        await runner.cleanup()
+    async with served(server.app()) as base:
+        server.url = f"{base}/v71"
+        try:
+            yield server
+        finally:
+            await server.drain()
 
 
 def _respond(answer: Answer) -> web.Response:
