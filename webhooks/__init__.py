@@ -1,8 +1,10 @@
 """Webhooks: the inbound route, the inbox, the settlement worker and the operators' API.
 
 `setup(app)` wires all of it into an app: in the `serve` role the routes and the worker, in
-the `worker` role the worker alone. The worker settles through `gateway.settlement.settle`
-(the one settlement function), held under `SETTLE` so tests can count what it does."""
+the `worker` role the worker alone. The worker settles through
+`gateway.settlement.events.settle_events` (charge facts by the one settlement function, one
+refund's outcome by `gateway.settlement.refunds`), held under `SETTLE` so tests can count what
+it does."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.processors import PROVIDERS
-from gateway.settlement.store import settle as settle_events
+from gateway.settlement.events import settle_events
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
 from providers.base import Provider

@@ -46,7 +46,7 @@ log = structlog.get_logger(__name__)
 
 Connection: TypeAlias = "asyncpg.Connection[Any]"
 Settle = Callable[[Connection, str, Sequence[WebhookEvent]], Awaitable[Sequence[SettlementOutcome]]]
-"""`gateway.settlement.settle`: settles one provider's events inside the caller's
+"""`gateway.settlement.events.settle_events`: settles one provider's events inside the caller's
 transaction and returns one outcome per event, in order."""
 ProviderOf = Callable[[str], ProviderKind]
 """The provider (or its class) called by a name, e.g. `ProviderSet.get`; raises `LookupError`

@@ -7,9 +7,10 @@ The completer (one pass = bounded batches, then a pause; backoff while the datab
   retry with the key would: the same processor key is re-sent, the answer settled and the
   response stored.
 - Unresolved charges whose request did finish (`pm_card_async` answered `pending`, or
-  `requires_action`): the processor is asked for the charge (`retrieve_charge` by its id, or
-  `find_charge` by our processor key where it has `Capability.LOOKUP_BY_KEY`; a charge it
-  cannot be asked about is left to its webhook) and its answer settled. Webhooks usually get
+  `requires_action`): the processor is asked for the charge (`retrieve_charge` by its id where
+  it has `Capability.LOOKUP_BY_ID`, or `find_charge` by our processor key where it has
+  `Capability.LOOKUP_BY_KEY`; a charge it cannot be asked about is left to its webhook) and
+  its answer settled. Webhooks usually get
   there first; settlement makes the second arrival a no-op.
 
 The reaper deletes finished keys older than the retention (at least 24 hours), in batches.
@@ -58,12 +59,14 @@ RETURNING id, recovery_point, charge_id, refund_id
 # The recovery points the completer resumes from: a row was made, the processor call is next.
 _RESUMABLE = [RecoveryPoint.CHARGE_CREATED.value, RecoveryPoint.REFUND_CREATED.value]
 
-# Only charges the processor can be asked about: by its id, or by our key where it can look
-# up by key ($4). The others wait for their webhook, and never hold up the batch.
+# Only charges the processor can be asked about: by its id where it looks up by id ($5), or
+# by our key where it looks up by key ($4). The others wait for their webhook, and never hold
+# up the batch.
 _UNRESOLVED = f"""
 SELECT {CHARGE_COLUMNS} FROM charges c
 WHERE status = ANY($3::text[])
-  AND (provider_charge_id IS NOT NULL OR provider = ANY($4::text[]))
+  AND ((provider_charge_id IS NOT NULL AND provider = ANY($5::text[]))
+       OR provider = ANY($4::text[]))
   AND updated_at < now() - make_interval(secs => $1)
   AND NOT EXISTS (SELECT 1 FROM idempotency_keys k
                   WHERE k.charge_id = c.id AND k.response_status IS NULL)
@@ -102,7 +105,8 @@ async def complete_once(deps: ChargeDeps, *, after_seconds: float) -> int:
             after_seconds,
             limits.COMPLETER_BATCH_MAX,
             [s.value for s in UNRESOLVED],
-            [p.name for p in deps.providers if Capability.LOOKUP_BY_KEY in p.capabilities],
+            _declaring(deps, Capability.LOOKUP_BY_KEY),
+            _declaring(deps, Capability.LOOKUP_BY_ID),
         )
         # Where each key resumes is decided by its recorded step.
         refund_keys = [
@@ -127,6 +131,10 @@ async def complete_once(deps: ChargeDeps, *, after_seconds: float) -> int:
         *(bounded(_finish_refund(deps, key_id, refund_id)) for key_id, refund_id in refund_keys),
     )
     return len(keys) + len(charges)
+
+
+def _declaring(deps: ChargeDeps, capability: Capability) -> list[str]:
+    return [p.name for p in deps.providers if capability in p.capabilities]
 
 
 async def _finish_key(deps: ChargeDeps, key_id: int, row: asyncpg.Record) -> None:

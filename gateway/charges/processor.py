@@ -167,21 +167,23 @@ def check_key_fits(provider: Provider, *, param: str) -> None:
 
 
 def can_look_up(provider: Provider, provider_charge_id: str | None) -> bool:
-    """Whether the processor can be asked what became of a charge: by its own id (every
-    processor), or else by our key (`Capability.LOOKUP_BY_KEY`)."""
-    return bool(provider_charge_id) or Capability.LOOKUP_BY_KEY in provider.capabilities
+    """Whether the processor can be asked what became of a charge: by its own id
+    (`Capability.LOOKUP_BY_ID`), or by our key (`Capability.LOOKUP_BY_KEY`)."""
+    by_id = bool(provider_charge_id) and Capability.LOOKUP_BY_ID in provider.capabilities
+    return by_id or Capability.LOOKUP_BY_KEY in provider.capabilities
 
 
 async def look_up_charge(provider: Provider, row: asyncpg.Record) -> ChargeResult | None:
     """The processor's view of a charge whose answer we do not have: by its processor id when
-    we know it, else by our processor key (only if `can_look_up`); in our minor units. None:
-    the processor has no such charge."""
+    we know it and the processor looks up by id, else by our processor key (only if
+    `can_look_up`); in our minor units. None: the processor has no such charge."""
     provider_charge_id: str | None = row["provider_charge_id"]
+    by_id = bool(provider_charge_id) and Capability.LOOKUP_BY_ID in provider.capabilities
     request = charge_request(provider, row)
 
     async def look_up() -> ChargeResult | None:
         found: ChargeResult | None
-        if provider_charge_id:
+        if by_id and provider_charge_id:
             found = await provider.retrieve_charge(provider_charge_id)
         else:
             found = await provider.find_charge(request)

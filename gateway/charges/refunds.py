@@ -7,8 +7,11 @@
             the amount exactly; insert the refund and its key together -> `refund_created`
     (processor call, retried, the refund's own processor key; resumed near or past the
      processor's key retention, the refund is looked up first: `find_refund`)
-    finish  record the answer; a success settles the charge's new CUMULATIVE refunded total
-            through `settle`, exactly like a `charge.refunded` webhook would
+    finish  record the answer (`gateway.settlement.refunds`): a success settles the charge's
+            new CUMULATIVE refunded total through `settle`, exactly like a `charge.refunded`
+            webhook would; a pending answer (a processor that refunds asynchronously) leaves
+            the refund pending, its amount reserved, until its notification settles it. Either
+            may come first; the first final outcome is the refund's for good
 
 Concurrent refunds of one charge serialize on the charge row's lock in `begin`, and a pending
 refund keeps its amount reserved, so two refunds can never both take the last of a charge."""
@@ -16,7 +19,7 @@ refund keeps its amount reserved, so two refunds can never both take the last of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -30,17 +33,16 @@ from gateway.charges.service import ChargeDeps, provider_for
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import InvalidRequest, KeyInUse, NotFound, invalid
 from gateway.idempotency import RecoveryPoint, StoredResponse
+from gateway.settlement import refunds as settlement_refunds
+from gateway.settlement.refunds import REFUND_COLUMNS, RefundFact
 from gateway.settlement.status import ChargeStatus
-from gateway.settlement.store import settle
 from providers.base import (
     Capability,
-    EventKind,
     Provider,
     ProviderRequestError,
     RefundRequest,
     RefundResult,
     RefundStatus,
-    WebhookEvent,
 )
 from providers.retry import call_with_retry
 
@@ -76,11 +78,6 @@ UPDATE idempotency_keys k SET refund_id = refund.id, recovery_point = 'refund_cr
 FROM refund WHERE k.id = $4
 RETURNING refund.*
 """
-
-REFUND_COLUMNS = (
-    "id, charge_id, amount_minor, currency, status, provider_refund_id, "
-    "provider_idempotency_key, failure_message, created_at, updated_at"
-)
 
 
 def refund_object(row: asyncpg.Record) -> dict[str, Any]:
@@ -133,18 +130,16 @@ async def create_refund(
                 raise RuntimeError(f"refund key {claimed.key_id} at {claimed.recovery_point}")
             key_id, first_run = claimed.key_id, False
             refund = await _load(conn, claimed.refund_id)
-    operation = RefundOperation(deps, key_id, refund)
-    stored = await lifecycle.run(deps.engine, operation, key_id, first_run=first_run)
+    stored = await _run(deps, key_id, refund, first_run=first_run)
     return RefundOutcome(stored, replayed=False)
 
 
-_LOAD = """
-SELECT r.id, r.charge_id, r.amount_minor, r.currency, r.status, r.provider_refund_id,
-       r.provider_idempotency_key, r.failure_message, r.created_at, r.updated_at,
+_LOAD = f"""
+SELECT {", ".join(f"r.{column.strip()}" for column in REFUND_COLUMNS.split(","))},
        c.provider, c.provider_charge_id AS pcid
 FROM refunds r JOIN charges c ON c.id = r.charge_id
 WHERE r.id = $1
-"""
+"""  # noqa: S608 - only the constant column list is interpolated
 
 
 async def _load(conn: asyncpg.Connection[Any], refund_id: str | None) -> dict[str, Any]:
@@ -159,7 +154,29 @@ async def resume(deps: ChargeDeps, key_id: int, refund_id: str) -> None:
     refund's own processor key (raises `Unavailable` while there is still no answer)."""
     async with raw_connection(deps.engine) as conn:
         refund = await _load(conn, refund_id)
-    await lifecycle.run(deps.engine, RefundOperation(deps, key_id, refund), key_id, first_run=False)
+    await _run(deps, key_id, refund, first_run=False)
+
+
+async def _run(
+    deps: ChargeDeps, key_id: int, refund: dict[str, Any], *, first_run: bool
+) -> StoredResponse:
+    """The processor call and its finish; unless a notification settled the refund while its
+    key was unfinished (the answer was lost, or the request died after sending): then the key
+    stores the refund as it stands, and nothing is sent again."""
+    if refund["status"] == RefundStatus.PENDING:
+        operation = RefundOperation(deps, key_id, refund)
+        return await lifecycle.run(deps.engine, operation, key_id, first_run=first_run)
+
+    async def finish(conn: asyncpg.Connection[Any]) -> StoredResponse:
+        row = await conn.fetchrow(
+            f"SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1",  # noqa: S608 - constant
+            refund["id"],
+        )
+        if row is None:
+            raise RuntimeError(f"refund {refund['id']} vanished")
+        return await idempotency.finish(conn, key_id, deps.answers.refund(row))
+
+    return await in_transaction(deps.engine, finish)
 
 
 _REFUNDABLE = frozenset({ChargeStatus.SUCCEEDED, ChargeStatus.REFUNDED})
@@ -288,38 +305,8 @@ async def look_up_refund(provider: Provider, request: RefundRequest) -> RefundRe
 async def record_refund(
     conn: asyncpg.Connection[Any], provider: str, refund_id: str, result: RefundResult
 ) -> asyncpg.Record:
-    """Inside a transaction: record the processor's answer; a success settles the charge's
-    new cumulative refunded total (the same fact a `charge.refunded` webhook carries)."""
-    # The charge row's lock orders concurrent finishes, so each sums the refunds committed
-    # before it and the cumulative totals it settles only grow.
-    await conn.execute(
-        "SELECT 1 FROM charges WHERE id = (SELECT charge_id FROM refunds WHERE id = $1) FOR UPDATE",
-        refund_id,
-    )
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"UPDATE refunds SET status = $2, provider_refund_id = coalesce($3, provider_refund_id), "  # noqa: S608
-        f"failure_message = $4, updated_at = now() WHERE id = $1 RETURNING {REFUND_COLUMNS}",
-        refund_id,
-        result.status.value,
-        result.provider_refund_id,
-        result.failure_message,
-    )
-    if row is None:
-        raise RuntimeError(f"refund {refund_id} vanished")
-    if result.status is RefundStatus.SUCCEEDED:
-        total = await conn.fetchval(
-            "SELECT sum(amount_minor)::bigint FROM refunds WHERE charge_id = $1 AND status = $2",
-            row["charge_id"],
-            RefundStatus.SUCCEEDED,
-        )
-        event = WebhookEvent(
-            event_id=f"sync:{refund_id}",
-            kind=EventKind.CHARGE_REFUNDED,
-            raw_type="sync.refund",
-            occurred_at=datetime.now(UTC),
-            charge_id=row["charge_id"],
-            amount_minor=total,
-            currency=row["currency"],
-        )
-        await settle(conn, provider, [event])
-    return row
+    """Inside a transaction: record the processor's answer; the refund row as it stands after
+    (`gateway.settlement.refunds`: a pending answer leaves it pending for its notification, a
+    final row never changes, a success settles the charge's new cumulative refunded total)."""
+    fact = RefundFact(result.status, result.provider_refund_id, result.failure_message)
+    return await settlement_refunds.record_refund(conn, provider, refund_id, fact)

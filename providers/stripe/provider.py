@@ -74,6 +74,7 @@ class StripeProvider(Provider):
             Capability.CHARGE,
             Capability.REFUND,
             Capability.PARTIAL_REFUND,
+            Capability.LOOKUP_BY_ID,
             Capability.LOOKUP_BY_KEY,
             Capability.WEBHOOKS,
             Capability.DISPUTES,

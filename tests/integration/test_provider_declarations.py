@@ -1,5 +1,5 @@
 """The core does only what a provider declares it can (`Provider.capabilities`: refunds,
-partial refunds, look-ups by our key) and sends only keys it accepts
+partial refunds, look-ups by the processor's id or our key) and sends only keys it accepts
 (`idempotency_key_length_max`). The processor's wire is mocked (respx); the database is real.
 Each test changes what the sandbox provider declares."""
 
@@ -187,6 +187,29 @@ async def test_the_completer_asks_about_a_pending_charge_by_key_only_where_it_ca
         )
         await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
         assert look_up.called is looks_up
+
+
+@pytest.mark.parametrize("looks_up", [True, False], ids=["lookup_by_id", "no_lookup"])
+async def test_the_completer_asks_about_a_pending_charge_by_its_id_only_where_it_can(
+    client: Client, db_url: str, monkeypatch: pytest.MonkeyPatch, looks_up: bool
+) -> None:
+    # Never by our key here: only the processor's own id could find it.
+    without(
+        monkeypatch, Capability.LOOKUP_BY_KEY, *(() if looks_up else (Capability.LOOKUP_BY_ID,))
+    )
+    with processor_wire() as processor:
+        processor.post("/v1/charges").mock(side_effect=lambda request: answer(request, "pending"))
+        made = await client.post("/v1/charges", json=BODY, headers=auth(idempotency_key="k-p"))
+        charge = await made.json()
+        assert charge["status"] == "pending"
+        succeeded = {"id": charge["provider_charge_id"], "status": "succeeded", "amount": 700}
+        retrieve = processor.get(f"/v1/charges/{charge['provider_charge_id']}").mock(
+            return_value=httpx.Response(200, json=succeeded | {"currency": "usd"})
+        )
+        await complete_once(client.app[CHARGE_DEPS], after_seconds=0)
+        assert retrieve.called is looks_up
+    rows = await fetch(db_url, "SELECT status FROM charges WHERE id = $1", charge["id"])
+    assert rows[0]["status"] == ("succeeded" if looks_up else "pending")
 
 
 async def test_the_processor_keys_we_make_are_as_long_as_the_core_checks(

@@ -30,7 +30,9 @@ def charge_request(**overrides: object) -> ChargeRequest:
         "account_id": "acct_conformance",
         "amount_minor": 1234,
         "currency": "usd",
-        "payment_method": "pm_card_visa",
+        # A saved card as Stripe (`cus_…/pm_…`) and Adyen (shopperReference/storedPaymentMethodId)
+        # name one; the sandbox takes any name.
+        "payment_method": "cus_conformance/pm_card_visa",
     }
     values.update(overrides)
     return ChargeRequest(**values)  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ the rule it guards. Each broken provider is the sandbox's, with one rule broken.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -24,6 +24,7 @@ from providers.base import (
     RefundRequest,
     RefundResult,
     RefundStatus,
+    WebhookEvent,
 )
 from providers.sandbox.provider import STATUSES, SandboxProvider, charge_result, refund_result
 from tests.providers.conformance import CHECKS
@@ -81,6 +82,32 @@ class IgnoresWebhookClock(SandboxProvider):
     def verify_webhook(self, body: bytes, headers: Mapping[str, str], now: datetime) -> None:
         signed_at = datetime.fromtimestamp(int(headers["webhook-timestamp"]), now.tzinfo)
         super().verify_webhook(body, headers, signed_at)
+
+
+class ReplayGetsNewEventIds(SandboxProvider):
+    """Signs no time, as it declares, but ids its events by when they were signed."""
+
+    webhook_signatures_expire = False
+
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str], now: datetime) -> None:
+        signed_at = datetime.fromtimestamp(int(headers["webhook-timestamp"]), now.tzinfo)
+        super().verify_webhook(body, headers, signed_at)
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> Sequence[WebhookEvent]:
+        return [
+            dataclasses.replace(event, event_id=f"{event.event_id}@{headers['webhook-timestamp']}")
+            for event in super().parse_webhook(body, headers)
+        ]
+
+
+class RefundsUnderAFreshKey(SandboxProvider):
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        return await super().refund(dataclasses.replace(request, idempotency_key="gw_fresh"))
+
+
+class DropsTheRefundId(SandboxProvider):
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        return dataclasses.replace(await super().refund(request), provider_refund_id=None)
 
 
 class LogsSecrets(SandboxProvider):
@@ -156,7 +183,10 @@ BROKEN: list[tuple[type[Provider], str]] = [
     (TrustsEveryWebhook, "webhook_without_signature_is_rejected"),
     (TrustsEveryWebhook, "tampered_webhook_is_rejected"),
     (TrustsEveryWebhook, "webhook_signed_with_another_secret_is_rejected"),
-    (IgnoresWebhookClock, "stale_webhook_is_rejected"),
+    (IgnoresWebhookClock, "replayed_webhook_is_rejected_or_a_duplicate"),
+    (ReplayGetsNewEventIds, "replayed_webhook_is_rejected_or_a_duplicate"),
+    (RefundsUnderAFreshKey, "refund_sends_our_key_and_reads_the_answer"),
+    (DropsTheRefundId, "refund_sends_our_key_and_reads_the_answer"),
     (LogsSecrets, "scrub_masks_secrets_and_card_numbers"),
     (NeverFindsRefunds, "find_refund_finds_the_refund_made_and_no_other"),
     (TakesAnyRefundOfTheCharge, "find_refund_finds_the_refund_made_and_no_other"),
