@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.support import Figure, fresh_database, report
 from gateway.accounts.store import configure
-from gateway.accounts.usage import UsageRecord, record_usage
+from gateway.accounts.usage import record_usage
+from gateway.accounts.usage_plan import UsageRecord
 from gateway.db import create_engine, in_transaction, raw_connection
 
 BATCH = 1000

@@ -21,14 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway import idempotent_requests, limits, money
 from gateway.accounts import store
-from gateway.accounts.usage import (
+from gateway.accounts.usage import debit_usage
+from gateway.accounts.usage_plan import (
     AccountNotFound,
     RefusalCode,
     UsageOutcome,
     UsageRecord,
     UsageResult,
     UsageStatus,
-    debit_usage,
 )
 from gateway.api.body import parse_body, read_json, validate
 from gateway.api.errors import json_response
@@ -193,7 +193,7 @@ async def list_entries(request: web.Request) -> web.Response:
     entries, has_more = await store.statement(engine, account_id, limit=limit, starting_after=after)
     data = [
         {
-            "object": "ledger_entry",
+            "object": e.kind,
             "id": f"ent_{e.id}",
             "side": e.side,
             "amount": money.format_micros(e.amount_micros),
