@@ -82,6 +82,10 @@ USAGE_BATCH_RECORDS_MAX: Final = 1000  # one account's batch (`POST /v1/accounts
 # read-and-write of usage handles: one statement to read, one to write, about 0.1 s of
 # database time at 10 records per account (docs/benchmarks.md).
 USAGE_BULK_RECORDS_MAX: Final = 10_000
+# `record_usage` calls of at most this many records are group-committed: a write's fixed cost
+# (a read, a posting, a commit: about a millisecond) is worth sharing only while it is as
+# large as the records' own (about 5 us each). Larger calls are written at once, in parallel.
+USAGE_GROUP_COMMIT_CALL_RECORDS_MAX: Final = 100
 USAGE_AMOUNT_MICROS_MAX: Final = 10**12  # one usage record: at most 1,000,000 major units
 CREDIT_LIMIT_MICROS_MAX: Final = 10**15  # keeps every cached balance far inside bigint
 USAGE_REFERENCE_LENGTH_MAX: Final = 200

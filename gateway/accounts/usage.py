@@ -24,11 +24,14 @@ refused write left every account it read locked, so that plan holds.
 references up: the write is one atomic statement, and a reference booked already makes it
 fail on the unique index, writing nothing. That is two round trips, and no lookup, for the
 usual batch of new records. On any refusal (a booked reference, a moved account, a conflict
-PostgreSQL asks to retry) they run the full path inside a transaction, retried as usual."""
+PostgreSQL asks to retry) they run the full path inside a transaction, retried as usual.
+`record_usage` calls of a few records are also group-committed (`usage_writer`)."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -45,6 +48,7 @@ from gateway.accounts.usage_plan import (
     UsageRecord,
     plan,
 )
+from gateway.accounts.usage_writer import UsageWriter
 from gateway.db import in_transaction, is_retryable_transaction_error, raw_connection
 from gateway.ledger.chart import CUSTOMER_BALANCE, SystemAccount, system_account
 from gateway.ledger.subledger import post_summaries
@@ -75,6 +79,25 @@ SELECT a.*, q.n, u.amount_micros
 # A refused write leaves every account it read locked (inside a transaction), so the second
 # plan holds; only an account created meanwhile, unread the first time, could move again.
 _PLANS_MAX = 3
+
+
+def _writer(engine: AsyncEngine) -> UsageWriter:
+    """The engine's group-commit writer, made on first use. It holds the engine weakly (the
+    registry holds the writer only while the engine lives), so the two go away together."""
+    writer = _WRITERS.get(engine)
+    if writer is None:
+        writer = _WRITERS[engine] = UsageWriter(partial(_record_on, weakref.ref(engine)))
+    return writer
+
+
+_WRITERS: weakref.WeakKeyDictionary[AsyncEngine, UsageWriter] = weakref.WeakKeyDictionary()
+
+
+async def _record_on(engine: weakref.ref[AsyncEngine], batch: Batch) -> Plan:
+    alive = engine()
+    if alive is None:  # every caller waiting on a write holds the engine it passed
+        raise RuntimeError("the engine of a usage write is gone")
+    return await _record(alive, batch)
 
 
 async def _read(
@@ -165,8 +188,13 @@ async def debit_usage(
 async def record_usage(
     engine: AsyncEngine, account_id: str, records: Sequence[UsageRecord]
 ) -> UsageOutcome:
-    """`debit_usage` on its own, committed."""
-    return (await _record(engine, Batch.of_account(account_id, records))).for_account(account_id)
+    """`debit_usage` on its own, committed. A call of a few records is group-committed with
+    the calls that come in while another is being written (`usage_writer`); a larger one is a
+    batch already, and is written at once."""
+    batch = Batch.of_account(account_id, records)
+    if len(batch) > limits.USAGE_GROUP_COMMIT_CALL_RECORDS_MAX:
+        return (await _record(engine, batch)).for_account(account_id)
+    return (await _writer(engine).write(batch)).for_account(account_id)
 
 
 async def debit_usage_bulk(
