@@ -82,6 +82,8 @@ USAGE_BATCH_RECORDS_MAX: Final = 1000  # one account's batch (`POST /v1/accounts
 # read-and-write of usage handles: one statement to read, one to write, about 0.1 s of
 # database time at 10 records per account (docs/benchmarks.md).
 USAGE_BULK_RECORDS_MAX: Final = 10_000
+# Its body: 10,000 records of ~100 bytes are ~1 MiB; room for references and descriptions.
+USAGE_BULK_BODY_BYTES_MAX: Final = 8_388_608
 # `record_usage` calls of at most this many records are group-committed: a write's fixed cost
 # (a read, a posting, a commit: about a millisecond) is worth sharing only while it is as
 # large as the records' own (about 5 us each). Larger calls are written at once, in parallel.

@@ -28,7 +28,7 @@ from gateway.accounts.usage_plan import (
     UsageOutcome,
     UsageRecord,
     UsageResult,
-    UsageStatus,
+    status_counts,
 )
 from gateway.api.body import parse_body, read_json, validate
 from gateway.api.errors import json_response
@@ -249,14 +249,11 @@ def _single_answer(record: UsageRecord, outcome: UsageOutcome) -> StoredResponse
 
 
 def _batch_answer(outcome: UsageOutcome) -> StoredResponse:
-    counts = {status.value: 0 for status in UsageStatus}
-    for result in outcome.results:
-        counts[result.status.value] += 1
     return idempotent_requests.answer(
         {
             "object": "usage_batch",
             "data": [_result_body(r) for r in outcome.results],
-            **counts,
+            **status_counts(outcome.results),
             "currency": outcome.currency,
             "balance": money.format_micros(outcome.balance_micros),
         }

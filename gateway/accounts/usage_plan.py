@@ -90,6 +90,14 @@ class BulkOutcome:
     """The balance after the batch of every account the records name that exists."""
 
 
+def status_counts(results: Sequence[UsageResult]) -> dict[str, int]:
+    """How many results have each status, by the status's name (zeros included)."""
+    counts = {status.value: 0 for status in UsageStatus}
+    for result in results:
+        counts[result.status.value] += 1
+    return counts
+
+
 class AccountNotFound(Exception):
     def __init__(self, account_id: str) -> None:
         super().__init__(account_id)

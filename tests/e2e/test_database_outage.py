@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from gateway import limits
 from gateway.accounts.api import AccountSettings, UsageBatchIn
+from gateway.accounts.bulk_api import UsageBulkIn
 from gateway.api.routing import OPERATIONS, Operation
 from gateway.app import create_app
 from gateway.charges.model import ChargeCreate, RefundCreate
@@ -48,6 +49,9 @@ BODIES: dict[type[BaseModel], Callable[[str], dict[str, Any]]] = {
     RefundCreate: lambda _: {"amount": 100},
     AccountSettings: lambda _: ACCOUNT_SETTINGS,
     UsageBatchIn: lambda key: {"records": [{"amount": "0.0079", "reference": f"usage-{key}"}]},
+    UsageBulkIn: lambda key: {
+        "records": [{"account_id": ACCOUNT, "amount": "0.0079", "reference": f"bulk-{key}"}]
+    },
 }
 # Query parameters by name (`GET /v1/charges` needs the account).
 QUERY = {"account_id": ACCOUNT}
