@@ -147,3 +147,9 @@ async def test_a_request_over_the_record_limit_or_with_a_bad_record_is_a_400_sto
     body = await bulk(client, full)
     assert body["applied"] == limits.USAGE_BULK_RECORDS_MAX
     assert await balance(client, "acct_a") == "-1.000000"
+
+
+async def test_openapi_describes_the_bulk_route(client: Client) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    assert "post" in document["paths"]["/v1/usage"]
+    assert "UsageBulkIn" in document["components"]["schemas"]
