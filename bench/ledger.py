@@ -1,9 +1,13 @@
-"""Ledger: the cost of the commit-time balance check (the shipped per-commit check, none, and a
-naive check per entry) and the hot-row cliff (a cached balance on the revenue account every
-debit touches) against the shipped design. (Usage debits against their baselines: `usage`.)
+"""Ledger: the hot-row cliff (a cached balance on the revenue account every debit touches)
+against the shipped design, and the cost of the commit-time balance check (the shipped
+per-commit check, none, and a naive check per entry). (Usage debits against their baselines:
+`usage`.)
 
-Every debit is a full usage debit through `record_usage`: read the account and the booked
-references, plan, post one summarized ledger transaction (two entries) with its records."""
+The hot row: single debits from 64 connections, each in a transaction of its own as
+`POST /v1/accounts/{id}/usage` makes them (`debit_usage`: read, plan, one summarized posting
+with its record, commit), so no group commit shares the row between them. The check: bulk
+debits of 10,000 records over 1,000 accounts (`record_usage_bulk`), 1,000 ledger transactions
+and 2,000 entries per commit, which is where a check per entry would cost."""
 
 from __future__ import annotations
 
@@ -23,16 +27,16 @@ from bench.compare import (
 )
 from bench.support import fresh_database, report
 from gateway.accounts.store import configure
-from gateway.accounts.usage import record_usage
-from gateway.accounts.usage_plan import UsageRecord
+from gateway.accounts.usage import debit_usage, record_usage_bulk
+from gateway.accounts.usage_plan import BulkRecord, UsageRecord
 from gateway.db import create_engine, in_transaction, raw_connection
 
-BATCH = 1000
-BATCHES_PER_RUN = 60
+BULK = 10_000
+BULK_PER_RUN = 12
 SINGLES = 2560
 HOT_WORKERS = 64
 ROUNDS = 3
-ACCOUNTS = 64
+ACCOUNTS = 1000
 
 _NAIVE_CHECK = """
 CREATE OR REPLACE FUNCTION ledger_entries_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -54,10 +58,29 @@ async def _setup(engine: AsyncEngine) -> None:
     await in_transaction(engine, accounts)
 
 
-def _debits(engine: AsyncEngine, serial: Serial, size: int) -> Op:
+def _singles(engine: AsyncEngine, serial: Serial) -> Op:
+    """Worker w debits one new record from its account, in a transaction of its own."""
+
     async def op(w: int) -> None:
-        records = [UsageRecord(AMOUNT_MICROS, r) for r in serial.references(size)]
-        await record_usage(engine, f"acct_{w % ACCOUNTS}", records)
+        [reference] = serial.references(1)
+        record = [UsageRecord(AMOUNT_MICROS, reference)]
+        await in_transaction(engine, lambda conn: debit_usage(conn, f"acct_{w}", record))
+
+    return op
+
+
+def _bulk(engine: AsyncEngine, serial: Serial) -> Op:
+    """Worker w debits 10 new records from each of its 500 accounts, interleaved."""
+
+    async def op(w: int) -> None:
+        first = w * ACCOUNTS // 2
+        await record_usage_bulk(
+            engine,
+            [
+                BulkRecord(f"acct_{first + i % (ACCOUNTS // 2)}", AMOUNT_MICROS, reference)
+                for i, reference in enumerate(serial.references(BULK))
+            ],
+        )
 
     return op
 
@@ -70,7 +93,7 @@ _SET_BALANCE_TRIGGER = "ALTER TABLE ledger_entries {} TRIGGER ledger_entries_bal
 
 def _hot_row_variants(engine: AsyncEngine, serial: Serial) -> list[Variant]:
     """Single debits from many connections, with the revenue balance derived or cached."""
-    singles = _debits(engine, serial, 1)
+    singles = _singles(engine, serial)
     return [
         Variant(
             f"usage debit, one at a time ({HOT_WORKERS} conns), derived revenue",
@@ -92,29 +115,29 @@ def _hot_row_variants(engine: AsyncEngine, serial: Serial) -> list[Variant]:
 
 
 def _check_variants(batches: Op, shipped_check: str) -> list[Variant]:
-    """Batches under the shipped per-commit check, no check, and a naive per-entry check."""
+    """Bulk debits under the shipped per-commit check, no check, and a naive per-entry one."""
     return [
         Variant(
             "checked once per commit (shipped)",
             2,
-            BATCHES_PER_RUN,
-            BATCH,
+            BULK_PER_RUN,
+            BULK,
             batches,
             (_SET_BALANCE_TRIGGER.format("ENABLE"), shipped_check),
         ),
         Variant(
             "not checked (trigger disabled)",
             2,
-            BATCHES_PER_RUN,
-            BATCH,
+            BULK_PER_RUN,
+            BULK,
             batches,
             (_SET_BALANCE_TRIGGER.format("DISABLE"),),
         ),
         Variant(
             "checked per entry (naive trigger)",
             2,
-            BATCHES_PER_RUN,
-            BATCH,
+            BULK_PER_RUN,
+            BULK,
             batches,
             (_SET_BALANCE_TRIGGER.format("ENABLE"), _NAIVE_CHECK),
         ),
@@ -128,7 +151,7 @@ async def main() -> None:
     cpu = client_and_database("bench_ledger")
     try:
         await _setup(engine)
-        await timed("warm-up", 2, 2, BATCH, _debits(engine, serial, BATCH))
+        await timed("warm-up", 2, 1, BULK, _bulk(engine, serial))
         async with raw_connection(engine) as conn:
             shipped_check = await conn.fetchval(
                 "SELECT pg_get_functiondef('ledger_entries_balanced'::regproc)"
@@ -138,9 +161,9 @@ async def main() -> None:
             await compare(engine, _hot_row_variants(engine, serial), ROUNDS, cpu),
         )
         await sql(engine, _SET_REVENUE_BALANCE.format("NULL"))
-        batches = _debits(engine, serial, BATCH)
+        batches = _bulk(engine, serial)
         report(
-            "Ledger: commit-time balance check, batches of 1000 (2 conns)",
+            "Ledger: commit-time balance check, bulk 10,000 over 1,000 accounts (2 conns)",
             await compare(engine, _check_variants(batches, shipped_check), ROUNDS, cpu),
         )
     finally:
