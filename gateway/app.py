@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 import webhooks
 from gateway import limits, migrate, processes, processors
 from gateway.accounts import api as accounts_api
+from gateway.accounts import bulk_api as usage_bulk_api
 from gateway.api import auth, health
 from gateway.api import keys as keys_api
 from gateway.api.middleware import errors, idempotency_key_check, request_context
@@ -96,4 +97,5 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     webhooks.setup(app)
     recharge.setup(app)  # after charges: a top-up goes through the charge path
     accounts_api.setup(app)
+    usage_bulk_api.setup(app)
     return app

@@ -77,7 +77,17 @@ LEDGER_LEGS_MAX: Final = 100  # entries in one ledger transaction
 LEDGER_REFERENCE_LENGTH_MAX: Final = 512  # fits "usage:<account id>:<usage reference>"
 LEDGER_CODE_LENGTH_MAX: Final = 64
 LEDGER_CHECK_PROBLEMS_MAX: Final = 100  # problems listed by /v1/ledger/check (all are counted)
-USAGE_BATCH_RECORDS_MAX: Final = 1000
+USAGE_BATCH_RECORDS_MAX: Final = 1000  # one account's batch (`POST /v1/accounts/{id}/usage`)
+# A metering pipeline's request across accounts (`POST /v1/usage`), and the most any one
+# read-and-write of usage handles: one statement to read, one to write, about 0.1 s of
+# database time at 10 records per account (docs/benchmarks.md).
+USAGE_BULK_RECORDS_MAX: Final = 10_000
+# Its body: 10,000 records of ~100 bytes are ~1 MiB; room for references and descriptions.
+USAGE_BULK_BODY_BYTES_MAX: Final = 8_388_608
+# `record_usage` calls of at most this many records are group-committed: a write's fixed cost
+# (a read, a posting, a commit: about a millisecond) is worth sharing only while it is as
+# large as the records' own (about 5 us each). Larger calls are written at once, in parallel.
+USAGE_GROUP_COMMIT_CALL_RECORDS_MAX: Final = 100
 USAGE_AMOUNT_MICROS_MAX: Final = 10**12  # one usage record: at most 1,000,000 major units
 CREDIT_LIMIT_MICROS_MAX: Final = 10**15  # keeps every cached balance far inside bigint
 USAGE_REFERENCE_LENGTH_MAX: Final = 200

@@ -22,14 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from gateway import limits, money
 from gateway.accounts import shapes, store
-from gateway.accounts.usage import (
+from gateway.accounts.usage import debit_usage
+from gateway.accounts.usage_plan import (
     AccountNotFound,
     RefusalCode,
     UsageOutcome,
     UsageRecord,
     UsageResult,
-    UsageStatus,
-    debit_usage,
+    status_counts,
 )
 from gateway.api import idempotent
 from gateway.api.body import parse_body, read_json, validate
@@ -200,7 +200,7 @@ async def list_entries(request: web.Request) -> web.Response:
     entries, has_more = await store.statement(engine, account_id, limit=limit, starting_after=after)
     data = [
         {
-            "object": "ledger_entry",
+            "object": e.kind,
             "id": f"ent_{e.id}",
             "side": e.side,
             "amount": money.format_micros(e.amount_micros),
@@ -256,14 +256,11 @@ def _single_answer(record: UsageRecord, outcome: UsageOutcome) -> StoredResponse
 
 
 def _batch_answer(outcome: UsageOutcome) -> StoredResponse:
-    counts = {status.value: 0 for status in UsageStatus}
-    for result in outcome.results:
-        counts[result.status.value] += 1
     return idempotent.answer(
         {
             "object": "usage_batch",
             "data": [_result_body(r) for r in outcome.results],
-            **counts,
+            **status_counts(outcome.results),
             "currency": outcome.currency,
             "balance": money.format_micros(outcome.balance_micros),
         }

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from gateway.accounts.usage import RefusalCode, UsageStatus
+from gateway.accounts.usage_plan import RefusalCode, UsageStatus
 from gateway.api.routing import Page
 from gateway.recharge.api import AutoRecharge
 
@@ -35,11 +35,12 @@ class Account(BaseModel):
 
 
 class LedgerEntry(BaseModel):
-    """One line of an account's statement."""
+    """One line of an account's statement: a ledger entry, or a usage record (the detail the
+    statement shows in place of its usage posting)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    object: Literal["ledger_entry"]
+    object: Literal["ledger_entry", "usage_record"]
     id: str = Field(pattern=r"^ent_[0-9]+$")
     side: Literal["debit", "credit"]
     amount: Decimal
@@ -99,5 +100,6 @@ class LedgerReport(BaseModel):
     balanced: bool
     transactions: int
     accounts: int
+    usage_records: int = Field(description="Usage records checked against their summaries")
     problems_total: int
     problems: list[dict[str, Any]]

@@ -300,18 +300,27 @@ async def below_threshold(conn: asyncpg.Connection[Any], account_id: str) -> boo
     """Whether the account's balance is below its auto-recharge threshold: a lock-free read
     a queued decision makes first, so an account above its threshold costs one query, while
     a paused, cooling or in-flight one still gets a decision (and its log line)."""
-    below: bool | None = await conn.fetchval(
+    return bool(await below_threshold_among(conn, [account_id]))
+
+
+async def below_threshold_among(
+    conn: asyncpg.Connection[Any], account_ids: Sequence[str]
+) -> list[str]:
+    """Which of `account_ids` have auto-recharge and a balance below its threshold, in one
+    query (what a bulk usage debit offers for a decision)."""
+    rows = await conn.fetch(
         """
-        SELECT coalesce(a.balance_micros, 0) < r.threshold_micros
+        SELECT r.account_id
           FROM account_recharge r
           LEFT JOIN ledger_accounts a
                  ON a.kind = $1 AND a.owner = r.account_id AND a.currency = r.currency
-         WHERE r.account_id = $2
+         WHERE r.account_id = ANY($2::text[])
+           AND coalesce(a.balance_micros, 0) < r.threshold_micros
         """,
         CUSTOMER_BALANCE,
-        account_id,
+        list(account_ids),
     )
-    return bool(below)
+    return [row["account_id"] for row in rows]
 
 
 async def due(conn: asyncpg.Connection[Any], *, now: datetime, limit: int) -> Sequence[str]:

@@ -167,6 +167,7 @@ ROUTE_SCOPES = {
     ("get", "/v1/accounts/{account_id}"): "accounts:read",
     ("get", "/v1/accounts/{account_id}/entries"): "accounts:read",
     ("post", "/v1/accounts/{account_id}/usage"): "usage:write",
+    ("post", "/v1/usage"): "usage:write",
     ("post", "/v1/accounts/{account_id}/recharge"): "charges:write",
     ("get", "/v1/ledger/check"): "ledger:read",
     ("get", "/v1/webhook-events"): "events:admin",

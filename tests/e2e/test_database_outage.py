@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from gateway import limits
 from gateway.accounts.api import AccountSettings, UsageBody
+from gateway.accounts.bulk_api import UsageBulkIn
 from gateway.api.keys import ApiKeyCreate, ApiKeyRotate
 from gateway.api.routing import OPERATIONS, Operation
 from gateway.app import create_app
@@ -51,6 +52,9 @@ BODIES: dict[type[BaseModel], Callable[[str], dict[str, Any]]] = {
     UsageBody: lambda key: {"records": [{"amount": "0.0079", "reference": f"usage-{key}"}]},
     ApiKeyCreate: lambda _: {"caller": "outage-test", "scopes": ["charges:read"]},
     ApiKeyRotate: lambda _: {"overlap": "1h"},
+    UsageBulkIn: lambda key: {
+        "records": [{"account_id": ACCOUNT, "amount": "0.0079", "reference": f"bulk-{key}"}]
+    },
 }
 # Query parameters by name (`GET /v1/charges` needs the account).
 QUERY = {"account_id": ACCOUNT}
