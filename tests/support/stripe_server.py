@@ -15,14 +15,14 @@ Stripe's names: `pm_card_visa` succeeds, `pm_card_chargeDeclined` and
 lost-answer cases the provider must survive without charging or refunding twice.
 `forget_keys()` forgets every idempotency key, as Stripe does after 24 hours.
 `work_seconds` keeps each keyed request in flight that long, so a concurrent request with the
-same key meets the 409."""
+same key meets the 409. Its lists, the events it records and its Dashboard (refunds and
+disputes made without us) are in `tests.support.stripe_lists`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -31,6 +31,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+
+from tests.support import stripe_lists
 
 DECLINES: Mapping[str, tuple[str, str]] = {
     "pm_card_chargeDeclined": ("generic_decline", "Your card was declined."),
@@ -53,6 +55,8 @@ class StripeServer:
     api_key: str
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)  # oldest first
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     url: str = ""
     work_seconds: float = 0.0
@@ -70,6 +74,20 @@ class StripeServer:
         """As Stripe does with idempotency keys once they are 24 hours old."""
         self._keys.clear()
 
+    def emit(self, event_type: str, obj: dict[str, Any]) -> None:
+        """Record an event about `obj`, as Stripe does for every change."""
+        self.events.append(
+            {
+                "id": stripe_lists.new_id("evt"),
+                "object": "event",
+                "type": event_type,
+                "created": int(time.time()),
+                "data": {"object": dict(obj)},
+                "livemode": False,
+                "pending_webhooks": 1,
+            }
+        )
+
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._authenticate])
         app.router.add_post("/v1/payment_intents", self._create_intent)
@@ -77,6 +95,7 @@ class StripeServer:
         app.router.add_get("/v1/payment_intents/{id}", self._retrieve_intent)
         app.router.add_post("/v1/refunds", self._create_refund)
         app.router.add_get("/v1/refunds", self._list_refunds)
+        stripe_lists.add_routes(app, self)
         return app
 
     @web.middleware
@@ -110,29 +129,15 @@ class StripeServer:
         return answer if isinstance(answer, web.StreamResponse) else answer_response(answer)
 
     async def _list_refunds(self, request: web.Request) -> web.StreamResponse:
-        query = request.query
-        intent = query.get("payment_intent")
-        found = [
-            refund
-            for refund in reversed(self.refunds.values())
-            if intent is None or refund["payment_intent"] == intent
-        ]
-        after = query.get("starting_after")
-        if after is not None:
-            ids = [refund["id"] for refund in found]
-            if after not in ids:
-                return _missing("refund", after)
-            found = found[ids.index(after) + 1 :]
-        limit = int(query.get("limit", "10"))
+        limit = int(request.query.get("limit", "10"))
         if not 1 <= limit <= 100:
             return _error(400, "invalid_request_error", "limit must be 1 to 100.", "limit")
-        return web.json_response(
-            {
-                "object": "list",
-                "data": found[:limit],
-                "has_more": len(found) > limit,
-                "url": "/v1/refunds",
-            }
+        intent = request.query.get("payment_intent")
+        return stripe_lists.list_response(
+            request,
+            self.refunds.values(),
+            lambda refund: intent is None or refund["payment_intent"] == intent,
+            "/v1/refunds",
         )
 
     async def _retrieve_intent(self, request: web.Request) -> web.StreamResponse:
@@ -201,7 +206,7 @@ class StripeServer:
                 ),
             )
         intent = {
-            "id": _new_id("pi"),
+            "id": stripe_lists.new_id("pi"),
             "object": "payment_intent",
             "amount": int(params["amount"]),
             "amount_received": 0,
@@ -212,7 +217,7 @@ class StripeServer:
             "customer": params.get("customer"),
             "description": params.get("description"),
             "last_payment_error": None,
-            "latest_charge": _new_id("ch"),
+            "latest_charge": stripe_lists.new_id("ch"),
             "livemode": False,
             "metadata": params.get("metadata", {}),
             "payment_method": method,
@@ -222,6 +227,7 @@ class StripeServer:
         self.intents[intent["id"]] = intent
         if method in SUCCEEDS:
             intent["amount_received"] = intent["amount"]
+            self.emit("payment_intent.succeeded", intent)
             return Answer(200, intent)
         decline, message = DECLINES[method]
         error = {
@@ -233,6 +239,7 @@ class StripeServer:
         }
         intent.update(status="requires_payment_method", payment_method=None)
         intent["last_payment_error"] = error
+        self.emit("payment_intent.payment_failed", intent)
         return Answer(402, {"error": {**error, "payment_intent": intent}})
 
     def _refund(self, params: dict[str, Any]) -> Answer:
@@ -257,7 +264,7 @@ class StripeServer:
             return Answer(400, body)
         self.refunded[intent["id"]] = self.refunded.get(intent["id"], 0) + amount
         refund = {
-            "id": _new_id("re"),
+            "id": stripe_lists.new_id("re"),
             "object": "refund",
             "amount": amount,
             "charge": intent["latest_charge"],
@@ -269,6 +276,7 @@ class StripeServer:
             "status": "succeeded",
         }
         self.refunds[refund["id"]] = refund
+        self.emit("charge.refunded", stripe_lists.charge_of(self, intent))
         return Answer(200, refund)
 
 
@@ -305,10 +313,6 @@ def _form(text: str) -> dict[str, Any]:
         else:
             params.setdefault(outer, {})[inner[:-1]] = value
     return params
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 def _error_body(
