@@ -26,6 +26,7 @@ from gateway.keys import cli as keys_cli
 from gateway.ledger.check import check_ledger
 from gateway.logs import configure_logging
 from gateway.metrics import share_between_processes
+from gateway.reconciliation import command as reconcile_command
 from gateway.settings import Settings
 from gateway.state import Role
 from providers.sandbox.server import serve_forever
@@ -162,6 +163,10 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    return _on_database(settings, lambda engine: reconcile_command.run(engine, settings, args))
+
+
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
@@ -183,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     webhook_commands.register(sub, cmd_webhooks)
     keys_cli.register(sub, cmd_keys)
+    reconcile_command.register(sub, cmd_reconcile)
     return parser
 
 

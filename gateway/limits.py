@@ -97,6 +97,13 @@ WEBHOOK_RETRY_BACKOFF_SECONDS_MAX: Final = 600.0
 WEBHOOK_POLL_SECONDS: Final = 1.0  # the worker polls this often when no wake-up comes
 WEBHOOK_ERROR_LENGTH_MAX: Final = 4000  # error text kept on a failed event
 WEBHOOK_METRICS_REFRESH_SECONDS: Final = 5.0  # inbox depth and lag gauges
+# Reconciliation
+RECONCILE_PAGE_SIZE: Final = 500  # records compared (and healed) in one transaction
+RECONCILE_WINDOW_HOURS_DEFAULT: Final = 24  # a run without `since` looks back this far
+RECONCILE_WINDOW_DAYS_MAX: Final = 400  # a longer window is a mistake, not a run
+RECONCILE_EVERY_MINUTES_DEFAULT: Final = 60  # GATEWAY_RECONCILE_EVERY_MINUTES
+RECONCILE_POLL_SECONDS: Final = 30.0  # the worker looks for due and abandoned runs this often
+RECONCILE_MISSED_EVENTS_DAYS: Final = 30  # Stripe keeps undelivered events 30 days
 # Auto-recharge
 RECHARGE_DECLINES_MAX: Final = 3  # consecutive declines before auto-recharge pauses
 RECHARGE_COOLDOWN_SECONDS_BASE: Final = 60.0  # after the first decline; doubles per decline

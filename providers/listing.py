@@ -89,14 +89,14 @@ class MissedDelivery:
     events: Sequence[WebhookEvent]
 
 
-R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
-class RecordPage(Generic[R]):
+class RecordPage(Generic[R_co]):
     """One page of a processor's list. `cursor` asks for the next page; None: the last."""
 
-    records: Sequence[R]
+    records: Sequence[R_co]
     cursor: str | None
 
 

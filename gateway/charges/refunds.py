@@ -307,19 +307,58 @@ async def record_refund(
     if row is None:
         raise RuntimeError(f"refund {refund_id} vanished")
     if result.status is RefundStatus.SUCCEEDED:
-        total = await conn.fetchval(
-            "SELECT sum(amount_minor)::bigint FROM refunds WHERE charge_id = $1 AND status = $2",
-            row["charge_id"],
-            RefundStatus.SUCCEEDED,
-        )
-        event = WebhookEvent(
-            event_id=f"sync:{refund_id}",
-            kind=EventKind.CHARGE_REFUNDED,
-            raw_type="sync.refund",
-            occurred_at=datetime.now(UTC),
-            charge_id=row["charge_id"],
-            amount_minor=total,
-            currency=row["currency"],
-        )
-        await settle(conn, provider, [event])
+        await _settle_refunded_total(conn, provider, row)
+    return row
+
+
+async def _settle_refunded_total(
+    conn: asyncpg.Connection[Any], provider: str, refund: asyncpg.Record
+) -> None:
+    """Settle the charge's cumulative refunded total, the sum of its succeeded refunds, as a
+    `charge.refunded` webhook carries it (the caller holds the charge row's lock)."""
+    total = await conn.fetchval(
+        "SELECT sum(amount_minor)::bigint FROM refunds WHERE charge_id = $1 AND status = $2",
+        refund["charge_id"],
+        RefundStatus.SUCCEEDED,
+    )
+    event = WebhookEvent(
+        event_id=f"sync:{refund['id']}",
+        kind=EventKind.CHARGE_REFUNDED,
+        raw_type="sync.refund",
+        occurred_at=datetime.now(UTC),
+        charge_id=refund["charge_id"],
+        amount_minor=total,
+        currency=refund["currency"],
+    )
+    await settle(conn, provider, [event])
+
+
+_ADOPT = f"""
+INSERT INTO refunds (charge_id, amount_minor, currency, status, provider_refund_id)
+SELECT $1, $2::bigint, c.currency, 'succeeded', $3 FROM charges c
+ WHERE c.id = $1
+   AND NOT EXISTS (SELECT 1 FROM refunds WHERE charge_id = $1 AND provider_refund_id = $3)
+   AND $2::bigint <= c.amount_minor - (SELECT coalesce(sum(amount_minor), 0)::bigint
+                                        FROM refunds WHERE charge_id = $1 AND status <> 'failed')
+RETURNING {REFUND_COLUMNS}
+"""  # noqa: S608 - a constant column list
+
+
+async def adopt_refund(
+    conn: asyncpg.Connection[Any],
+    provider: str,
+    charge_id: str,
+    amount_minor: int,
+    provider_refund_id: str,
+) -> asyncpg.Record | None:
+    """Inside a transaction: record a refund the processor made without us (in its dashboard)
+    as one of the charge's refunds, succeeded, and settle the charge's new cumulative total,
+    as `record_refund` does for ours. None (nothing written) when the charge has it already,
+    or when it is more than is left of the charge: then it is for an operator."""
+    await conn.execute("SELECT 1 FROM charges WHERE id = $1 FOR UPDATE", charge_id)
+    row: asyncpg.Record | None = await conn.fetchrow(
+        _ADOPT, charge_id, amount_minor, provider_refund_id
+    )
+    if row is not None:
+        await _settle_refunded_total(conn, provider, row)
     return row
