@@ -7,8 +7,9 @@ Disputes, and Events (`delivery_success=false` and `types[]` filters; the fake n
 a webhook, so every event it recorded is undelivered).
 
 The Dashboard does what reconciliation must find without a webhook: a refund made by hand
-(`dashboard_refund`, no `refund_id` metadata) and a dispute a cardholder's bank opened
-(`open_dispute`); each records its event, as Stripe does."""
+(`dashboard_refund`, no `refund_id` metadata), a dispute a cardholder's bank opened
+(`open_dispute`) and a bank debit that cleared (`settle_processing`); each records its event,
+as Stripe does."""
 
 from __future__ import annotations
 
@@ -124,6 +125,14 @@ def dashboard_refund(server: StripeServer, intent_id: str, amount: int) -> Json:
     server.refunds[refund["id"]] = refund
     server.emit("charge.refunded", charge_of(server, intent))
     return refund
+
+
+def settle_processing(server: StripeServer, intent_id: str) -> Json:
+    """Stripe settles a processing PaymentIntent (a bank debit clears)."""
+    intent = server.intents[intent_id]
+    intent.update(status="succeeded", amount_received=intent["amount"])
+    server.emit("payment_intent.succeeded", intent)
+    return intent
 
 
 def open_dispute(server: StripeServer, intent_id: str) -> Json:

@@ -8,7 +8,7 @@ declines included, with `Idempotent-Replayed: true`; other parameters: 400
 at creation, retrieval, metadata search, and refunds (their metadata kept, listed by
 PaymentIntent newest first, `limit` up to 100 and `starting_after`). Test cards follow
 Stripe's names: `pm_card_visa` succeeds, `pm_card_chargeDeclined` and
-`pm_card_insufficientFunds` decline.
+`pm_card_insufficientFunds` decline, `pm_usBankAccount_success` is processing until settled.
 
 `lose_next_answers(n)` drops the connection before the next `n` answers to charge creations
 (new or replayed under their key), `lose_next_refund_answers(n)` likewise for refunds: the
@@ -39,6 +39,8 @@ DECLINES: Mapping[str, tuple[str, str]] = {
     "pm_card_insufficientFunds": ("insufficient_funds", "Your card has insufficient funds."),
 }
 SUCCEEDS = frozenset({"pm_card_visa"})
+# A bank debit: `processing` until Stripe settles it (`stripe_lists.settle_processing`).
+PROCESSING = frozenset({"pm_usBankAccount_success"})
 _SEARCH = re.compile(r"^metadata\['(?P<key>[^']+)'\]:'(?P<value>(?:[^'\\]|\\.)*)'$")
 
 
@@ -195,7 +197,7 @@ class StripeServer:
 
     def _confirm_intent(self, params: dict[str, Any]) -> Answer:
         method = params.get("payment_method", "")
-        if method not in SUCCEEDS and method not in DECLINES:
+        if method not in SUCCEEDS | PROCESSING and method not in DECLINES:
             return Answer(
                 400,
                 _error_body(
@@ -228,6 +230,10 @@ class StripeServer:
         if method in SUCCEEDS:
             intent["amount_received"] = intent["amount"]
             self.emit("payment_intent.succeeded", intent)
+            return Answer(200, intent)
+        if method in PROCESSING:
+            intent["status"] = "processing"
+            self.emit("payment_intent.processing", intent)
             return Answer(200, intent)
         decline, message = DECLINES[method]
         error = {
