@@ -77,6 +77,14 @@ LEDGER_LEGS_MAX: Final = 100  # entries in one ledger transaction
 LEDGER_REFERENCE_LENGTH_MAX: Final = 512  # fits "usage:<account id>:<usage reference>"
 LEDGER_CODE_LENGTH_MAX: Final = 64
 LEDGER_CHECK_PROBLEMS_MAX: Final = 100  # problems listed by /v1/ledger/check (all are counted)
+# The check reads in pages, each one statement far inside DB_STATEMENT_TIMEOUT_MS (measured on
+# the benchmark machine: well under a second each) whatever the ledger holds.
+LEDGER_CHECK_PAGE_TRANSACTIONS: Final = 20_000  # transactions (and their entries) per statement
+LEDGER_CHECK_PAGE_ENTRIES: Final = 200_000  # entries summed by account per statement
+LEDGER_CHECK_PAGE_ACCOUNTS: Final = 20_000  # cached balances compared per statement
+# A check that saves its checkpoint waits this long at most for transactions that may still
+# commit ids below it; postings commit in milliseconds, so only a stuck one holds it back.
+LEDGER_CHECK_SETTLE_SECONDS: Final = 5.0
 USAGE_BATCH_RECORDS_MAX: Final = 1000
 USAGE_AMOUNT_MICROS_MAX: Final = 10**12  # one usage record: at most 1,000,000 major units
 CREDIT_LIMIT_MICROS_MAX: Final = 10**15  # keeps every cached balance far inside bigint
