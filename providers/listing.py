@@ -34,8 +34,7 @@ from providers.base import ChargeStatus, DisputeOutcome, RefundStatus, WebhookEv
 @dataclass(frozen=True, slots=True)
 class ProcessorCharge:
     """One charge as the processor's records hold it. `charge_id` and `account_id` are ours,
-    from its metadata (None: not made through us). `amount_refunded_minor` is the charge's
-    cumulative refunded amount, None where the listing does not say."""
+    from its metadata (None: not made through us). Its refunds are records of their own."""
 
     provider_charge_id: str
     status: ChargeStatus
@@ -44,7 +43,6 @@ class ProcessorCharge:
     created_at: datetime
     charge_id: str | None = None
     account_id: str | None = None
-    amount_refunded_minor: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

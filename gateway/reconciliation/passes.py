@@ -69,11 +69,22 @@ def _next(rows: list[Any], key: tuple[Any, ...] | None) -> str | None:
     return json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in key])
 
 
-def _after_time(cursor: str | None) -> tuple[datetime, str]:
-    if cursor is None:
-        return _START, ""
-    at, ident = json.loads(cursor)
-    return datetime.fromisoformat(at), ident
+async def _ours(reading: Reading, query: str, cursor: str | None) -> list[Any]:
+    """A page of ours created in the run's window (`query`: `reads.OUR_*`), after `cursor`."""
+    after = (_START, "")
+    if cursor is not None:
+        at, ident = json.loads(cursor)
+        after = (datetime.fromisoformat(at), ident)
+    run = reading.run
+    return await reads.ours_page(
+        reading.conn,
+        query,
+        run.id,
+        run.provider,
+        (run.since, run.until),
+        after,
+        limits.RECONCILE_PAGE_SIZE,
+    )
 
 
 async def theirs(reading: Reading, cursor: str | None) -> tuple[list[Finding], str | None]:
@@ -101,16 +112,7 @@ async def theirs(reading: Reading, cursor: str | None) -> tuple[list[Finding], s
 
 async def charges(reading: Reading, cursor: str | None) -> tuple[list[Finding], str | None, int]:
     """Our charges of the window: those the lists did not have, and every one's postings."""
-    run = reading.run
-    rows = await reads.ours_page(
-        reading.conn,
-        reads.OUR_CHARGES,
-        run.id,
-        run.provider,
-        (run.since, run.until),
-        _after_time(cursor),
-        limits.RECONCILE_PAGE_SIZE,
-    )
+    rows = await _ours(reading, reads.OUR_CHARGES, cursor)
     states = [(row, reads.charge_state(row)) for row in rows]
     findings: list[Finding] = []
     for row, charge in states:
@@ -151,16 +153,7 @@ async def _look_up_charge(reading: Reading, charge: ChargeState) -> list[Finding
 
 async def refunds(reading: Reading, cursor: str | None) -> tuple[list[Finding], str | None, int]:
     """Our refunds of the window (not failed) that the lists did not have."""
-    run = reading.run
-    rows = await reads.ours_page(
-        reading.conn,
-        reads.OUR_REFUNDS,
-        run.id,
-        run.provider,
-        (run.since, run.until),
-        _after_time(cursor),
-        limits.RECONCILE_PAGE_SIZE,
-    )
+    rows = await _ours(reading, reads.OUR_REFUNDS, cursor)
     findings: list[Finding] = []
     for row in rows:
         refund, charge = reads.our_refund(row), reads.charge_state(row)

@@ -154,6 +154,10 @@ class Runner:
         if phase.startswith("fetch:"):
             return await self._fetch(phase, phase.removeprefix("fetch:"), cursor)
         if phase == THEIRS:
+            if cursor is None:
+                # The records were read into a table its statistics still think empty: the
+                # comparison's plans would scan it whole for every page.
+                await self.conn.execute("ANALYZE reconciliation_records")
             findings, after = await passes.theirs(self.reading, cursor)
             return await self.commit(phase, after, findings)
         if phase == CHARGES:

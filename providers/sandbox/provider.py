@@ -278,7 +278,6 @@ def processor_charge(charge: Json) -> ProcessorCharge:
         created_at=_created(charge),
         charge_id=_ours(charge, "charge_id"),
         account_id=_ours(charge, "account_id"),
-        amount_refunded_minor=int(charge.get("amount_refunded", 0)),
     )
 
 

@@ -1,7 +1,6 @@
-"""Stripe's own records for reconciliation: PaymentIntents (with their latest Charge, for the
-refunded total), Refunds and Disputes created in a window, and the events Stripe failed to
-deliver, each list read page by page (`starting_after` is the cursor) as our normalized
-records (`providers.listing`).
+"""Stripe's own records for reconciliation: PaymentIntents, Refunds and Disputes created in a
+window, and the events Stripe failed to deliver, each list read page by page
+(`starting_after` is the cursor) as our normalized records (`providers.listing`).
 
 A PaymentIntent's status reads as `answers.charge_result` reads it (unknown: pending); a
 Dispute closed `won` or `warning_closed` returned the money, `lost` did not, any other status
@@ -26,7 +25,7 @@ from providers.listing import (
     RecordPage,
 )
 from providers.stripe import limits, webhooks
-from providers.stripe.answers import as_dict, charge_result, list_page, metadata, refund_result
+from providers.stripe.answers import charge_result, list_page, metadata, refund_result
 
 T = TypeVar("T")
 Fault = Callable[[str, stripe.StripeError], ProviderError]
@@ -44,8 +43,7 @@ class StripeLists:
     async def charges(
         self, since: datetime, until: datetime, cursor: str | None
     ) -> RecordPage[ProcessorCharge]:
-        # The latest Charge carries the refunded total; a PaymentIntent itself does not.
-        params = _window(since, until, cursor) | {"expand": ["data.latest_charge"]}
+        params = _window(since, until, cursor)
         return await self._page(
             "list_charges", self._v1.payment_intents.list_async, params, processor_charge
         )
@@ -125,8 +123,6 @@ def _intent_id(obj: Mapping[str, Any]) -> str:
 
 def processor_charge(intent: Mapping[str, Any]) -> ProcessorCharge:
     result = charge_result(intent)
-    latest = as_dict(intent.get("latest_charge"))
-    refunded = latest.get("amount_refunded")
     return ProcessorCharge(
         provider_charge_id=str(intent["id"]),
         status=result.status,
@@ -135,7 +131,6 @@ def processor_charge(intent: Mapping[str, Any]) -> ProcessorCharge:
         created_at=_created(intent),
         charge_id=_ours(intent, "charge_id"),
         account_id=_ours(intent, "account_id"),
-        amount_refunded_minor=int(refunded) if refunded is not None else None,
     )
 
 

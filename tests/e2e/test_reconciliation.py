@@ -22,7 +22,6 @@ from gateway.app import create_app
 from gateway.ledger.check import check_ledger
 from gateway.settings import Settings
 from gateway.state import Role
-from providers.sandbox import signing
 from tests.conftest import AiohttpClient, auth, make_settings
 from tests.support import postgres
 from tests.support.charges import fetch, open_account, postings
@@ -33,20 +32,17 @@ from tests.support.reconciliation import (
     reconcile,
     remove_posting,
 )
-from tests.support.sandbox import Sandbox
+from tests.support.sandbox import Sandbox, delivering_nowhere
 from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 ACCOUNT = "acct_recon"
-DEAD_URL = "http://127.0.0.1:9/webhooks/sandbox"  # nothing listens: every delivery is lost
 
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    box = Sandbox(tmp_path / "sandbox", DEAD_URL, signing.generate_secret())
-    await box.start()
-    yield box
-    await box.stop()
+    async with delivering_nowhere(tmp_path / "sandbox") as box:
+        yield box
 
 
 @pytest.fixture
@@ -85,6 +81,16 @@ async def at_processor(sandbox: Sandbox, method: str, path: str, **body: Any) ->
     return answer
 
 
+async def settled_there(sandbox: Sandbox, charge: dict[str, Any]) -> None:
+    """Wait until the sandbox has settled an async charge (its webhook lost on the way)."""
+
+    async def succeeded() -> bool:
+        found = await at_processor(sandbox, "GET", f"/v1/charges/{charge['provider_charge_id']}")
+        return bool(found["status"] == "succeeded")
+
+    await eventually(succeeded, "the sandbox settled the async charge")
+
+
 async def make_every_difference(client: Client, sandbox: Sandbox, db_url: str) -> dict[str, str]:
     """Each kind of difference, made for real; our charge id (or the processor's) of each."""
     made = {
@@ -93,14 +99,7 @@ async def make_every_difference(client: Client, sandbox: Sandbox, db_url: str) -
     }
     made["pending"] = await charge(client, "pending", "pm_card_async")
     assert made["pending"]["status"] == "pending"
-
-    async def settled_there() -> bool:
-        found = await at_processor(
-            sandbox, "GET", f"/v1/charges/{made['pending']['provider_charge_id']}"
-        )
-        return bool(found["status"] == "succeeded")
-
-    await eventually(settled_there, "the sandbox settled the async charge (its webhook is lost)")
+    await settled_there(sandbox, made["pending"])
     await at_processor(
         sandbox, "POST", "/v1/refunds", charge=made["refunded"]["provider_charge_id"], amount=300
     )
@@ -191,12 +190,7 @@ async def test_without_heal_nothing_is_changed_and_a_clean_window_exits_zero(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     pending = await charge(client, "pending", "pm_card_async")
-
-    async def settled_there() -> bool:
-        found = await at_processor(sandbox, "GET", f"/v1/charges/{pending['provider_charge_id']}")
-        return bool(found["status"] == "succeeded")
-
-    await eventually(settled_there, "the sandbox settled the async charge")
+    await settled_there(sandbox, pending)
     now = datetime.now(UTC)
     report = await reconcile(engine, settings, capsys, "--provider", "sandbox", around=now)
     assert (report.status, report.kinds()) == (1, {("status_mismatch", pending["id"]): False})

@@ -19,10 +19,9 @@ from gateway.reconciliation import store
 from gateway.reconciliation.store import Trigger
 from gateway.settings import Settings
 from gateway.state import Role
-from providers.sandbox import signing
 from tests.conftest import AiohttpClient, auth, make_settings
 from tests.support import postgres
-from tests.support.sandbox import Sandbox
+from tests.support.sandbox import Sandbox, delivering_nowhere
 from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
@@ -30,10 +29,8 @@ Client = TestClient[web.Request, web.Application]
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    box = Sandbox(tmp_path / "sandbox", "http://127.0.0.1:9/", signing.generate_secret())
-    await box.start()
-    yield box
-    await box.stop()
+    async with delivering_nowhere(tmp_path / "sandbox") as box:
+        yield box
 
 
 @pytest.fixture

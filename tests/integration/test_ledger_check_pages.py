@@ -5,7 +5,6 @@ that may still commit below it, and `full` to find a change to rows verified bef
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -18,13 +17,6 @@ from gateway.ledger.posting import Leg, Side, TransactionSpec, post_transactions
 from tests.support import postgres
 
 Conn: TypeAlias = "asyncpg.Connection[Any]"
-
-
-@pytest.fixture
-async def conn(db_url: str) -> AsyncIterator[Conn]:
-    connection = await postgres.connect(db_url)
-    yield connection
-    await connection.close()
 
 
 async def post(conn: Conn, *references: str, account: str = "acct_1") -> None:

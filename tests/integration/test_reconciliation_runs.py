@@ -21,10 +21,10 @@ from providers import http
 from providers.base import Capability, ChargeStatus
 from providers.listing import ProcessorCharge, ProcessorRecord, RecordPage
 from providers.registry import ProviderSet
-from providers.sandbox import signing
 from providers.sandbox.provider import SandboxProvider
+from tests.integration.conftest import Conn
 from tests.support import postgres
-from tests.support.sandbox import Sandbox
+from tests.support.sandbox import Sandbox, delivering_nowhere
 from tests.support.waiting import eventually
 
 NOW = datetime.now(UTC)
@@ -62,10 +62,8 @@ class PagedSource:
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    box = Sandbox(tmp_path / "sandbox", "http://127.0.0.1:9/", signing.generate_secret())
-    await box.start()
-    yield box
-    await box.stop()
+    async with delivering_nowhere(tmp_path / "sandbox") as box:
+        yield box
 
 
 @pytest.fixture
@@ -75,35 +73,27 @@ async def provider(sandbox: Sandbox) -> AsyncIterator[SandboxProvider]:
     await client.aclose()
 
 
-async def run_row(db_url: str, run_id: str) -> store.Run:
-    conn = await postgres.connect(db_url)
-    try:
-        found = await store.get(conn, run_id)
-        assert found is not None
-        return found
-    finally:
-        await conn.close()
+async def run_row(conn: Conn, run_id: str) -> store.Run:
+    found = await store.get(conn, run_id)
+    assert found is not None
+    return found
 
 
 async def test_a_run_cut_off_mid_way_resumes_from_its_cursor_and_records_each_difference_once(
-    engine: AsyncEngine, db_url: str, provider: SandboxProvider
+    engine: AsyncEngine, conn: Conn, provider: SandboxProvider
 ) -> None:
-    conn = await postgres.connect(db_url)
-    try:
-        run = await store.create(conn, "sandbox", *WINDOW, heal=True, trigger=Trigger.API)
-    finally:
-        await conn.close()
+    run = await store.create(conn, "sandbox", *WINDOW, heal=True, trigger=Trigger.API)
     cut = PagedSource(hold_at="2")
     task = asyncio.create_task(execute(engine, provider, run.id, source=cut))
 
     async def first_pages_committed() -> bool:
-        return (await run_row(db_url, run.id)).cursor == "2"
+        return (await run_row(conn, run.id)).cursor == "2"
 
     await eventually(first_pages_committed, "two pages read and committed")
     task.cancel()  # the process is killed: its connection, and the run's lock, go with it
     with pytest.raises(asyncio.CancelledError):
         await task
-    left = await run_row(db_url, run.id)
+    left = await run_row(conn, run.id)
     assert (left.status, left.phase, left.counts["processor_charges"]) == (
         RunStatus.RUNNING,
         "fetch:charges",
@@ -115,18 +105,10 @@ async def test_a_run_cut_off_mid_way_resumes_from_its_cursor_and_records_each_di
     assert resumed.asked == ["2"], "resumed at its cursor, not from the first page"
     assert ended.status is RunStatus.FINISHED
     assert (ended.counts["processor_charges"], ended.counts["missing_here"]) == (6, 6)
-    rows = await postgres_rows(db_url, "SELECT count(*) AS n FROM reconciliation_items")
-    assert rows == 6, "each difference recorded once"
-    staged = await postgres_rows(db_url, "SELECT count(*) AS n FROM reconciliation_records")
+    items = await conn.fetchval("SELECT count(*) FROM reconciliation_items")
+    assert items == 6, "each difference recorded once"
+    staged = await conn.fetchval("SELECT count(*) FROM reconciliation_records")
     assert staged == 0, "the processor's records are dropped when the run ends"
-
-
-async def postgres_rows(db_url: str, query: str) -> int:
-    conn = await postgres.connect(db_url)
-    try:
-        return int(await conn.fetchval(query))
-    finally:
-        await conn.close()
 
 
 async def test_one_run_per_provider_runs_at_a_time_and_its_executor_holds_it(
@@ -149,53 +131,35 @@ async def test_one_run_per_provider_runs_at_a_time_and_its_executor_holds_it(
 
 
 async def test_the_loop_resumes_a_run_nobody_holds_and_schedules_only_when_due(
-    engine: AsyncEngine, db_url: str, provider: SandboxProvider, sandbox: Sandbox
+    engine: AsyncEngine, conn: Conn, provider: SandboxProvider
 ) -> None:
     providers = ProviderSet({"sandbox": provider})
-    conn = await postgres.connect(db_url)
-    try:
-        asked = await store.create(conn, "sandbox", *WINDOW, heal=False, trigger=Trigger.API)
-    finally:
-        await conn.close()
+    asked = await store.create(conn, "sandbox", *WINDOW, heal=False, trigger=Trigger.API)
     hour = timedelta(hours=1)
     assert await runtime.tick(engine, providers, hour, heal=True, first_allowed=False) == 1
-    assert (await run_row(db_url, asked.id)).status is RunStatus.FINISHED
-    assert await scheduled(db_url) == [], (
+    assert (await run_row(conn, asked.id)).status is RunStatus.FINISHED
+    assert await scheduled(conn) == [], (
         "no first scheduled run before the process was up long enough"
     )
 
     assert await runtime.tick(engine, providers, hour, heal=True, first_allowed=True) == 1
-    [first] = await scheduled(db_url)
+    [first] = await scheduled(conn)
     assert first[1] - first[0] == 2 * hour
     assert await runtime.tick(engine, providers, hour, heal=True, first_allowed=True) == 0, (
         "not due"
     )
 
-    await postgres_execute(
-        db_url, "UPDATE reconciliation_runs SET created_at = now() - interval '61 minutes'"
-    )
+    await conn.execute("UPDATE reconciliation_runs SET created_at = now() - interval '61 minutes'")
     assert await runtime.tick(engine, providers, hour, heal=True, first_allowed=False) == 1
-    second = (await scheduled(db_url))[1]
+    second = (await scheduled(conn))[1]
     assert second[0] == first[1] - hour, "the next window overlaps the last by one period"
 
 
-async def scheduled(db_url: str) -> list[tuple[datetime, datetime]]:
-    conn = await postgres.connect(db_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT since, until FROM reconciliation_runs WHERE trigger = 'schedule' ORDER BY until"
-        )
-        return [(row["since"], row["until"]) for row in rows]
-    finally:
-        await conn.close()
-
-
-async def postgres_execute(db_url: str, query: str) -> None:
-    conn = await postgres.connect(db_url)
-    try:
-        await conn.execute(query)
-    finally:
-        await conn.close()
+async def scheduled(conn: Conn) -> list[tuple[datetime, datetime]]:
+    rows = await conn.fetch(
+        "SELECT since, until FROM reconciliation_runs WHERE trigger = 'schedule' ORDER BY until"
+    )
+    return [(row["since"], row["until"]) for row in rows]
 
 
 def test_only_a_configured_provider_with_a_list_api_is_reconciled(

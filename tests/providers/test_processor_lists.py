@@ -55,7 +55,6 @@ async def test_the_sandbox_lists_what_it_made_in_the_window_with_our_ids(
     charges = await read_all(provider.list_charges, since, until)
     assert {c.provider_charge_id for c in charges} == {m.provider_charge_id for m in made}
     assert {c.charge_id for c in charges} == {"ch_gw_k0", "ch_gw_k1", "ch_gw_k2"}
-    assert {c.amount_refunded_minor for c in charges} == {0, 100}
     [listed_refund] = await read_all(provider.list_refunds, since, until)
     assert (listed_refund.provider_charge_id, listed_refund.status) == (
         first,
@@ -92,7 +91,7 @@ async def stripe(
     return await provider_for(server.url, http_client, tmp_path, monkeypatch, server.api_key)
 
 
-async def test_stripe_lists_intents_with_refunded_totals_refunds_and_disputes(
+async def test_stripe_lists_intents_refunds_and_disputes(
     stripe: StripeProvider, server: StripeServer
 ) -> None:
     made = [await stripe.create_charge(charge(key=f"ch_list_{n}:create")) for n in range(2)]
@@ -103,10 +102,7 @@ async def test_stripe_lists_intents_with_refunded_totals_refunds_and_disputes(
     charges = await read_all(stripe.list_charges, since, until)
     by_id = {c.provider_charge_id: c for c in charges}
     assert set(by_id) == {m.provider_charge_id for m in made}
-    assert (by_id[intent].status, by_id[intent].amount_refunded_minor) == (
-        ChargeStatus.SUCCEEDED,
-        200,
-    )
+    assert by_id[intent].status is ChargeStatus.SUCCEEDED
     assert by_id[intent].charge_id == "ch_list_0"
     [refund] = await read_all(stripe.list_refunds, since, until)
     assert (refund.provider_charge_id, refund.amount_minor, refund.refund_id) == (intent, 200, None)

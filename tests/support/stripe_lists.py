@@ -1,10 +1,9 @@
 """The Stripe fake's lists and its Dashboard (`tests.support.stripe_server` serves them).
 
 Lists as Stripe writes them: newest first, `limit` up to 100, `starting_after`, and the
-`created[gte]` / `created[lt]` window (Unix seconds): PaymentIntents (`expand[]=
-data.latest_charge` expands each one's Charge, which carries `amount_refunded`), Refunds,
-Disputes, and Events (`delivery_success=false` and `types[]` filters; the fake never delivers
-a webhook, so every event it recorded is undelivered).
+`created[gte]` / `created[lt]` window (Unix seconds): PaymentIntents, Refunds, Disputes, and
+Events (`delivery_success=false` and `types[]` filters; the fake never delivers a webhook, so
+every event it recorded is undelivered).
 
 The Dashboard does what reconciliation must find without a webhook: a refund made by hand
 (`dashboard_refund`, no `refund_id` metadata), a dispute a cardholder's bank opened
@@ -29,9 +28,9 @@ Json = dict[str, Any]
 
 def add_routes(app: web.Application, server: StripeServer) -> None:
     async def list_intents(request: web.Request) -> web.Response:
-        expand = "data.latest_charge" in _indexed(request.query, "expand")
-        intents = [latest_charge(server, i) if expand else i for i in server.intents.values()]
-        return list_response(request, intents, lambda _: True, "/v1/payment_intents")
+        return list_response(
+            request, server.intents.values(), lambda _: True, "/v1/payment_intents"
+        )
 
     async def list_disputes(request: web.Request) -> web.Response:
         return list_response(request, server.disputes.values(), lambda _: True, "/v1/disputes")
@@ -79,11 +78,6 @@ _UNBOUNDED = (("gte", -math.inf), ("lt", math.inf))
 def _indexed(query: Mapping[str, str], name: str) -> list[str]:
     """`name[0]=a&name[1]=b` (how the SDK sends a list) as ["a", "b"]."""
     return [value for key, value in query.items() if key.startswith(f"{name}[")]
-
-
-def latest_charge(server: StripeServer, intent: Json) -> Json:
-    """The PaymentIntent with its latest Charge expanded (the Charge has the refunds)."""
-    return {**intent, "latest_charge": charge_of(server, intent)}
 
 
 def charge_of(server: StripeServer, intent: Json) -> Json:

@@ -27,6 +27,14 @@ _KINDS = (
 
 
 def upgrade() -> None:
+    _runs()
+    _items()
+    _records()
+    _reading_indexes()
+    _ledger_check()
+
+
+def _runs() -> None:
     # A run over one provider and window. `phase` and `cursor` say where it is, committed with
     # the work of each page, so a run resumes where a crash left it. One run per provider is
     # running at a time (the partial unique index); the process executing it also holds a
@@ -61,6 +69,9 @@ def upgrade() -> None:
         "CREATE INDEX reconciliation_runs_latest ON reconciliation_runs "
         "(provider, trigger, created_at DESC)"
     )
+
+
+def _items() -> None:
     # A difference a run found. `subject` names what it is about, the same in every run
     # (a charge, a refund, a posting), so a later run can tell a known difference from a new
     # one; (run, kind, subject) is unique, so a page done again after a crash adds nothing.
@@ -91,6 +102,9 @@ def upgrade() -> None:
         "CREATE INDEX reconciliation_items_subject ON reconciliation_items "
         "(provider, kind, subject)"
     )
+
+
+def _records() -> None:
     # The processor's records a run has read (in our minor units), compared page by page
     # with ours and deleted when the run ends: the run's memory stays one page whatever the
     # window holds.
@@ -124,6 +138,9 @@ def upgrade() -> None:
             f"CREATE INDEX reconciliation_records_{column} ON reconciliation_records "
             f"(run_id, {column}) WHERE {column} IS NOT NULL"
         )
+
+
+def _reading_indexes() -> None:
     # What reconciliation reads ours by: a window's charges and refunds, a refund by the
     # processor's id, and a charge's postings (settlement's postings name their charge).
     op.execute("CREATE INDEX charges_created ON charges (provider, created_at, id)")
@@ -136,6 +153,9 @@ def upgrade() -> None:
         "CREATE INDEX ledger_transactions_charge ON ledger_transactions "
         "((metadata->>'charge_id')) WHERE metadata ? 'charge_id'"
     )
+
+
+def _ledger_check() -> None:
     # The ledger check's checkpoint: every entry and transaction up to these ids has been
     # verified, and each cached-balance account's entries up to `entries_through` sum to its
     # `net_micros` (debits minus credits). See gateway/ledger/checkpoint.py.
