@@ -18,12 +18,17 @@ from gateway.settlement.store import settle
 from providers.base import WebhookEvent
 
 _DONE = frozenset({SettlementOutcome.APPLIED, SettlementOutcome.DUPLICATE})
+_LOCK = "SELECT 1 FROM charges WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 
 
 async def apply(
     conn: asyncpg.Connection[Any], provider: str, findings: Sequence[Finding]
 ) -> list[bool]:
     """Heal what `findings` say is safe to heal; for each finding, whether it is healed."""
+    # The charges healed, locked first and in id order, as settlement locks them: a heal then
+    # never waits on a settling worker that waits on it.
+    charges = sorted({f.charge_id for f in findings if f.heal is not None and f.charge_id})
+    await conn.execute(_LOCK, charges)
     healed = [False] * len(findings)
     events: list[WebhookEvent] = []
     owners: list[int] = []
