@@ -202,6 +202,11 @@ async def test_without_heal_nothing_is_changed_and_a_clean_window_exits_zero(
     assert healed.status == 0, "healed: nothing left for an operator"
     clean = await reconcile(engine, settings, capsys, "--provider", "sandbox", around=now)
     assert (clean.status, clean.body["discrepancies"]) == (0, [])
+    table = await reconcile(
+        engine, settings, capsys, "--provider", "sandbox", around=now, form="table"
+    )
+    assert table.status == 0
+    assert "0 differences: 0 healed, 0 left for an operator, 0 new" in table.out
     conn = await postgres.connect(db_url)
     try:
         assert (await check_ledger(conn)).balanced

@@ -27,6 +27,7 @@ class Report:
     status: int
     body: dict[str, Any]
     errors: str
+    out: str
 
     def kinds(self) -> dict[tuple[str, str | None], bool]:
         """(kind, charge id) -> healed, for every difference reported."""
@@ -39,19 +40,21 @@ async def reconcile(
     capsys: pytest.CaptureFixture[str],
     *options: str,
     around: datetime,
+    form: str = "json",
 ) -> Report:
-    """`gateway reconcile <options> --format json` over the ten minutes around `around`."""
+    """`gateway reconcile <options> --format <form>` over the ten minutes around `around`;
+    a JSON report is parsed into `body`."""
     window = ["--since", (around - timedelta(minutes=5)).isoformat()]
     window += ["--until", (around + timedelta(minutes=5)).isoformat()]
     args: argparse.Namespace = build_parser().parse_args(
-        ["reconcile", *options, *window, "--format", "json"]
+        ["reconcile", *options, *window, "--format", form]
     )
     capsys.readouterr()
     status = await command.run(engine, settings, args)
     out, err = capsys.readouterr()
     # Unconfigured in tests, structlog writes to stdout too (the command's logs go to stderr).
     start = out.rfind('{"run_id"')
-    return Report(status, json.loads(out[start:]) if start >= 0 else {}, err)
+    return Report(status, json.loads(out[start:]) if start >= 0 else {}, err, out)
 
 
 async def execute(db_url: str, query: str, *args: Any) -> None:
