@@ -27,6 +27,7 @@ from gateway.charges import routes as charges
 from gateway.db import create_engine
 from gateway.embedded_pg import embedded_postgres
 from gateway.recharge import runtime as recharge
+from gateway.reconciliation import runtime as reconciliation
 from gateway.settings import Settings
 from gateway.state import ENGINE, REDIS, ROLE, SETTINGS, Role
 
@@ -98,4 +99,5 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     recharge.setup(app)  # after charges: a top-up goes through the charge path
     accounts_api.setup(app)
     usage_bulk_api.setup(app)
+    reconciliation.setup(app)  # after the providers and settlement it reads and heals through
     return app

@@ -26,6 +26,7 @@ from gateway.keys import cli as keys_cli
 from gateway.ledger.check import check_ledger
 from gateway.logs import configure_logging
 from gateway.metrics import share_between_processes
+from gateway.reconciliation import command as reconcile_command
 from gateway.settings import Settings
 from gateway.state import Role
 from providers.sandbox.server import serve_forever
@@ -122,16 +123,32 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _check_ledger(settings: Settings) -> bool:
+def _show_progress(stage: str, done: int, total: int) -> None:
+    """The ledger check's progress, on one line of a terminal."""
+    sys.stderr.write(f"\r  checking {stage:<12} page {done:,} of {total:,}   ")
+    sys.stderr.flush()
+
+
+async def _check_ledger(settings: Settings, *, full: bool) -> bool:
+    shown = sys.stderr.isatty()
     async with _engine(settings) as engine, raw_connection(engine) as conn:
-        report = await check_ledger(conn)
-    print(json.dumps(report.as_dict(), indent=2))
+        report = await check_ledger(
+            conn, full=full, save=True, progress=_show_progress if shown else _no_progress
+        )
+    if shown:
+        sys.stderr.write("\n")
+    print(json.dumps({**report.as_dict(), "scope": report.scope}, indent=2))
     return report.balanced
 
 
+def _no_progress(stage: str, done: int, total: int) -> None:
+    """Not on a terminal: nothing to draw."""
+
+
 def cmd_check_ledger(settings: Settings, args: argparse.Namespace) -> int:
-    """Exit status 0 when the ledger balances, 1 when it reports problems."""
-    return 0 if asyncio.run(_check_ledger(settings)) else 1
+    """Exit status 0 when the ledger balances, 1 when it reports problems. Incremental (what
+    was written since the last clean check), `--full` to verify everything."""
+    return 0 if asyncio.run(_check_ledger(settings, full=args.full)) else 1
 
 
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
@@ -162,6 +179,10 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    return _on_database(settings, lambda engine: reconcile_command.run(engine, settings, args))
+
+
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
@@ -178,11 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_migrate
     )
     sub.add_parser("sandbox", help="a standalone sandbox processor").set_defaults(func=cmd_sandbox)
-    sub.add_parser("check-ledger", help="run the ledger's invariants now").set_defaults(
-        func=cmd_check_ledger
+    ledger = sub.add_parser("check-ledger", help="run the ledger's invariants now")
+    ledger.add_argument(
+        "--full", action="store_true", help="verify everything, not only what is new"
     )
+    ledger.set_defaults(func=cmd_check_ledger)
     webhook_commands.register(sub, cmd_webhooks)
     keys_cli.register(sub, cmd_keys)
+    reconcile_command.register(sub, cmd_reconcile)
     return parser
 
 

@@ -77,6 +77,14 @@ LEDGER_LEGS_MAX: Final = 100  # entries in one ledger transaction
 LEDGER_REFERENCE_LENGTH_MAX: Final = 512  # fits "usage:<account id>:<usage reference>"
 LEDGER_CODE_LENGTH_MAX: Final = 64
 LEDGER_CHECK_PROBLEMS_MAX: Final = 100  # problems listed by /v1/ledger/check (all are counted)
+# The check reads in pages, each one statement far inside DB_STATEMENT_TIMEOUT_MS (measured on
+# the benchmark machine: well under a second each) whatever the ledger holds.
+LEDGER_CHECK_PAGE_TRANSACTIONS: Final = 20_000  # transactions (and their entries) per statement
+LEDGER_CHECK_PAGE_ENTRIES: Final = 200_000  # entries summed by account per statement
+LEDGER_CHECK_PAGE_ACCOUNTS: Final = 20_000  # cached balances compared per statement
+# A check that saves its checkpoint waits this long at most for transactions that may still
+# commit ids below it; postings commit in milliseconds, so only a stuck one holds it back.
+LEDGER_CHECK_SETTLE_SECONDS: Final = 5.0
 USAGE_BATCH_RECORDS_MAX: Final = 1000  # one account's batch (`POST /v1/accounts/{id}/usage`)
 # A metering pipeline's request across accounts (`POST /v1/usage`), and the most any one
 # read-and-write of usage handles: one statement to read, one to write, about 0.1 s of
@@ -107,6 +115,13 @@ WEBHOOK_RETRY_BACKOFF_SECONDS_MAX: Final = 600.0
 WEBHOOK_POLL_SECONDS: Final = 1.0  # the worker polls this often when no wake-up comes
 WEBHOOK_ERROR_LENGTH_MAX: Final = 4000  # error text kept on a failed event
 WEBHOOK_METRICS_REFRESH_SECONDS: Final = 5.0  # inbox depth and lag gauges
+# Reconciliation
+RECONCILE_PAGE_SIZE: Final = 500  # records compared (and healed) in one transaction
+RECONCILE_WINDOW_HOURS_DEFAULT: Final = 24  # a run without `since` looks back this far
+RECONCILE_WINDOW_DAYS_MAX: Final = 400  # a longer window is a mistake, not a run
+RECONCILE_EVERY_MINUTES_DEFAULT: Final = 60  # GATEWAY_RECONCILE_EVERY_MINUTES
+RECONCILE_POLL_SECONDS: Final = 30.0  # the worker looks for due and abandoned runs this often
+RECONCILE_MISSED_EVENTS_DAYS: Final = 30  # Stripe keeps undelivered events 30 days
 # Auto-recharge
 RECHARGE_DECLINES_MAX: Final = 3  # consecutive declines before auto-recharge pauses
 RECHARGE_COOLDOWN_SECONDS_BASE: Final = 60.0  # after the first decline; doubles per decline

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     # completer resolves charges left unresolved this long; keys live at least 24 hours.
     charges_lock_timeout_seconds: float = Field(default=limits.CHARGE_LOCK_TIMEOUT_SECONDS, gt=0)
     charges_complete_after_seconds: float = Field(default=limits.CHARGE_LOCK_TIMEOUT_SECONDS, gt=0)
+    # Reconciliation: a scheduled run of every listing provider this often (0: none), its
+    # window overlapping the last one's; whether scheduled runs heal what is safe to heal.
+    reconcile_every_minutes: int = Field(
+        default=limits.RECONCILE_EVERY_MINUTES_DEFAULT, ge=0, le=7 * 24 * 60
+    )
+    reconcile_heal: bool = True
     idempotency_key_retention_hours: float = Field(
         default=limits.IDEMPOTENCY_KEY_RETENTION_HOURS_MIN,
         ge=limits.IDEMPOTENCY_KEY_RETENTION_HOURS_MIN,

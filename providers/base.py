@@ -21,6 +21,11 @@ Outcomes are values, faults are exceptions:
       WebhookVerificationError  (not a ProviderError: bad input from the internet, never retried)
 
   `retry_after_seconds` on a retryable error carries the processor's `Retry-After`, if any.
+
+Reconciliation reads a processor's own records: a provider declaring `Capability.LIST` also
+implements `providers.listing.Listing` (its charges, refunds and disputes, in pages), one
+declaring `Capability.MISSED_EVENTS` implements `providers.listing.MissedEvents` (the events
+it failed to deliver). A processor with no list API declares neither.
 """
 
 from __future__ import annotations
@@ -112,6 +117,8 @@ class Capability(StrEnum):
     LOOKUP_BY_KEY = "lookup_by_key"
     WEBHOOKS = "webhooks"
     DISPUTES = "disputes"
+    LIST = "list"  # implements providers.listing.Listing
+    MISSED_EVENTS = "missed_events"  # implements providers.listing.MissedEvents
 
 
 @dataclass(frozen=True, slots=True)

@@ -261,18 +261,9 @@ class InboxWriter:
         return batch
 
     async def _insert(self, rows: Sequence[InboxRow]) -> set[tuple[str, str]]:
-        args = (
-            [r.provider for r in rows],
-            [r.event.event_id for r in rows],
-            [r.event.kind.value for r in rows],
-            [r.event.raw_type for r in rows],
-            [encode_event(r.event) for r in rows],
-            [r.body for r in rows],
-            [json.dumps(dict(r.headers), separators=(",", ":")) for r in rows],
-        )
         held = self._idle.pop() if self._idle else await self._open()
         try:
-            records = await held.driver.fetch(_INSERT, *args)
+            records = await held.driver.fetch(_INSERT, *_insert_args(rows))
         except BaseException as exc:
             if _refused_by_database(exc):  # the server answered: the connection is sound
                 self._idle.append(held)
@@ -294,6 +285,29 @@ class InboxWriter:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         while self._idle:
             await self._idle.pop().owner.close()
+
+
+def _insert_args(rows: Sequence[InboxRow]) -> tuple[list[Any], ...]:
+    return (
+        [r.provider for r in rows],
+        [r.event.event_id for r in rows],
+        [r.event.kind.value for r in rows],
+        [r.event.raw_type for r in rows],
+        [encode_event(r.event) for r in rows],
+        [r.body for r in rows],
+        [json.dumps(dict(r.headers), separators=(",", ":")) for r in rows],
+    )
+
+
+async def store_in(conn: asyncpg.Connection[Any], rows: Sequence[InboxRow]) -> list[bool]:
+    """Write `rows` on `conn`, inside the caller's transaction (the writer above is for
+    deliveries waiting on their acknowledgement; a backfill of missed events writes its pages
+    itself). Per row, whether it was new. Rows must have passed `refuse_unstorable`."""
+    if not rows:
+        return []
+    records = await conn.fetch(_INSERT, *_insert_args(rows))
+    new = {(r["provider"], r["event_id"]) for r in records}
+    return [(row.provider, row.event.event_id) in new for row in rows]
 
 
 def _answer(write: _Write, outcome: set[tuple[str, str]] | BaseException) -> None:

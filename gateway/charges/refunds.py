@@ -310,3 +310,34 @@ async def record_refund(
     final row never changes, a success settles the charge's new cumulative refunded total)."""
     fact = RefundFact(result.status, result.provider_refund_id, result.failure_message)
     return await settlement_refunds.record_refund(conn, provider, refund_id, fact)
+
+
+_ADOPT = f"""
+INSERT INTO refunds (charge_id, amount_minor, currency, status, provider_refund_id)
+SELECT $1, $2::bigint, c.currency, 'succeeded', $3 FROM charges c
+ WHERE c.id = $1
+   AND NOT EXISTS (SELECT 1 FROM refunds WHERE charge_id = $1 AND provider_refund_id = $3)
+   AND $2::bigint <= c.amount_minor - (SELECT coalesce(sum(amount_minor), 0)::bigint
+                                        FROM refunds WHERE charge_id = $1 AND status <> 'failed')
+RETURNING {REFUND_COLUMNS}
+"""  # noqa: S608 - a constant column list
+
+
+async def adopt_refund(
+    conn: asyncpg.Connection[Any],
+    provider: str,
+    charge_id: str,
+    amount_minor: int,
+    provider_refund_id: str,
+) -> asyncpg.Record | None:
+    """Inside a transaction: record a refund the processor made without us (in its dashboard)
+    as one of the charge's refunds, succeeded, and settle the charge's new cumulative total,
+    as `record_refund` does for ours. None (nothing written) when the charge has it already,
+    or when it is more than is left of the charge: then it is for an operator."""
+    await conn.execute("SELECT 1 FROM charges WHERE id = $1 FOR UPDATE", charge_id)
+    row: asyncpg.Record | None = await conn.fetchrow(
+        _ADOPT, charge_id, amount_minor, provider_refund_id
+    )
+    if row is not None:
+        await settlement_refunds.settle_refunded_total(conn, provider, row, f"adopted:{row['id']}")
+    return row

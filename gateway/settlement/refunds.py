@@ -193,11 +193,11 @@ async def _apply(
     if finished is None:  # the row is locked and was pending: it cannot have moved
         raise RuntimeError(f"refund {row['id']} left pending under its lock")
     if fact.status is RefundStatus.SUCCEEDED:
-        await _settle_total(conn, provider, finished, source)
+        await settle_refunded_total(conn, provider, finished, source)
     return finished, SettlementOutcome.APPLIED
 
 
-async def _settle_total(
+async def settle_refunded_total(
     conn: asyncpg.Connection[Any], provider: str, refund: asyncpg.Record, source: str
 ) -> None:
     """The charge's new cumulative refunded total, through the one settlement function."""

@@ -4,6 +4,7 @@ GET  /_sandbox/health               charges held, webhooks waiting
 GET  /_sandbox/knobs                POST /_sandbox/knobs {name: value, ...} (all or none)
 POST /_sandbox/webhooks/pause       hold deliveries;  POST /_sandbox/webhooks/resume
 GET  /_sandbox/webhooks/attempts    recent delivery attempts (event id, attempt, status)
+POST /_sandbox/charges/{id}/dispute open a dispute on a succeeded charge now
 POST /_sandbox/disputes/{id}/close  {"outcome": "won" | "lost"}
 """
 
@@ -52,6 +53,13 @@ def add_routes(app: web.Application, processor: SandboxProcessor) -> None:
         entries = list(processor.deliverer.log) if processor.deliverer else []
         return json_response(200, {"data": entries, "has_more": False})
 
+    async def open_dispute(request: web.Request) -> web.Response:
+        try:
+            opened = processor.open_dispute(request.match_info["id"])
+        except Invalid as exc:
+            return invalid(exc)
+        return json_response(200, opened)
+
     async def close_dispute(request: web.Request) -> web.Response:
         try:
             outcome = (await read_json(request)).get("outcome")
@@ -66,4 +74,5 @@ def add_routes(app: web.Application, processor: SandboxProcessor) -> None:
     app.router.add_post("/_sandbox/webhooks/pause", pause)
     app.router.add_post("/_sandbox/webhooks/resume", resume)
     app.router.add_get("/_sandbox/webhooks/attempts", attempts)
+    app.router.add_post("/_sandbox/charges/{id}/dispute", open_dispute)
     app.router.add_post("/_sandbox/disputes/{id}/close", close_dispute)

@@ -165,7 +165,7 @@ class SandboxProcessor:
             if charge["payment_method"] == "pm_card_disputed" and not charge.get("dispute"):
                 self._later(self.knobs.dispute_after_seconds, self._open_dispute, charge["id"])
 
-    def _later(self, delay: float, action: Callable[[str], None], charge_id: str) -> None:
+    def _later(self, delay: float, action: Callable[[str], object], charge_id: str) -> None:
         async def run() -> None:
             await asyncio.sleep(delay)
             action(charge_id)
@@ -212,7 +212,7 @@ class SandboxProcessor:
         if charge["status"] == "pending":
             self._set_charge({**charge, "status": "succeeded"}, "charge.succeeded")
 
-    def _open_dispute(self, charge_id: str) -> None:
+    def _open_dispute(self, charge_id: str) -> Json:
         charge = self.charges[charge_id]
         dispute = {
             "id": new_id("dp"),
@@ -227,6 +227,7 @@ class SandboxProcessor:
         self._save("dispute", dispute)
         self._set_charge({**charge, "dispute": dispute["id"]}, None)
         self._emit("dispute.created", dispute)
+        return dispute
 
     # -- idempotency keys (the HTTP side is in providers.sandbox.routes) --------------------
 
@@ -329,7 +330,16 @@ class SandboxProcessor:
         self._set_charge(refunded, "charge.refunded")
         return Answer(200, refund)
 
-    # -- disputes (closed by tests through providers.sandbox.controls) ---------------------
+    # -- disputes (opened and closed by tests through providers.sandbox.controls) ---------
+
+    def open_dispute(self, charge_id: str) -> Json:
+        """Open a dispute on a succeeded charge now, as a cardholder's bank would."""
+        charge = self.charges.get(charge_id)
+        if charge is None:
+            raise Invalid("id", "no such charge", status=404, code="resource_missing")
+        if charge["status"] != "succeeded" or charge.get("dispute"):
+            raise Invalid("id", "only a succeeded charge without a dispute can be disputed")
+        return self._open_dispute(charge_id)
 
     def close_dispute(self, dispute_id: str, outcome: object) -> Json:
         dispute = self.disputes.get(dispute_id)

@@ -8,9 +8,10 @@ secret generated under the data dir, shared with the embedded server)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -26,6 +27,7 @@ from providers.base import (
     Provider,
     ProviderContext,
     ProviderOutcomeUnknown,
+    ProviderRequestError,
     RefundRequest,
     RefundResult,
     RefundStatus,
@@ -33,11 +35,19 @@ from providers.base import (
     WebhookVerificationError,
 )
 from providers.config import read_settings
+from providers.listing import (
+    Listing,
+    ProcessorCharge,
+    ProcessorDispute,
+    ProcessorRefund,
+    RecordPage,
+)
 from providers.lookups import one_refund
 from providers.sandbox import limits, signing
 from providers.sandbox.settings import SandboxSettings, webhook_secret
 
 Json = dict[str, Any]
+T = TypeVar("T")
 
 STATUSES = {
     "succeeded": ChargeStatus.SUCCEEDED,
@@ -66,9 +76,10 @@ def decline_code(raw: str | None) -> DeclineCode | None:
         return DeclineCode.GENERIC_DECLINE
 
 
-class SandboxProvider(Provider):
+class SandboxProvider(Provider, Listing):
     name = "sandbox"
-    capabilities = frozenset(Capability)
+    # It keeps no list of the events it failed to deliver (it drops one it gives up on).
+    capabilities = frozenset(Capability) - {Capability.MISSED_EVENTS}
     idempotency_key_length_max = limits.SANDBOX_IDEMPOTENCY_KEY_LENGTH_MAX
 
     def __init__(self, client: httpx.AsyncClient, base_url: str, webhook_secret: str) -> None:
@@ -170,6 +181,50 @@ class SandboxProvider(Provider):
                 return charge_result(found[0])
         return None
 
+    async def list_charges(
+        self, since: datetime, until: datetime, cursor: str | None
+    ) -> RecordPage[ProcessorCharge]:
+        return await self._list("/v1/charges", since, until, cursor, processor_charge)
+
+    async def list_refunds(
+        self, since: datetime, until: datetime, cursor: str | None
+    ) -> RecordPage[ProcessorRefund]:
+        return await self._list("/v1/refunds", since, until, cursor, processor_refund)
+
+    async def list_disputes(
+        self, since: datetime, until: datetime, cursor: str | None
+    ) -> RecordPage[ProcessorDispute]:
+        return await self._list("/v1/disputes", since, until, cursor, processor_dispute)
+
+    async def _list(
+        self,
+        path: str,
+        since: datetime,
+        until: datetime,
+        cursor: str | None,
+        read: Callable[[Json], T],
+    ) -> RecordPage[T]:
+        """One page of a sandbox list over [since, until), widened to whole seconds (the
+        sandbox keeps creation times in seconds); the cursor is the page's last id."""
+        params: dict[str, str | int] = {
+            "limit": limits.SANDBOX_PAGE_LIMIT_MAX,
+            "created[gte]": math.floor(since.timestamp()),
+            "created[lt]": math.ceil(until.timestamp()),
+        }
+        if cursor is not None:
+            params["starting_after"] = cursor
+        _, body = await self._send("GET", path, params=params)
+        try:
+            data = body["data"]
+            records = [read(item) for item in data]
+            more = bool(body["has_more"]) and bool(data)
+            return RecordPage(records, str(data[-1]["id"]) if more else None)
+        except (KeyError, TypeError, ValueError) as exc:
+            # A list read changes nothing, so an unreadable one is a refusal, not an unknown.
+            raise ProviderRequestError(
+                f"sandbox: unreadable {path} page ({type(exc).__name__})"
+            ) from None
+
     def verify_webhook(self, body: bytes, headers: Mapping[str, str], now: datetime) -> None:
         signing.verify(self._secret, body, headers, now)
 
@@ -202,6 +257,54 @@ def refund_result(refund: Json) -> RefundResult:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProviderOutcomeUnknown(f"sandbox: unreadable refund ({type(exc).__name__})") from None
+
+
+def _created(obj: Json) -> datetime:
+    return datetime.fromtimestamp(int(obj["created"]), UTC)
+
+
+def _ours(obj: Json, name: str) -> str | None:
+    """One of our ids from an object's metadata (None: not there, or not ours)."""
+    value = (obj.get("metadata") or {}).get(name)
+    return value if isinstance(value, str) else None
+
+
+def processor_charge(charge: Json) -> ProcessorCharge:
+    return ProcessorCharge(
+        provider_charge_id=str(charge["id"]),
+        status=STATUSES.get(str(charge.get("status", "")), ChargeStatus.PENDING),
+        amount_minor=int(charge["amount"]),
+        currency=str(charge["currency"]),
+        created_at=_created(charge),
+        charge_id=_ours(charge, "charge_id"),
+        account_id=_ours(charge, "account_id"),
+    )
+
+
+def processor_refund(refund: Json) -> ProcessorRefund:
+    key = refund.get("idempotency_key")
+    return ProcessorRefund(
+        provider_refund_id=str(refund["id"]),
+        provider_charge_id=str(refund["charge"]),
+        status=REFUND_STATUSES.get(str(refund.get("status", "")), RefundStatus.PENDING),
+        amount_minor=int(refund["amount"]),
+        currency=str(refund["currency"]),
+        created_at=_created(refund),
+        idempotency_key=key if isinstance(key, str) else None,
+    )
+
+
+def processor_dispute(dispute: Json) -> ProcessorDispute:
+    status = dispute.get("status")
+    return ProcessorDispute(
+        dispute_id=str(dispute["id"]),
+        provider_charge_id=str(dispute["charge"]),
+        amount_minor=int(dispute["amount"]),
+        currency=str(dispute["currency"]),
+        created_at=_created(dispute),
+        outcome=DisputeOutcome(status) if status in ("won", "lost") else None,
+        charge_id=_ours(dispute, "charge_id"),
+    )
 
 
 def _charge_result(charge: Json) -> ChargeResult:

@@ -8,6 +8,10 @@
     GET  /v1/refunds        newest first, {data, has_more}; limit, starting_after, charge,
                             idempotency_key filters (keys are kept for good, and each refund
                             keeps the key it was made under: the key names the refund)
+    GET  /v1/disputes       newest first, {data, has_more}; limit, starting_after, charge
+
+Every list also takes `created[gte]` and `created[lt]` (Unix seconds): the objects created in
+that window, as Stripe's lists do.
 
 Idempotency keys work as Stripe's: the same key and parameters replay the stored answer
 (`Idempotent-Replayed: true`); different parameters are a 422; a request arriving while the
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 
 import structlog
@@ -42,6 +47,7 @@ def create_app(processor: SandboxProcessor) -> web.Application:
     app.router.add_get("/v1/charges/{id}", api.get_charge)
     app.router.add_post("/v1/refunds", api.create_refund)
     app.router.add_get("/v1/refunds", api.list_refunds)
+    app.router.add_get("/v1/disputes", api.list_disputes)
     controls.add_routes(app, processor)
     app.cleanup_ctx.append(processor.lifecycle)
     return app
@@ -189,28 +195,62 @@ class _Api:
             ),
         )
 
+    async def list_disputes(self, request: web.Request) -> web.Response:
+        charge = request.query.get("charge")
+        return _page(
+            request.query,
+            self._processor.disputes,
+            lambda dispute: charge is None or dispute["charge"] == charge,
+        )
+
 
 def _page(
     query: Mapping[str, str], table: dict[str, Json], keep: Callable[[Json], bool]
 ) -> web.Response:
-    """One page of a list endpoint: `table`'s objects that `keep` wants, newest first, after
-    `starting_after` (an id in that same list), at most `limit` of them."""
+    """One page of a list endpoint: `table`'s objects that `keep` wants and that were created
+    in the `created[gte]`, `created[lt]` window, newest first, after `starting_after` (an id in
+    that same list), at most `limit` of them."""
     try:
         limit = int(query.get("limit", limits.SANDBOX_PAGE_LIMIT_DEFAULT))
     except ValueError:
         limit = -1
     if not 1 <= limit <= limits.SANDBOX_PAGE_LIMIT_MAX:
         return invalid(Invalid("limit", f"limit must be 1 to {limits.SANDBOX_PAGE_LIMIT_MAX}"))
-    matches = [value for value in reversed(table.values()) if keep(value)]
+    try:
+        low, high = _created_window(query)
+    except Invalid as exc:
+        return invalid(exc)
     after = query.get("starting_after")
-    if after is not None:
-        ids = [value["id"] for value in matches]
-        if after not in ids:
-            return invalid(Invalid("starting_after", "no such object in this list"))
-        matches = matches[ids.index(after) + 1 :]
+    passed = after is None  # whether `starting_after` is behind us
+    matches: list[Json] = []
+    for value in reversed(table.values()):
+        if not (low <= value["created"] < high and keep(value)):
+            continue
+        if passed:
+            matches.append(value)
+            if len(matches) > limit:
+                break  # one more than the page tells whether there are more
+        else:
+            passed = value["id"] == after
+    if not passed:
+        return invalid(Invalid("starting_after", "no such object in this list"))
     return json_response(
         200, {"object": "list", "data": matches[:limit], "has_more": len(matches) > limit}
     )
+
+
+def _created_window(query: Mapping[str, str]) -> tuple[float, float]:
+    """The `created[gte]`, `created[lt]` bounds (Unix seconds; absent: unbounded)."""
+    bounds = []
+    for name, default in (("created[gte]", -math.inf), ("created[lt]", math.inf)):
+        raw = query.get(name)
+        if raw is None:
+            bounds.append(default)
+        elif raw.isascii() and raw.isdigit() and len(raw) <= 12:
+            bounds.append(float(raw))
+        else:
+            raise Invalid(name, f"{name} must be a Unix time in seconds")
+    return bounds[0], bounds[1]
 
 
 def _charge_params(body: Json) -> Json:

@@ -39,6 +39,15 @@ from providers.base import (
     WebhookEvent,
 )
 from providers.config import read_settings
+from providers.listing import (
+    Listing,
+    MissedDelivery,
+    MissedEvents,
+    ProcessorCharge,
+    ProcessorDispute,
+    ProcessorRefund,
+    RecordPage,
+)
 from providers.lookups import one_refund
 from providers.stripe import limits, webhooks
 from providers.stripe.answers import (
@@ -51,14 +60,16 @@ from providers.stripe.answers import (
     refund_result,
 )
 from providers.stripe.faults import StripeOutcomeIndeterminate, classify
+from providers.stripe.listing import StripeLists
 from providers.stripe.settings import StripeSettings
 from providers.stripe.wire import SharedClient
 
 log = structlog.get_logger(__name__)
 
 
-class StripeProvider(Provider):
-    """Stripe PaymentIntents, through the shared HTTP client (`providers.stripe.wire`)."""
+class StripeProvider(Provider, Listing, MissedEvents):
+    """Stripe PaymentIntents, through the shared HTTP client (`providers.stripe.wire`); its
+    lists for reconciliation in `providers.stripe.listing`."""
 
     name = "stripe"
     # Stripe's documented special cases (docs.stripe.com/currencies#special-cases): ISK and UGX
@@ -78,6 +89,8 @@ class StripeProvider(Provider):
             Capability.LOOKUP_BY_KEY,
             Capability.WEBHOOKS,
             Capability.DISPUTES,
+            Capability.LIST,
+            Capability.MISSED_EVENTS,
         }
     )
 
@@ -93,6 +106,7 @@ class StripeProvider(Provider):
             max_network_retries=0,  # providers.retry is the one retry layer
             base_addresses=cast(Any, base),
         )
+        self._lists = StripeLists(self._client, self._fault)
 
     @classmethod
     def from_env(cls, context: ProviderContext) -> Self:
@@ -237,6 +251,28 @@ class StripeProvider(Provider):
             f"{limits.STRIPE_REFUND_PAGES_MAX * limits.STRIPE_LIST_PAGE_SIZE} refunds; "
             "not all were read"
         )
+
+    # Reconciliation
+
+    async def list_charges(
+        self, since: datetime, until: datetime, cursor: str | None
+    ) -> RecordPage[ProcessorCharge]:
+        return await self._lists.charges(since, until, cursor)
+
+    async def list_refunds(
+        self, since: datetime, until: datetime, cursor: str | None
+    ) -> RecordPage[ProcessorRefund]:
+        return await self._lists.refunds(since, until, cursor)
+
+    async def list_disputes(
+        self, since: datetime, until: datetime, cursor: str | None
+    ) -> RecordPage[ProcessorDispute]:
+        return await self._lists.disputes(since, until, cursor)
+
+    async def list_missed_events(
+        self, since: datetime, cursor: str | None
+    ) -> RecordPage[MissedDelivery]:
+        return await self._lists.missed_events(since, cursor)
 
     def _declined(self, exc: stripe.CardError, request: ChargeRequest) -> ChargeResult:
         """A card error is an outcome. Stripe attaches the failed PaymentIntent to it."""

@@ -23,11 +23,20 @@ _INTENT_EVENTS: Mapping[str, EventKind] = {
 }
 
 # An inquiry that closes without a chargeback (`warning_closed`) returns nothing taken.
-_DISPUTE_OUTCOMES: Mapping[str, DisputeOutcome] = {
+DISPUTE_OUTCOMES: Mapping[str, DisputeOutcome] = {
     "won": DisputeOutcome.WON,
     "warning_closed": DisputeOutcome.WON,
     "lost": DisputeOutcome.LOST,
 }
+
+
+# Every event type `parse` reads as more than IGNORED: what a backfill of missed events asks for.
+SETTLED_TYPES: tuple[str, ...] = (
+    *_INTENT_EVENTS,
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.closed",
+)
 
 
 def verify(
@@ -101,7 +110,7 @@ def _webhook_event(event: Mapping[str, Any]) -> WebhookEvent:
         )
     if raw_type in ("charge.dispute.created", "charge.dispute.closed"):
         closed = raw_type == "charge.dispute.closed"
-        outcome = _DISPUTE_OUTCOMES.get(str(obj["status"])) if closed else None
+        outcome = DISPUTE_OUTCOMES.get(str(obj["status"])) if closed else None
         if closed and outcome is None:
             raise ValueError(f"a closed dispute in status {obj['status']}")
         return WebhookEvent(

@@ -139,6 +139,9 @@ async def test_every_declared_2xx_body_matches_its_schema(served: str) -> None:
         event = await _first_event(walk)
         await walk.expect(200, "GET", "/v1/webhook-events/{id}", id=event)
         await walk.expect(200, "POST", "/v1/webhook-events/{id}/replay", id=event)
+        run = await walk.expect(200, "POST", "/v1/reconciliation-runs", {"provider": "sandbox"})
+        await walk.expect(200, "GET", "/v1/reconciliation-runs/{id}", id=run["id"])
+        await walk.expect(200, "GET", "/v1/reconciliation-runs/{id}/items", id=run["id"])
     # A route that declares a new 2xx body fails this test until the walk answers it.
     assert walk.checked == {(op.method, op.path) for op in DESCRIBED if op.response_model}
 

@@ -178,6 +178,9 @@ ROUTE_SCOPES = {
     ("post", "/v1/api-keys/{id}/rotate"): "admin",
     ("post", "/v1/api-keys/{id}/revoke"): "admin",
     ("get", "/v1/audit-events"): "admin",
+    ("post", "/v1/reconciliation-runs"): "admin",
+    ("get", "/v1/reconciliation-runs/{id}"): "ledger:read",
+    ("get", "/v1/reconciliation-runs/{id}/items"): "ledger:read",
 }
 
 

@@ -24,6 +24,7 @@ from gateway.api.routing import OPERATIONS, Operation
 from gateway.app import create_app
 from gateway.charges.model import ChargeCreate, RefundCreate
 from gateway.processors import point_sandbox_webhooks
+from gateway.reconciliation.api import RunCreate
 from gateway.state import Role
 from tests.conftest import AiohttpClient, auth, make_settings
 from tests.support import postgres
@@ -55,6 +56,7 @@ BODIES: dict[type[BaseModel], Callable[[str], dict[str, Any]]] = {
     UsageBulkIn: lambda key: {
         "records": [{"account_id": ACCOUNT, "amount": "0.0079", "reference": f"bulk-{key}"}]
     },
+    RunCreate: lambda _: {"provider": "sandbox"},
 }
 # Query parameters by name (`GET /v1/charges` needs the account).
 QUERY = {"account_id": ACCOUNT}
@@ -137,6 +139,23 @@ async def _api_key(client: Client) -> str:
     return str((await made.json())["id"])
 
 
+async def _reconciliation_run(client: Client) -> str:
+    """The id of a reconciliation run, once the service has executed it (so the sample's own
+    run of the provider is not refused while it runs)."""
+    made = await client.post(
+        "/v1/reconciliation-runs", json={"provider": "sandbox"}, headers=auth(idempotency_key="r")
+    )
+    assert made.status == 200, await made.text()
+    run_id = str((await made.json())["id"])
+
+    async def finished() -> bool:
+        run = await client.get(f"/v1/reconciliation-runs/{run_id}", headers=auth())
+        return bool((await run.json())["status"] != "running")
+
+    await eventually(finished, "the reconciliation run was executed", timeout_seconds=15)
+    return run_id
+
+
 @pytest.fixture
 async def outage(
     aiohttp_client: AiohttpClient, db_url: str, tmp_path: Path
@@ -158,6 +177,7 @@ async def outage(
             "charges": (await charged.json())["id"],
             "webhook-events": await _first_inbox_event(client),
             "api-keys": await _api_key(client),
+            "reconciliation-runs": await _reconciliation_run(client),
         }
         operations = [op for op in client.app[OPERATIONS] if op.path.startswith("/v1/")]
         samples = [sample(op, ids) for op in operations]

@@ -1,10 +1,14 @@
-"""Fixtures for the integration tests: the service with its sandbox provider on a mocked wire,
-and for the webhook tests the fake settlement table and a settle function."""
+"""Fixtures for the integration tests: a connection to the test database, the service with its
+sandbox provider on a mocked wire, and for the webhook tests the fake settlement table and a
+settle function."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, TypeAlias
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -14,6 +18,8 @@ from gateway.state import Role
 from tests.conftest import AiohttpClient, make_settings
 from tests.support import postgres
 from tests.support.webhook_fakes import FACTS_TABLE, FakeSettle
+
+Conn: TypeAlias = "asyncpg.Connection[Any]"
 
 SANDBOX_ON_WIRE = "http://sandbox.test"
 """Where the sandbox provider of `wired_client` sends: a host only respx answers."""
@@ -37,3 +43,11 @@ async def fake_settle(db_url: str) -> FakeSettle:
     finally:
         await conn.close()
     return FakeSettle()
+
+
+@pytest.fixture
+async def conn(db_url: str) -> AsyncIterator[Conn]:
+    """A connection to the emptied test database."""
+    connection = await postgres.connect(db_url)
+    yield connection
+    await connection.close()

@@ -3,7 +3,6 @@ refused at commit and entries are append-only, even from raw SQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -20,16 +19,8 @@ from gateway.ledger.posting import (
     TransactionSpec,
     post_transactions,
 )
-from tests.support import postgres
 
 Conn: TypeAlias = "asyncpg.Connection[Any]"
-
-
-@pytest.fixture
-async def conn(db_url: str) -> AsyncIterator[Conn]:
-    connection = await postgres.connect(db_url)
-    yield connection
-    await connection.close()
 
 
 async def usage(

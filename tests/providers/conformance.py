@@ -5,7 +5,8 @@ for a provider that breaks its rule).
 A check is `async def check(kit, cls, harness)`: it builds the provider from its kit's
 settings with `cls.from_env`, puts answers on the wire with respx through the kit, and asserts.
 The rules are the contract of `providers.base`; the checks of what a provider declares to the
-core (capabilities, currency exponents, key length) are in `conformance_seam.py`. A check that
+core (capabilities, currency exponents, key length) are in `conformance_seam.py`, those of its
+lists (`providers.listing`) in `conformance_listing.py`. A check that
 needs a capability (`NEEDS`) is skipped for a provider that does not declare it: the core never
 asks that of it."""
 
@@ -30,6 +31,7 @@ from providers.base import (
     RefundResult,
     WebhookVerificationError,
 )
+from tests.providers import conformance_listing as listing
 from tests.providers import conformance_seam as seam
 from tests.providers.harness import REFUND, Check, Harness, build, charge_request
 from tests.providers.kits import Delivery, Kit, WireOutcome
@@ -367,6 +369,8 @@ CHECKS: dict[str, Check] = {
         seam.check_amounts_reach_the_wire_in_the_processors_minor_units,
         seam.check_the_longest_key_it_declares_is_sent_unchanged,
         seam.check_find_charge_finds_the_charge_made_and_no_other,
+        listing.check_lists_read_every_record_of_the_window_once,
+        listing.check_missed_events_read_as_their_deliveries,
     )
 }
 
@@ -383,5 +387,7 @@ NEEDS: dict[str, frozenset[Capability]] = {
     "webhook_signed_with_another_secret_is_rejected": _WEBHOOKS,
     "unreadable_webhook_body_is_malformed": _WEBHOOKS,
     "find_charge_finds_the_charge_made_and_no_other": frozenset({Capability.LOOKUP_BY_KEY}),
+    "lists_read_every_record_of_the_window_once": frozenset({Capability.LIST}),
+    "missed_events_read_as_their_deliveries": frozenset({Capability.MISSED_EVENTS}),
 }
 """The capabilities a check needs; a provider without them skips it."""

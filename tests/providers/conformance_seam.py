@@ -14,6 +14,7 @@ from gateway import processor_amounts
 from gateway.charges.processor import PROCESSOR_KEY_LENGTH
 from gateway.money import ISO_4217, MICROS_EXPONENT
 from providers.base import Capability, ChargeResult, Provider
+from providers.listing import Listing, MissedEvents
 from tests.providers.harness import Harness, build, charge_request
 from tests.providers.kits import Kit, WireOutcome
 from tests.support.wire import mock_wire
@@ -22,6 +23,12 @@ from tests.support.wire import mock_wire
 _IMPLIES = {
     Capability.PARTIAL_REFUND: Capability.REFUND,
     Capability.DISPUTES: Capability.WEBHOOKS,  # disputes only ever arrive by webhook
+    Capability.MISSED_EVENTS: Capability.WEBHOOKS,
+}
+# A capability whose calls live in an interface of their own: declared if and only if built.
+_INTERFACES: dict[Capability, type] = {
+    Capability.LIST: Listing,
+    Capability.MISSED_EVENTS: MissedEvents,
 }
 
 
@@ -30,6 +37,11 @@ async def check_declarations_are_coherent(kit: Kit, cls: type[Provider], harness
     for capability, needed in _IMPLIES.items():
         if capability in cls.capabilities:
             assert needed in cls.capabilities, f"{capability} without {needed}"
+    for capability, interface in _INTERFACES.items():
+        declared, built = capability in cls.capabilities, issubclass(cls, interface)
+        assert declared == built, (
+            f"{capability} declared: {declared}, {interface.__name__}: {built}"
+        )
     assert cls.idempotency_key_length_max >= PROCESSOR_KEY_LENGTH, (
         f"the gateway's processor keys ({PROCESSOR_KEY_LENGTH} characters) must fit"
     )

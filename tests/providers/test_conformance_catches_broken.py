@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 
@@ -26,6 +26,7 @@ from providers.base import (
     RefundStatus,
     WebhookEvent,
 )
+from providers.listing import ProcessorCharge, ProcessorDispute, ProcessorRefund, RecordPage
 from providers.sandbox.provider import STATUSES, SandboxProvider, charge_result, refund_result
 from tests.providers.conformance import CHECKS
 from tests.providers.harness import Harness
@@ -174,6 +175,42 @@ class FindsAnyCharge(SandboxProvider):
         return charge_result(body["data"][0]) if body["data"] else None
 
 
+class IgnoresTheCursor(SandboxProvider):
+    async def list_charges(
+        self, since: datetime, until: datetime, cursor: str | None
+    ) -> RecordPage[ProcessorCharge]:
+        return await super().list_charges(since, until, None)
+
+
+class ListsOnlyTheFirstPage(SandboxProvider):
+    async def list_refunds(
+        self, since: datetime, until: datetime, cursor: str | None
+    ) -> RecordPage[ProcessorRefund]:
+        page = await super().list_refunds(since, until, cursor)
+        return RecordPage(page.records, None)
+
+
+class ListsAWholeDay(SandboxProvider):
+    async def list_disputes(
+        self, since: datetime, until: datetime, cursor: str | None
+    ) -> RecordPage[ProcessorDispute]:
+        return await super().list_disputes(since, since + timedelta(days=1), cursor)
+
+
+class LosesOurChargeIds(SandboxProvider):
+    async def list_charges(
+        self, since: datetime, until: datetime, cursor: str | None
+    ) -> RecordPage[ProcessorCharge]:
+        page = await super().list_charges(since, until, cursor)
+        return RecordPage(
+            [dataclasses.replace(r, charge_id=None) for r in page.records], page.cursor
+        )
+
+
+class ListsWithoutSaying(SandboxProvider):
+    capabilities = frozenset(Capability) - {Capability.LIST, Capability.MISSED_EVENTS}
+
+
 BROKEN: list[tuple[type[Provider], str]] = [
     (UnknownStatusIsSuccess, "unknown_status_is_pending"),
     (DeclineIsAnError, "charge_outcomes_map_to_statuses_and_declines"),
@@ -199,6 +236,11 @@ BROKEN: list[tuple[type[Provider], str]] = [
     (TruncatesKeys, "the_longest_key_it_declares_is_sent_unchanged"),
     (NeverFindsCharges, "find_charge_finds_the_charge_made_and_no_other"),
     (FindsAnyCharge, "find_charge_finds_the_charge_made_and_no_other"),
+    (IgnoresTheCursor, "lists_read_every_record_of_the_window_once"),
+    (ListsOnlyTheFirstPage, "lists_read_every_record_of_the_window_once"),
+    (ListsAWholeDay, "lists_read_every_record_of_the_window_once"),
+    (LosesOurChargeIds, "lists_read_every_record_of_the_window_once"),
+    (ListsWithoutSaying, "declarations_are_coherent"),
 ]
 
 

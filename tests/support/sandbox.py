@@ -5,6 +5,8 @@ waits in milliseconds), and small helpers to charge it and read its own list."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from aiohttp import web
 
 from providers.base import ChargeRequest
 from providers.retry import RetryPolicy
+from providers.sandbox import signing
 from providers.sandbox.knobs import Knobs
 from providers.sandbox.processor import SandboxProcessor
 from providers.sandbox.server import RunningSandbox, start
@@ -106,6 +109,21 @@ class Sandbox:
         if self.running is None:
             raise RuntimeError("the sandbox is not running")
         return self.running.processor
+
+
+DEAD_URL = "http://127.0.0.1:9/webhooks/sandbox"
+"""Where nothing listens: every webhook sent there is lost."""
+
+
+@asynccontextmanager
+async def delivering_nowhere(state_dir: Path) -> AsyncIterator[Sandbox]:
+    """A running sandbox whose webhooks never arrive (its receiver is gone for good)."""
+    box = Sandbox(state_dir, DEAD_URL, signing.generate_secret())
+    await box.start()
+    try:
+        yield box
+    finally:
+        await box.stop()
 
 
 def request_for(payment_method: str, key: str = "gw_key_1", amount: int = 1000) -> ChargeRequest:

@@ -8,21 +8,21 @@ declines included, with `Idempotent-Replayed: true`; other parameters: 400
 at creation, retrieval, metadata search, and refunds (their metadata kept, listed by
 PaymentIntent newest first, `limit` up to 100 and `starting_after`). Test cards follow
 Stripe's names: `pm_card_visa` succeeds, `pm_card_chargeDeclined` and
-`pm_card_insufficientFunds` decline.
+`pm_card_insufficientFunds` decline, `pm_usBankAccount_success` is processing until settled.
 
 `lose_next_answers(n)` drops the connection before the next `n` answers to charge creations
 (new or replayed under their key), `lose_next_refund_answers(n)` likewise for refunds: the
 lost-answer cases the provider must survive without charging or refunding twice.
 `forget_keys()` forgets every idempotency key, as Stripe does after 24 hours.
 `work_seconds` keeps each keyed request in flight that long, so a concurrent request with the
-same key meets the 409."""
+same key meets the 409. Its lists, the events it records and its Dashboard (refunds and
+disputes made without us) are in `tests.support.stripe_lists`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.support import stripe_lists
 from tests.support.serving import served
 
 DECLINES: Mapping[str, tuple[str, str]] = {
@@ -39,6 +40,8 @@ DECLINES: Mapping[str, tuple[str, str]] = {
     "pm_card_insufficientFunds": ("insufficient_funds", "Your card has insufficient funds."),
 }
 SUCCEEDS = frozenset({"pm_card_visa"})
+# A bank debit: `processing` until Stripe settles it (`stripe_lists.settle_processing`).
+PROCESSING = frozenset({"pm_usBankAccount_success"})
 _SEARCH = re.compile(r"^metadata\['(?P<key>[^']+)'\]:'(?P<value>(?:[^'\\]|\\.)*)'$")
 
 
@@ -55,6 +58,8 @@ class StripeServer:
     api_key: str
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)  # oldest first
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     url: str = ""
     work_seconds: float = 0.0
@@ -72,6 +77,20 @@ class StripeServer:
         """As Stripe does with idempotency keys once they are 24 hours old."""
         self._keys.clear()
 
+    def emit(self, event_type: str, obj: dict[str, Any]) -> None:
+        """Record an event about `obj`, as Stripe does for every change."""
+        self.events.append(
+            {
+                "id": stripe_lists.new_id("evt"),
+                "object": "event",
+                "type": event_type,
+                "created": int(time.time()),
+                "data": {"object": dict(obj)},
+                "livemode": False,
+                "pending_webhooks": 1,
+            }
+        )
+
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._authenticate])
         app.router.add_post("/v1/payment_intents", self._create_intent)
@@ -79,6 +98,7 @@ class StripeServer:
         app.router.add_get("/v1/payment_intents/{id}", self._retrieve_intent)
         app.router.add_post("/v1/refunds", self._create_refund)
         app.router.add_get("/v1/refunds", self._list_refunds)
+        stripe_lists.add_routes(app, self)
         return app
 
     @web.middleware
@@ -112,29 +132,15 @@ class StripeServer:
         return answer if isinstance(answer, web.StreamResponse) else answer_response(answer)
 
     async def _list_refunds(self, request: web.Request) -> web.StreamResponse:
-        query = request.query
-        intent = query.get("payment_intent")
-        found = [
-            refund
-            for refund in reversed(self.refunds.values())
-            if intent is None or refund["payment_intent"] == intent
-        ]
-        after = query.get("starting_after")
-        if after is not None:
-            ids = [refund["id"] for refund in found]
-            if after not in ids:
-                return _missing("refund", after)
-            found = found[ids.index(after) + 1 :]
-        limit = int(query.get("limit", "10"))
+        limit = int(request.query.get("limit", "10"))
         if not 1 <= limit <= 100:
             return _error(400, "invalid_request_error", "limit must be 1 to 100.", "limit")
-        return web.json_response(
-            {
-                "object": "list",
-                "data": found[:limit],
-                "has_more": len(found) > limit,
-                "url": "/v1/refunds",
-            }
+        intent = request.query.get("payment_intent")
+        return stripe_lists.list_response(
+            request,
+            self.refunds.values(),
+            lambda refund: intent is None or refund["payment_intent"] == intent,
+            "/v1/refunds",
         )
 
     async def _retrieve_intent(self, request: web.Request) -> web.StreamResponse:
@@ -192,7 +198,7 @@ class StripeServer:
 
     def _confirm_intent(self, params: dict[str, Any]) -> Answer:
         method = params.get("payment_method", "")
-        if method not in SUCCEEDS and method not in DECLINES:
+        if method not in SUCCEEDS | PROCESSING and method not in DECLINES:
             return Answer(
                 400,
                 _error_body(
@@ -203,7 +209,7 @@ class StripeServer:
                 ),
             )
         intent = {
-            "id": _new_id("pi"),
+            "id": stripe_lists.new_id("pi"),
             "object": "payment_intent",
             "amount": int(params["amount"]),
             "amount_received": 0,
@@ -214,7 +220,7 @@ class StripeServer:
             "customer": params.get("customer"),
             "description": params.get("description"),
             "last_payment_error": None,
-            "latest_charge": _new_id("ch"),
+            "latest_charge": stripe_lists.new_id("ch"),
             "livemode": False,
             "metadata": params.get("metadata", {}),
             "payment_method": method,
@@ -224,6 +230,11 @@ class StripeServer:
         self.intents[intent["id"]] = intent
         if method in SUCCEEDS:
             intent["amount_received"] = intent["amount"]
+            self.emit("payment_intent.succeeded", intent)
+            return Answer(200, intent)
+        if method in PROCESSING:
+            intent["status"] = "processing"
+            self.emit("payment_intent.processing", intent)
             return Answer(200, intent)
         decline, message = DECLINES[method]
         error = {
@@ -235,6 +246,7 @@ class StripeServer:
         }
         intent.update(status="requires_payment_method", payment_method=None)
         intent["last_payment_error"] = error
+        self.emit("payment_intent.payment_failed", intent)
         return Answer(402, {"error": {**error, "payment_intent": intent}})
 
     def _refund(self, params: dict[str, Any]) -> Answer:
@@ -259,7 +271,7 @@ class StripeServer:
             return Answer(400, body)
         self.refunded[intent["id"]] = self.refunded.get(intent["id"], 0) + amount
         refund = {
-            "id": _new_id("re"),
+            "id": stripe_lists.new_id("re"),
             "object": "refund",
             "amount": amount,
             "charge": intent["latest_charge"],
@@ -271,6 +283,7 @@ class StripeServer:
             "status": "succeeded",
         }
         self.refunds[refund["id"]] = refund
+        self.emit("charge.refunded", stripe_lists.charge_of(self, intent))
         return Answer(200, refund)
 
 
@@ -299,10 +312,6 @@ def _form(text: str) -> dict[str, Any]:
         else:
             params.setdefault(outer, {})[inner[:-1]] = value
     return params
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 def _error_body(

@@ -63,6 +63,20 @@ they raise `NotImplementedError`):
 - `charge_list(sent, made)`: the processor's answer to that look-up request over the charges
   `made` so far (each a body `charge_answer` wrote), honouring the filters it documents.
 
+Listing, for a provider declaring `Capability.LIST` (the suite answers every list call from
+the objects it made, honouring `limit`, `starting_after` and the `created[gte]` /
+`created[lt]` window as `list_page` does; override `list_answer` for another paging):
+
+- `list_route(router, stream)`: the respx route the provider's list of `stream` calls
+  (`"charges"`, `"refunds"` or `"disputes"`).
+- `listed(stream, number, created)`: one object of that stream as the processor lists it,
+  created at `created`, with an id unique per `number`; a charge carries our charge id
+  `f"ch_listed_{number}"` in the processor's metadata.
+
+The events the processor failed to deliver, for one declaring `Capability.MISSED_EVENTS`:
+`missed_route(router)`, answered with the event objects of `delivery` bodies (override
+`missed_object` where a listed event is not the delivery's body).
+
 Amounts, from the processor's documentation (the core converts; the provider sends as is):
 
 - `currency_cases`: `(currency, amount in ISO 4217 minor units, the same amount on the
@@ -79,6 +93,7 @@ Expectations the suite checks are in `tests/providers/conformance.py` and
 from __future__ import annotations
 
 import importlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -166,14 +181,35 @@ class Kit(ABC):
     def refund_list(self, sent: httpx.Request, made: Sequence[dict[str, Any]]) -> httpx.Response:
         raise NotImplementedError("only a provider with Capability.LOOKUP_BY_KEY is asked")
 
+    # Listing: a kit implements these when its provider declares the capability.
+
+    def list_route(self, router: respx.MockRouter, stream: str) -> respx.Route:
+        raise NotImplementedError("a provider declaring Capability.LIST needs list_route")
+
+    def listed(self, stream: str, number: int, created: datetime) -> dict[str, Any]:
+        raise NotImplementedError("a provider declaring Capability.LIST needs listed")
+
+    def list_answer(self, sent: httpx.Request, made: Sequence[dict[str, Any]]) -> httpx.Response:
+        return httpx.Response(200, json=list_page(made, sent, lambda _: True))
+
+    def missed_route(self, router: respx.MockRouter) -> respx.Route:
+        raise NotImplementedError("a provider declaring Capability.MISSED_EVENTS needs this")
+
+    def missed_object(self, delivery: Delivery) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(delivery.body)
+        return parsed
+
 
 def list_page(
     made: Sequence[dict[str, Any]], sent: httpx.Request, keep: Callable[[dict[str, Any]], bool]
 ) -> dict[str, Any]:
     """A list answer as Stripe writes one (the sandbox copies it): the objects of `made` that
-    `keep` wants, newest first, after the request's `starting_after`, at most its `limit`."""
+    `keep` wants and that were created in the request's `created[gte]`, `created[lt]` window,
+    newest first, after the request's `starting_after`, at most its `limit`."""
     params = sent.url.params
-    found = [obj for obj in reversed(made) if keep(obj)]
+    low = float(params.get("created[gte]", "-inf"))
+    high = float(params.get("created[lt]", "inf"))
+    found = [obj for obj in reversed(made) if keep(obj) and low <= obj.get("created", 0) < high]
     after = params.get("starting_after")
     if after is not None:
         found = found[[obj["id"] for obj in found].index(after) + 1 :]

@@ -162,5 +162,46 @@ class SandboxKit(Kit):
         )
         return httpx.Response(200, json=page)
 
+    def list_route(self, router: respx.MockRouter, stream: str) -> respx.Route:
+        return router.get(f"{BASE}/v1/{stream}")
+
+    def listed(self, stream: str, number: int, created: datetime) -> dict[str, Any]:
+        at = int(created.timestamp())
+        if stream == "charges":
+            request = charge_request_for(f"ch_listed_{number}")
+            return _charge(request, "succeeded", id=f"ch_sb_{number}", created=at)
+        if stream == "refunds":
+            return {
+                "id": f"re_sb_{number}",
+                "object": "refund",
+                "charge": f"ch_sb_{number}",
+                "amount": 100,
+                "currency": "usd",
+                "status": "succeeded",
+                "idempotency_key": f"gw_re_{number}",
+                "created": at,
+            }
+        return {
+            "id": f"dp_sb_{number}",
+            "object": "dispute",
+            "charge": f"ch_sb_{number}",
+            "amount": 100,
+            "currency": "usd",
+            "status": "needs_response",
+            "metadata": {"charge_id": f"ch_listed_{number}"},
+            "created": at,
+        }
+
+
+def charge_request_for(charge_id: str) -> ChargeRequest:
+    return ChargeRequest(
+        idempotency_key=f"gw_{charge_id}",
+        charge_id=charge_id,
+        account_id="acct_listed",
+        amount_minor=100,
+        currency="usd",
+        payment_method="pm_card_visa",
+    )
+
 
 KIT = SandboxKit()

@@ -164,5 +164,29 @@ class StripeKit(Kit):
         page = list_page(made, sent, lambda refund: intent in (None, refund["payment_intent"]))
         return httpx.Response(200, json={**page, "url": "/v1/refunds"})
 
+    def list_route(self, router: respx.MockRouter, stream: str) -> respx.Route:
+        path = {"charges": "payment_intents"}.get(stream, stream)
+        return router.get(f"{API_BASE}/v1/{path}")
+
+    def listed(self, stream: str, number: int, created: datetime) -> dict[str, Any]:
+        at = int(created.timestamp())
+        if stream == "charges":
+            intent = fixture("payment_intent.succeeded")
+            intent.update(
+                id=f"pi_{number}", created=at, metadata={"charge_id": f"ch_listed_{number}"}
+            )
+            return intent
+        if stream == "refunds":
+            refund = fixture("refund")
+            refund.update(id=f"re_{number}", payment_intent=f"pi_{number}", created=at)
+            return refund
+        dispute = fixture("event.charge.dispute.created")["data"]["object"]
+        dispute.update(id=f"dp_{number}", payment_intent=f"pi_{number}", created=at)
+        assert isinstance(dispute, dict)
+        return dispute
+
+    def missed_route(self, router: respx.MockRouter) -> respx.Route:
+        return router.get(f"{API_BASE}/v1/events")
+
 
 KIT = StripeKit()
