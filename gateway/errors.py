@@ -112,3 +112,13 @@ def database_unavailable(charge_id: str | None = None) -> Unavailable:
         "(with the same Idempotency-Key for a POST)",
         details={"charge": charge_id} if charge_id else None,
     )
+
+
+def reconciliation_in_progress(run_id: str) -> Conflict:
+    """Another reconciliation run of the provider is running (`run`: its id)."""
+    return Conflict(
+        "reconciliation_in_progress",
+        f"Reconciliation run '{run_id}' of this provider is still running; wait for it to "
+        "finish (GET /v1/reconciliation-runs/{id})",
+        details={"run": run_id},
+    )

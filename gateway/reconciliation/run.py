@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits
 from gateway.db import is_retryable_transaction_error, raw_connection
+from gateway.errors import NotFound, reconciliation_in_progress
 from gateway.reconciliation import heal, metrics, passes, store
 from gateway.reconciliation.compare import Stamp
 from gateway.reconciliation.findings import Finding
@@ -63,16 +64,19 @@ async def execute(
     source: RecordSource | None = None,
     progress: Progress = _quiet,
 ) -> Run:
-    """Execute (or resume) a run to its end. `source` defaults to the provider's lists.
-    A fault (the processor unreachable past its retries, the database) fails the run and is
-    raised; raises `Conflict` while another process executes it."""
+    """Execute (or resume) a run to its end (one that has ended is returned as it is).
+    `source` defaults to the provider's lists. A fault (the processor unreachable past its
+    retries, the database) fails the run and is raised; raises `Conflict` while another
+    process executes it."""
     async with raw_connection(engine) as conn:
         if not await store.try_lock(conn, run_id):
-            raise store.in_progress(run_id)
+            raise reconciliation_in_progress(run_id)
         try:
             run = await store.get(conn, run_id)
-            if run is None or run.status is not RunStatus.RUNNING:
-                raise store.in_progress(run_id) if run is None else _ended(run)
+            if run is None:
+                raise NotFound("reconciliation run", run_id)
+            if run.status is not RunStatus.RUNNING:
+                return run  # ended by another process since it was asked for
             return await _run_locked(conn, run, provider, source, progress)
         finally:
             await store.unlock(conn, run_id)
@@ -108,10 +112,6 @@ async def _run_locked(
 ) -> Run:
     source = source or ListingSource(provider, run.since, run.until)
     return await Runner(conn, run, provider, source, progress).run_to_end()
-
-
-def _ended(run: Run) -> Exception:
-    return RuntimeError(f"reconciliation run {run.id} has ended ({run.status})")
 
 
 class Runner:

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.errors import Conflict
+from gateway.errors import reconciliation_in_progress
 from gateway.reconciliation.findings import Finding
 
 # The first of the two int4 halves of the advisory lock ids taken here ("rcn").
@@ -64,15 +64,6 @@ class Run:
         return cls(**values)
 
 
-def in_progress(run_id: str) -> Conflict:
-    return Conflict(
-        "reconciliation_in_progress",
-        f"Reconciliation run '{run_id}' of this provider is still running; wait for it to "
-        "finish (GET /v1/reconciliation-runs/{id})",
-        details={"run": run_id},
-    )
-
-
 _COLUMNS = (
     "id, provider, since, until, heal, trigger, status, phase, cursor, counts, error, "
     "created_at, finished_at"
@@ -107,9 +98,9 @@ async def create(
     )
     if row is None:
         running = await conn.fetchrow(_RUNNING, provider)
-        raise in_progress(running["id"] if running else "?")
+        raise reconciliation_in_progress(running["id"] if running else "?")
     if lock and not row["locked"]:  # another run's lock id collides with this one's
-        raise in_progress(row["id"])
+        raise reconciliation_in_progress(row["id"])
     return Run.of(row)
 
 

@@ -128,6 +128,9 @@ async def test_one_run_per_provider_runs_at_a_time_and_its_executor_holds_it(
         await holder.close()  # its process dies: the lock goes with the connection
     ended = await execute(engine, provider, run.id, source=PagedSource())
     assert ended.status is RunStatus.FINISHED
+    untouched = PagedSource()
+    again = await execute(engine, provider, run.id, source=untouched)
+    assert (again, untouched.asked) == (ended, []), "an ended run is not run again"
 
 
 async def test_the_loop_resumes_a_run_nobody_holds_and_schedules_only_when_due(
