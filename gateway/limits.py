@@ -109,3 +109,34 @@ RECHARGE_SWEEP_INTERVAL_SECONDS: Final = 5.0  # catches what a crash or full que
 RECHARGE_SWEEP_BATCH_MAX: Final = 100
 RECHARGE_RESUME_AFTER_SECONDS: Final = 30.0  # an attempt with no charge yet is re-driven after
 RECHARGE_AMOUNT_MINOR_MAX: Final = 100_000_000  # one top-up: 1,000,000.00 in a 2-digit currency
+
+# Events out (gateway.events): the outbox, the endpoints and the delivery worker
+EVENT_ENDPOINTS_MAX: Final = 100  # registered webhook endpoints per deployment
+EVENT_ENDPOINT_URL_LENGTH_MAX: Final = 2048
+# The largest `data.object` an event carries, as JSON. Our largest object is a charge with
+# every metadata key and value at its limit (~30 KiB): it fits with room to spare, and a
+# receiver's socket buffers hold a whole body even when it answers before reading it.
+EVENT_OBJECT_BYTES_MAX: Final = 65_536
+EVENT_DELIVERY_TIMEOUT_SECONDS: Final = 10.0  # one attempt: connect, send, first answer
+# A claimed delivery is leased for the attempt's timeout plus this: a worker that dies
+# mid-attempt leaves it due again once the lease runs out.
+EVENT_DELIVERY_LEASE_MARGIN_SECONDS: Final = 5.0
+EVENT_DELIVERY_CONCURRENCY_MAX: Final = 256  # attempts in flight per worker process
+# Attempts in flight per endpoint per worker process: a slow endpoint holds at most these,
+# never the others' share.
+EVENT_DELIVERY_ENDPOINT_CONCURRENCY_MAX: Final = 32
+# Retries: the n-th failed attempt waits base * 2^(n-1) seconds, capped, +-20 % jitter, until
+# the window since the event (or its resend) is over: about three days, 24 attempts.
+EVENT_RETRY_BASE_SECONDS: Final = 5.0
+EVENT_RETRY_BACKOFF_SECONDS_MAX: Final = 21_600.0  # 6 hours
+EVENT_RETRY_WINDOW_SECONDS: Final = 259_200.0  # 3 days; failing for all of it disables
+EVENT_DELIVERY_ATTEMPTS_MAX: Final = 30  # a bound the window reaches first
+EVENT_RESPONSE_EXCERPT_BYTES: Final = 1024  # kept of each answer, as evidence
+EVENT_ATTEMPT_ERROR_LENGTH_MAX: Final = 500
+EVENT_ATTEMPTS_SHOWN_MAX: Final = 100  # attempts `GET /v1/events/{id}` lists, newest first
+EVENT_DELIVERY_POLL_SECONDS: Final = 0.5  # the worker looks this often when no wake-up comes
+EVENT_RECORD_BATCH_MAX: Final = 1000  # attempt results written in one transaction
+EVENT_METRICS_REFRESH_SECONDS: Final = 5.0  # queue depth, lag and disabled endpoints
+EVENT_SECRET_OVERLAP_SECONDS_DEFAULT: Final = 86_400  # a rotated secret still signs for a day
+EVENT_SECRET_OVERLAP_SECONDS_MAX: Final = 604_800  # at most a week
+EVENT_REPLAY_BATCH_MAX: Final = 1000  # deliveries `gateway events replay` queues per transaction

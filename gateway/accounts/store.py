@@ -15,22 +15,13 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.ledger.chart import CUSTOMER_BALANCE, customer_account
+from gateway.ledger.customers import CustomerAccount
 from gateway.ledger.tables import (
     customer_accounts,
     ledger_accounts,
     ledger_entries,
     ledger_transactions,
 )
-
-
-@dataclass(frozen=True)
-class CustomerAccount:
-    account_id: str
-    currency: str
-    credit_limit_micros: int
-    balance_micros: int
-    created_at: datetime
-    updated_at: datetime
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,8 @@
-"""The charge API's shapes: the request bodies (validated before anything is stored) and the
-charge object as the API shows it."""
+"""The charge API's request bodies, validated before anything is stored. The charge object
+itself is settlement's (`gateway.settlement.objects`)."""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-from typing import Any
-
-import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from gateway import limits
@@ -53,37 +48,3 @@ class RefundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     amount: StrictInt | None = Field(default=None, gt=0, le=limits.CHARGE_AMOUNT_MINOR_MAX)
-
-
-def timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def charge_object(row: asyncpg.Record) -> dict[str, Any]:
-    """The charge as the API shows it (the contract's charge object)."""
-    metadata = row["metadata"]
-    return {
-        "id": row["id"],
-        "object": "charge",
-        "account_id": row["account_id"],
-        "amount": row["amount_minor"],
-        "currency": row["currency"],
-        "status": row["status"],
-        "provider": row["provider"],
-        "provider_charge_id": row["provider_charge_id"],
-        "payment_method": row["payment_method"],
-        "amount_refunded": row["amount_refunded_minor"],
-        "failure_code": row["failure_code"],
-        "failure_message": row["failure_message"],
-        "description": row["description"],
-        "metadata": metadata if isinstance(metadata, dict) else _json_object(metadata),
-        "created_at": timestamp(row["created_at"]),
-        "updated_at": timestamp(row["updated_at"]),
-    }
-
-
-def _json_object(text: str | None) -> dict[str, Any]:
-    value = json.loads(text) if text else {}
-    if not isinstance(value, dict):
-        raise TypeError("charge metadata must be a JSON object")
-    return value

@@ -21,11 +21,15 @@ import structlog
 
 from gateway.charges import idempotency, lifecycle
 from gateway.charges.idempotency import RecoveryPoint, StoredResponse
-from gateway.charges.model import RefundCreate, timestamp
+from gateway.charges.model import RefundCreate
 from gateway.charges.processor import Refused, Unknown, Unreached, call_once
 from gateway.charges.service import ChargeDeps, provider_for
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import InvalidRequest, KeyInUse, NotFound, invalid
+from gateway.events import outbox
+from gateway.events.outbox import NewEvent
+from gateway.events.types import EventType
+from gateway.settlement.objects import timestamp
 from gateway.settlement.status import ChargeStatus
 from gateway.settlement.store import settle
 from providers.base import (
@@ -221,6 +225,9 @@ class RefundOperation:
     async def forget(self, conn: asyncpg.Connection[Any]) -> None:
         await conn.execute("DELETE FROM refunds WHERE id = $1", self.object_id)
 
+    async def left_unresolved(self, conn: asyncpg.Connection[Any]) -> None:
+        """Nothing to say yet: `refund.succeeded` or `refund.failed` follows the answer."""
+
     async def finish(self, result: RefundResult) -> StoredResponse:
         async def finish(conn: asyncpg.Connection[Any]) -> StoredResponse:
             row = await record_refund(conn, self.provider.name, self.object_id, result)
@@ -237,11 +244,29 @@ async def look_up_refund(provider: Provider, request: RefundRequest) -> RefundRe
     )
 
 
+# `before` is read in the statement's snapshot, taken after the charge row's lock: the status
+# the previous finisher (if any) committed.
+_RECORD = f"""
+UPDATE refunds r SET status = $2, provider_refund_id = coalesce($3, r.provider_refund_id),
+       failure_message = $4, updated_at = now()
+  FROM (SELECT status FROM refunds WHERE id = $1) AS before
+ WHERE r.id = $1
+RETURNING {", ".join(f"r.{name}" for name in REFUND_COLUMNS.split(", "))},
+          before.status AS status_before
+"""  # noqa: S608 - only a constant column list is interpolated
+
+_EVENT_BY_STATUS = {
+    RefundStatus.SUCCEEDED: EventType.REFUND_SUCCEEDED,
+    RefundStatus.FAILED: EventType.REFUND_FAILED,
+}
+
+
 async def record_refund(
     conn: asyncpg.Connection[Any], provider: str, refund_id: str, result: RefundResult
 ) -> asyncpg.Record:
-    """Inside a transaction: record the processor's answer; a success settles the charge's
-    new cumulative refunded total (the same fact a `charge.refunded` webhook carries)."""
+    """Inside a transaction: record the processor's answer and announce it (`refund.succeeded`,
+    `refund.failed`); a success settles the charge's new cumulative refunded total (the same
+    fact a `charge.refunded` webhook carries)."""
     # The charge row's lock orders concurrent finishes, so each sums the refunds committed
     # before it and the cumulative totals it settles only grow.
     await conn.execute(
@@ -249,15 +274,14 @@ async def record_refund(
         refund_id,
     )
     row: asyncpg.Record | None = await conn.fetchrow(
-        f"UPDATE refunds SET status = $2, provider_refund_id = coalesce($3, provider_refund_id), "  # noqa: S608
-        f"failure_message = $4, updated_at = now() WHERE id = $1 RETURNING {REFUND_COLUMNS}",
-        refund_id,
-        result.status.value,
-        result.provider_refund_id,
-        result.failure_message,
+        _RECORD, refund_id, result.status.value, result.provider_refund_id, result.failure_message
     )
     if row is None:
         raise RuntimeError(f"refund {refund_id} vanished")
+    # Announced once, by whoever recorded the change (a second finisher changes nothing).
+    announced = _EVENT_BY_STATUS.get(result.status)
+    if announced is not None and row["status_before"] != row["status"]:
+        await outbox.write(conn, [NewEvent(announced, refund_id, refund_object(row))])
     if result.status is RefundStatus.SUCCEEDED:
         total = await conn.fetchval(
             "SELECT sum(amount_minor)::bigint FROM refunds WHERE charge_id = $1 AND status = $2",

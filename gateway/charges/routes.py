@@ -16,11 +16,12 @@ from gateway.api.routing import add_route
 from gateway.charges import completer
 from gateway.charges.deps import CHARGE_DEPS, charge_deps
 from gateway.charges.idempotency import REPLAYED_HEADER, StoredResponse
-from gateway.charges.model import ChargeCreate, RefundCreate, charge_object
+from gateway.charges.model import ChargeCreate, RefundCreate
 from gateway.charges.refunds import create_refund
 from gateway.charges.service import create_charge
 from gateway.db import raw_connection
 from gateway.errors import NotFound, invalid
+from gateway.settlement.objects import charge_object
 from gateway.settlement.store import CHARGE_COLUMNS
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
