@@ -40,11 +40,13 @@ def account_object(
     }
 
 
+# The balance is 0 until the account's ledger account exists (the first PUT creates it).
 _READ = """
-SELECT c.account_id, c.currency, c.credit_limit_micros, l.balance_micros, c.created_at,
-       c.updated_at
+SELECT c.account_id, c.currency, c.credit_limit_micros, coalesce(l.balance_micros, 0),
+       c.created_at, c.updated_at
   FROM customer_accounts c
-  JOIN ledger_accounts l ON l.kind = $2 AND l.owner = c.account_id AND l.currency = c.currency
+  LEFT JOIN ledger_accounts l
+         ON l.kind = $2 AND l.owner = c.account_id AND l.currency = c.currency
  WHERE c.account_id = $1
 """
 
