@@ -24,6 +24,7 @@ from gateway.api.routing import OPERATIONS
 from gateway.charges import routes as charges
 from gateway.db import create_engine
 from gateway.embedded_pg import embedded_postgres
+from gateway.events_api import runtime as events
 from gateway.recharge import runtime as recharge
 from gateway.settings import Settings
 from gateway.state import ENGINE, REDIS, ROLE, SETTINGS, Role
@@ -82,4 +83,5 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     webhooks.setup(app)
     recharge.setup(app)  # after charges: a top-up goes through the charge path
     accounts_api.setup(app)
+    events.setup(app)  # last: its worker stops first, while the database is still there
     return app

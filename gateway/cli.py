@@ -22,6 +22,7 @@ from gateway.api import server
 from gateway.app import create_app
 from gateway.db import create_engine, raw_connection
 from gateway.embedded_pg import embedded_postgres
+from gateway.events import commands as event_commands
 from gateway.ledger.check import check_ledger
 from gateway.logs import configure_logging
 from gateway.metrics import share_between_processes
@@ -140,6 +141,14 @@ def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> int:
+        async with _engine(settings) as engine:
+            return await event_commands.run(engine, args)
+
+    return asyncio.run(run())
+
+
 def cmd_webhooks(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> int:
         async with _engine(settings) as engine:
@@ -168,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_check_ledger
     )
     webhook_commands.register(sub, cmd_webhooks)
+    event_commands.register(sub, cmd_events)
     return parser
 
 

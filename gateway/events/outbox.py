@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from gateway import limits
-from gateway.events.types import EVERY_TYPE, EventType
+from gateway.events.types import EventType, subscribed_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +43,7 @@ WITH written AS (
 INSERT INTO event_deliveries (event_id, endpoint_id, queued_at)
 SELECT w.id, ep.id, w.created_at
   FROM written w
-  JOIN webhook_endpoints ep
-    ON ep.enabled AND (w.type = ANY(ep.enabled_events) OR ep.enabled_events = '{{{EVERY_TYPE}}}')
+  JOIN webhook_endpoints ep ON ep.enabled AND {subscribed_sql("w", "ep")}
 """  # noqa: S608 - only a constant is interpolated
 
 

@@ -47,5 +47,10 @@ def subscription(values: Sequence[str], *, param: str = "enabled_events") -> lis
     return list(values)
 
 
-def subscribed(enabled_events: Sequence[str], event_type: str) -> bool:
-    return event_type in enabled_events or list(enabled_events) == [EVERY_TYPE]
+def subscribed_sql(event: str, endpoint: str) -> str:
+    """The SQL condition "endpoint `endpoint` subscribes to the type of event `event`" (both
+    table aliases)."""
+    return (
+        f"({event}.type = ANY({endpoint}.enabled_events) "
+        f"OR {endpoint}.enabled_events = '{{{EVERY_TYPE}}}')"
+    )

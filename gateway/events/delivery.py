@@ -1,0 +1,249 @@
+"""The delivery worker: claims due deliveries, posts each signed event to its endpoint, and
+hands the answers to the `Recorder`. Run by `gateway serve` and by `gateway worker`; any
+number of them side by side:
+
+- A claim is one statement that pushes each claimed delivery's `next_attempt_at` past the
+  attempt's timeout (a lease) and commits at once: `FOR UPDATE SKIP LOCKED` keeps concurrent
+  claims disjoint, no transaction stays open across the network, and a worker killed
+  mid-attempt leaves its deliveries due again once their leases run out: at least once.
+- Each endpoint gets at most `EVENT_DELIVERY_ENDPOINT_CONCURRENCY_MAX` attempts in flight per
+  worker, and claims ask for no more than that: an endpoint that answers slowly (or not at
+  all, until the timeout) holds only its own share, never the others'.
+- Claims are made when slots free up (a few together), when deliveries are queued (NOTIFY
+  from any process) or every `EVENT_DELIVERY_POLL_SECONDS`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway import limits
+from gateway.db import raw_connection
+from gateway.events import metrics, signing
+from gateway.events.attempts import Recorder, Result
+from gateway.events.client import DeliveryClient
+from gateway.events.rendering import body
+from gateway.events.schedule import RetryPolicy
+
+log = structlog.get_logger(__name__)
+
+NOTIFY_CHANNEL = "event_deliveries"
+GATHER_SECONDS = 0.005  # after a slot frees up, let a few more finish before claiming again
+
+_CLAIM = """
+WITH capacity AS (
+  SELECT ep.id, $2::int - coalesce(busy.n, 0) AS free
+    FROM webhook_endpoints ep
+    LEFT JOIN unnest($3::text[], $4::int[]) AS busy(id, n) ON busy.id = ep.id
+   WHERE ep.enabled
+), due AS (
+  SELECT d.id FROM capacity c
+   CROSS JOIN LATERAL (
+     SELECT d.id FROM event_deliveries d
+      WHERE d.endpoint_id = c.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+      ORDER BY d.next_attempt_at
+      LIMIT greatest(c.free, 0)
+      FOR UPDATE SKIP LOCKED
+   ) d
+   LIMIT $1
+)
+UPDATE event_deliveries d
+   SET next_attempt_at = now() + make_interval(secs => $5), attempts = d.attempts + 1
+  FROM due, events e, webhook_endpoints ep
+ WHERE d.id = due.id AND e.id = d.event_id AND ep.id = d.endpoint_id
+RETURNING d.id, d.attempts, d.queued_at, e.seq, e.id AS event_id, e.type, e.object::text,
+          e.created_at, ep.id AS endpoint_id, ep.url, ep.secret,
+          CASE WHEN ep.previous_secret_expires_at > now() THEN ep.previous_secret END
+            AS previous_secret
+"""
+
+_HEALTH = """
+SELECT (SELECT count(*) FROM event_deliveries d JOIN webhook_endpoints ep
+           ON ep.id = d.endpoint_id AND ep.enabled WHERE d.status = 'pending') AS pending,
+       (SELECT coalesce(extract(epoch FROM now() - min(d.next_attempt_at)), 0)::float8
+          FROM event_deliveries d JOIN webhook_endpoints ep
+            ON ep.id = d.endpoint_id AND ep.enabled
+         WHERE d.status = 'pending' AND d.next_attempt_at <= now()) AS lag,
+       (SELECT count(*) FROM webhook_endpoints WHERE NOT enabled) AS disabled
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """One delivery to attempt now: the body to post, where, and the secrets to sign with."""
+
+    delivery_id: int
+    attempt: int
+    queued_at: datetime
+    event_id: str
+    body: bytes
+    endpoint_id: str
+    url: str
+    secrets: tuple[str, ...]
+
+
+class Deliverer:
+    """One worker's deliveries: `run` until cancelled; `run_once` claims one round."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        client: DeliveryClient,
+        policy: RetryPolicy,
+        *,
+        lease_seconds: float,
+        concurrency: int = limits.EVENT_DELIVERY_CONCURRENCY_MAX,
+        endpoint_concurrency: int = limits.EVENT_DELIVERY_ENDPOINT_CONCURRENCY_MAX,
+    ) -> None:
+        self.engine = engine
+        self.client = client
+        self.recorder = Recorder(engine, policy)
+        self.lease_seconds = lease_seconds
+        self.concurrency = concurrency
+        self.endpoint_concurrency = endpoint_concurrency
+        self._in_flight: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()
+        self._health_at = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def run_once(self) -> int:
+        """Claim what is due (within the free slots) and start each attempt; how many."""
+        free = self.concurrency - self.in_flight
+        if free <= 0:
+            return 0
+        claimed = await self.claim(free)
+        for one in claimed:
+            self._in_flight[one.endpoint_id] = self._in_flight.get(one.endpoint_id, 0) + 1
+            task = asyncio.create_task(self._attempt(one))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(claimed)
+
+    async def claim(self, limit: int) -> list[Claimed]:
+        busy = {k: n for k, n in self._in_flight.items() if n > 0}
+        async with raw_connection(self.engine) as conn:
+            rows = await conn.fetch(
+                _CLAIM,
+                limit,
+                self.endpoint_concurrency,
+                list(busy),
+                list(busy.values()),
+                self.lease_seconds,
+            )
+        return [_claimed(row) for row in rows]
+
+    async def _attempt(self, claimed: Claimed) -> None:
+        try:
+            now = datetime.now(UTC)
+            headers = signing.headers(
+                claimed.secrets, claimed.event_id, int(now.timestamp()), claimed.body
+            )
+            answer = await self.client.post(claimed.url, claimed.body, headers)
+            self.recorder.add(
+                Result(
+                    claimed.delivery_id,
+                    claimed.attempt,
+                    claimed.endpoint_id,
+                    claimed.queued_at,
+                    now,
+                    answer,
+                )
+            )
+        finally:
+            self._in_flight[claimed.endpoint_id] -= 1
+            self._freed.set()
+
+    async def run(self, wake: asyncio.Event) -> None:
+        """Deliver until cancelled; in-flight attempts are cancelled with it (their leases
+        bring them back)."""
+        try:
+            async with _listening(self.engine, wake):
+                while True:
+                    wake.clear()
+                    self._freed.clear()
+                    await self.run_once()
+                    await self.refresh_metrics()
+                    await self._until_worth_claiming(wake)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.recorder.drain()
+
+    async def _until_worth_claiming(self, wake: asyncio.Event) -> None:
+        """Sleep until a claim may find something: an attempt finished (then a moment for a
+        few more to), deliveries were queued (unless every slot is taken), or the poll
+        interval passed."""
+        events = [self._freed] if self.in_flight >= self.concurrency else [self._freed, wake]
+        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        try:
+            await asyncio.wait(
+                waiters,
+                timeout=limits.EVENT_DELIVERY_POLL_SECONDS,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if self._freed.is_set():
+            await asyncio.sleep(GATHER_SECONDS)
+
+    async def refresh_metrics(self) -> None:
+        """Queue depth, lag and disabled endpoints, at most every few seconds."""
+        now = time.monotonic()
+        if now - self._health_at < limits.EVENT_METRICS_REFRESH_SECONDS:
+            return
+        self._health_at = now
+        async with raw_connection(self.engine) as conn:
+            row = await conn.fetchrow(_HEALTH)
+        if row is not None:
+            metrics.QUEUE_DEPTH.set(row["pending"])
+            metrics.LAG.set(row["lag"])
+            metrics.DISABLED_ENDPOINTS.set(row["disabled"])
+
+
+def _claimed(row: asyncpg.Record) -> Claimed:
+    secrets = (
+        (row["secret"],)
+        if row["previous_secret"] is None
+        else (
+            row["secret"],
+            row["previous_secret"],
+        )
+    )
+    return Claimed(
+        row["id"],
+        row["attempts"],
+        row["queued_at"],
+        row["event_id"],
+        body(row),
+        row["endpoint_id"],
+        row["url"],
+        secrets,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _listening(engine: AsyncEngine, wake: asyncio.Event) -> AsyncIterator[None]:
+    def notified(*_: object) -> None:
+        wake.set()
+
+    async with raw_connection(engine) as conn:
+        await conn.add_listener(NOTIFY_CHANNEL, notified)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await conn.remove_listener(NOTIFY_CHANNEL, notified)
