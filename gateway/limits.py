@@ -114,9 +114,9 @@ RECHARGE_AMOUNT_MINOR_MAX: Final = 100_000_000  # one top-up: 1,000,000.00 in a 
 EVENT_ENDPOINTS_MAX: Final = 100  # registered webhook endpoints per deployment
 EVENT_ENDPOINT_URL_LENGTH_MAX: Final = 2048
 # The largest `data.object` an event carries, as JSON. Our largest object is a charge with
-# every metadata key and value at its limit (~30 KiB): it fits with room to spare, and a
-# receiver's socket buffers hold a whole body even when it answers before reading it.
-EVENT_OBJECT_BYTES_MAX: Final = 65_536
+# every field at its limit in 4-byte characters (~110 KiB); the text a processor gives it
+# (a failure message) comes in a webhook of at most WEBHOOK_BODY_BYTES_MAX.
+EVENT_OBJECT_BYTES_MAX: Final = 524_288
 EVENT_DELIVERY_TIMEOUT_SECONDS: Final = 10.0  # one attempt: connect, send, first answer
 # A claimed delivery is leased for the attempt's timeout plus this: a worker that dies
 # mid-attempt leaves it due again once the lease runs out.

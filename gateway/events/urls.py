@@ -9,6 +9,7 @@ public address yesterday and to 10.0.0.1 today is refused today)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -94,7 +95,8 @@ class GuardedResolver(AbstractResolver):
         found = await self._resolver.resolve(host, port, family)
         for result in found:
             if (reason := refused(result["host"])) is not None:
-                raise AddressRefused(f"{host} resolves to {reason}")
+                # aiohttp reports the OSError's strerror: the reason reaches the attempt's record.
+                raise AddressRefused(errno.EACCES, f"refused: {host} resolves to {reason}")
         return found
 
     async def close(self) -> None:
