@@ -37,8 +37,10 @@ class Receiver:
     read_body: bool = True
     deliveries: list[Delivery] = field(default_factory=list)
     refused: int = 0  # deliveries answered with a non-2xx status
+    started: int = 0  # requests that arrived, answered or not
 
     async def handle(self, request: web.Request) -> web.Response:
+        self.started += 1
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         if not self.read_body:
