@@ -14,6 +14,7 @@ BENCHES: list[str] = [
     "charges",
     "stripe",
     "webhooks",
+    "events",
 ]  # module names under bench/, each with `async def main() -> None`
 
 

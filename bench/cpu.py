@@ -45,6 +45,8 @@ class CpuMeter:
         self.classify = classify
         self.available = (PROC / "stat").exists()
         self._start: tuple[dict[str, float], tuple[int, int]] = ({}, (0, 0))
+        self.per_operation: dict[str, float] = {}
+        """CPU milliseconds per operation by group, as the last `stop` measured them."""
 
     def start(self) -> None:
         if self.available:
@@ -58,10 +60,11 @@ class CpuMeter:
         # A process that exited during the window is missing from `groups`: its CPU since the
         # start is lost, so a group can only be under-counted, never over-counted.
         used = {name: max(0.0, groups[name] - before.get(name, 0.0)) for name in groups}
+        self.per_operation = {name: seconds * 1000 / operations for name, seconds in used.items()}
         parts = [
-            f"{name} {seconds * 1000 / operations:.2f}"
-            for name, seconds in sorted(used.items(), key=lambda item: -item[1])
-            if seconds * 1000 / operations >= 0.01
+            f"{name} {ms:.2f}"
+            for name, ms in sorted(self.per_operation.items(), key=lambda item: -item[1])
+            if ms >= 0.01
         ]
         elapsed = max(total - total_before, 1)
         busy = 1 - (idle - idle_before) / elapsed

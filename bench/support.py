@@ -10,8 +10,8 @@ import platform
 import statistics
 import time
 import warnings
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,7 @@ class Figure:
     seconds: float
     latencies_ms: tuple[float, ...] = ()
     note: str = ""
+    cpu_ms: Mapping[str, float] = field(default_factory=dict)  # per operation, by group
 
     @property
     def per_second(self) -> float:

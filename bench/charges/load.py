@@ -76,7 +76,8 @@ async def _measure(
     if tally.failures:
         name += f" ({tally.failures} failed)"
     done = len(tally.latencies)
-    return Figure(name, done, elapsed, tuple(tally.latencies), meter.stop(done))
+    note = meter.stop(done)
+    return Figure(name, done, elapsed, tuple(tally.latencies), note, meter.per_operation)
 
 
 async def _settled(db_url: str | None) -> None:

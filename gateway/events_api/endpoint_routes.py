@@ -173,15 +173,6 @@ def setup_routes(app: web.Application) -> None:
     )
     add_route(
         app,
-        "DELETE",
-        one,
-        delete_endpoint,
-        summary="Delete an endpoint with its deliveries",
-        tag=TAG,
-        responses={200: "Deleted", **missing},
-    )
-    add_route(
-        app,
         "POST",
         f"{one}/rotate-secret",
         rotate_secret,
@@ -194,4 +185,13 @@ def setup_routes(app: web.Application) -> None:
             **missing,
             **idempotent_requests.RESPONSES,
         },
+    )
+    add_route(
+        app,
+        "DELETE",
+        one,
+        delete_endpoint,
+        summary="Delete an endpoint with its deliveries",
+        tag=TAG,
+        responses={200: "Deleted", **missing},
     )

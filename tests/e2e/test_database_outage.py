@@ -21,6 +21,8 @@ from gateway.accounts.api import AccountSettings, UsageBatchIn
 from gateway.api.routing import OPERATIONS, Operation
 from gateway.app import create_app
 from gateway.charges.model import ChargeCreate, RefundCreate
+from gateway.events_api.endpoint_routes import EndpointCreate, EndpointUpdate, SecretRotation
+from gateway.events_api.event_routes import Resend
 from gateway.processors import point_sandbox_webhooks
 from gateway.state import Role
 from tests.conftest import AiohttpClient, auth, make_settings
@@ -48,6 +50,11 @@ BODIES: dict[type[BaseModel], Callable[[str], dict[str, Any]]] = {
     RefundCreate: lambda _: {"amount": 100},
     AccountSettings: lambda _: ACCOUNT_SETTINGS,
     UsageBatchIn: lambda key: {"records": [{"amount": "0.0079", "reference": f"usage-{key}"}]},
+    # An IP literal: a public URL accepted without a DNS lookup.
+    EndpointCreate: lambda _: {"url": "https://8.8.8.8/hooks", "enabled_events": ["*"]},
+    EndpointUpdate: lambda _: {"description": "billing"},
+    SecretRotation: lambda _: {"expires_in_seconds": 60},
+    Resend: lambda _: {},
 }
 # Query parameters by name (`GET /v1/charges` needs the account).
 QUERY = {"account_id": ACCOUNT}
@@ -119,6 +126,24 @@ async def _first_inbox_event(client: Client) -> str:
     return found[0]
 
 
+async def _endpoint(client: Client) -> str:
+    made = await client.post(
+        "/v1/webhook-endpoints",
+        json=BODIES[EndpointCreate]("e"),
+        headers=auth(idempotency_key="endpoint"),
+    )
+    assert made.status == 200, await made.text()
+    endpoint_id: str = (await made.json())["id"]
+    return endpoint_id
+
+
+async def _first_event(client: Client) -> str:
+    """The id of the charge's event."""
+    page = await (await client.get("/v1/events?limit=1", headers=auth())).json()
+    event_id: str = page["data"][0]["id"]
+    return event_id
+
+
 @pytest.fixture
 async def outage(
     aiohttp_client: AiohttpClient, db_url: str, tmp_path: Path
@@ -139,6 +164,8 @@ async def outage(
             "accounts": ACCOUNT,
             "charges": (await charged.json())["id"],
             "webhook-events": await _first_inbox_event(client),
+            "webhook-endpoints": await _endpoint(client),
+            "events": await _first_event(client),
         }
         operations = [op for op in client.app[OPERATIONS] if op.path.startswith("/v1/")]
         samples = [sample(op, ids) for op in operations]
