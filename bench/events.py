@@ -34,7 +34,7 @@ import asyncpg
 from aiohttp import web
 
 from bench.charges.load import load
-from bench.charges.phases import API_KEY, sandbox_running
+from bench.charges.phases import API_KEY, sandbox_running, serve_env
 from bench.charges.seed import prepared_database
 from bench.cpu import CpuMeter
 from bench.support import Figure, fresh_database, report
@@ -231,16 +231,8 @@ async def charges(
     tmp_path: Path, db_url: str, sandbox_url: str, argv: Sequence[str], name: str
 ) -> Figure:
     port = free_port()
-    env = {
-        "GATEWAY_DATABASE_URL": db_url,
-        "GATEWAY_SANDBOX_URL": sandbox_url,
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_API_KEYS": API_KEY,
-        "GATEWAY_DATA_DIR": str(tmp_path / "serve"),
-        "GATEWAY_LOG_FORMAT": "json",
-        "GATEWAY_LOG_LEVEL": "warning",
-        "GATEWAY_WEBHOOK_ALLOW_PRIVATE_URLS": "true",
-    }
+    env = serve_env(tmp_path, db_url, sandbox_url, port)
+    env["GATEWAY_WEBHOOK_ALLOW_PRIVATE_URLS"] = "true"  # the receiver is on loopback
     base = f"http://127.0.0.1:{port}"
     async with started(argv, env, tmp_path / "serve.log", f"{base}/readyz"):
         headers = {"Authorization": f"Bearer {API_KEY}"}
@@ -248,50 +240,33 @@ async def charges(
 
 
 async def outbox_cost(tmp_path: Path, receiver_url: str) -> list[Figure]:
+    """Each round: the baseline, the outbox with no endpoint, then with one subscribed."""
     db_url = await prepared_database()
     without = [sys.executable, "-m", "bench.events", "gateway-serve-without-outbox"]
     shipped = [str(GATEWAY), "serve"]
+    variants = [
+        (without, False, "baseline: outbox taken out"),
+        (shipped, False, "outbox, no endpoint"),
+        (shipped, True, "outbox + every event delivered"),
+    ]
     figures: list[Figure] = []
-    async with sandbox_running(tmp_path) as sandbox_url:
-        for round_ in range(1, ROUNDS + 1):
-            conn = await asyncpg.connect(db_url)
-            try:
-                await conn.execute("DELETE FROM webhook_endpoints")
-                figures.append(
-                    await charges(
-                        tmp_path,
-                        db_url,
-                        sandbox_url,
-                        without,
-                        f"baseline: outbox taken out, concurrency 64 (round {round_})",
-                    )
-                )
-                figures.append(
-                    await charges(
-                        tmp_path,
-                        db_url,
-                        sandbox_url,
-                        shipped,
-                        f"outbox, no endpoint, concurrency 64 (round {round_})",
-                    )
-                )
-                await conn.execute(
-                    "INSERT INTO webhook_endpoints (url, enabled_events, secret) "
-                    "VALUES ($1, '{*}', $2)",
-                    receiver_url,
-                    generate_secret(),
-                )
-                figures.append(
-                    await charges(
-                        tmp_path,
-                        db_url,
-                        sandbox_url,
-                        shipped,
-                        f"outbox + every event delivered, concurrency 64 (round {round_})",
-                    )
-                )
-            finally:
-                await conn.close()
+    conn = await asyncpg.connect(db_url)
+    try:
+        async with sandbox_running(tmp_path) as sandbox_url:
+            for round_ in range(1, ROUNDS + 1):
+                for argv, subscribed, variant in variants:
+                    await conn.execute("DELETE FROM webhook_endpoints")
+                    if subscribed:
+                        await conn.execute(
+                            "INSERT INTO webhook_endpoints (url, enabled_events, secret) "
+                            "VALUES ($1, '{*}', $2)",
+                            receiver_url,
+                            generate_secret(),
+                        )
+                    name = f"{variant}, concurrency 64 (round {round_})"
+                    figures.append(await charges(tmp_path, db_url, sandbox_url, argv, name))
+    finally:
+        await conn.close()
     return figures
 
 

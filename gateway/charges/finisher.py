@@ -2,10 +2,9 @@
 
 A charge's finish (settle the processor's answer, store its key's response) is one database
 transaction. Finishes that arrive while another is being written wait for it and are then
-written together, in one transaction of at most `FINISH_BATCH_MAX`: one locking read, one
-ledger post, one charge update, one key update and one commit for the lot, instead of each.
-Nobody waits for a batch to fill: an idle finisher writes a lone finish at once, so batches
-only grow while the database is busy, which is when sharing its round trips pays.
+written together (`gateway.group_commit`), in one transaction of at most `FINISH_BATCH_MAX`:
+one locking read, one ledger post, one charge update, one key update and one commit for the
+lot, instead of each. An idle finisher writes a lone finish at once.
 
 Each finish is still atomic (its settlement and its stored response commit together); a
 batch adds charges to the transaction, never splits one. A batch that fails for a reason
@@ -26,6 +25,7 @@ from gateway.charges import phases
 from gateway.charges.idempotency import RenderAnswer
 from gateway.charges.phases import Finish, Finished
 from gateway.db import in_transaction, is_database_down
+from gateway.group_commit import GroupWriter
 
 log = structlog.get_logger(__name__)
 
@@ -49,43 +49,30 @@ class Finisher:
         *,
         batch_max: int = limits.FINISH_BATCH_MAX,
     ) -> None:
-        if batch_max < 1:
-            raise ValueError("batch_max must be at least 1")
         self._engine = engine
         self._render = render
-        self._batch_max = batch_max
-        self._waiting: list[_Waiting] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writer = GroupWriter(self._write, batch_max=batch_max)
 
     async def finish(self, item: Finish) -> Finished:
         """Settle and store `item` (in a transaction it may share); raises what the
         transaction raised."""
         future: asyncio.Future[Finished] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write())
+        self._writer.add((item, future))
         return await future
 
     async def drain(self) -> None:
         """Wait until every finish handed in so far is written (before the engine goes)."""
-        while self._writer is not None:
-            await asyncio.shield(self._writer)
+        await self._writer.drain()
 
-    async def _write(self) -> None:
+    async def _write(self, batch: list[_Waiting]) -> None:
         try:
-            while self._waiting:
-                batch = self._waiting[: self._batch_max]
-                del self._waiting[: self._batch_max]
-                try:
-                    await self._write_batch(batch)
-                finally:
-                    # Only if the writer itself was cancelled (the loop is going away): its
-                    # requests must not wait for an answer that will never come.
-                    for _, future in batch:
-                        if not future.done():
-                            future.cancel()
+            await self._write_batch(batch)
         finally:
-            self._writer = None
+            # Only if the writer itself was cancelled (the loop is going away): its requests
+            # must not wait for an answer that will never come.
+            for _, future in batch:
+                if not future.done():
+                    future.cancel()
 
     async def _write_batch(self, batch: list[_Waiting]) -> None:
         BATCH_SIZE.observe(len(batch))

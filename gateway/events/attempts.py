@@ -11,7 +11,6 @@ once, never lost)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from gateway.db import in_transaction
 from gateway.events import metrics
 from gateway.events.client import Answer
 from gateway.events.schedule import RetryPolicy
+from gateway.group_commit import GroupWriter
 
 log = structlog.get_logger(__name__)
 
@@ -63,9 +63,11 @@ WITH r AS (
     AS r(delivery_id, attempt, attempted_at, status_code, error, latency_ms, excerpt, status,
          next_attempt_at)
 ), logged AS (
+  -- A delivery deleted meanwhile (with its endpoint) has nothing left to record.
   INSERT INTO event_delivery_attempts
     (delivery_id, attempted_at, status_code, error, latency_ms, response_excerpt)
-  SELECT delivery_id, attempted_at, status_code, error, latency_ms, excerpt FROM r
+  SELECT r.delivery_id, r.attempted_at, r.status_code, r.error, r.latency_ms, r.excerpt
+    FROM r JOIN event_deliveries d ON d.id = r.delivery_id
 ), moved AS (
   UPDATE event_deliveries d
      SET status = r.status, next_attempt_at = coalesce(r.next_attempt_at, d.next_attempt_at),
@@ -103,30 +105,20 @@ class Recorder:
     def __init__(self, engine: AsyncEngine, policy: RetryPolicy) -> None:
         self._engine = engine
         self._policy = policy
-        self._waiting: list[Result] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writer = GroupWriter(self._write_logged, batch_max=limits.EVENT_RECORD_BATCH_MAX)
 
     def add(self, result: Result) -> None:
-        self._waiting.append(result)
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write())
+        self._writer.add(result)
 
     async def drain(self) -> None:
         """Wait until every result handed in so far is written (or dropped)."""
-        while self._writer is not None:
-            await asyncio.shield(self._writer)
+        await self._writer.drain()
 
-    async def _write(self) -> None:
+    async def _write_logged(self, batch: list[Result]) -> None:
         try:
-            while self._waiting:
-                batch = self._waiting[: limits.EVENT_RECORD_BATCH_MAX]
-                del self._waiting[: limits.EVENT_RECORD_BATCH_MAX]
-                try:
-                    await self.write(batch)
-                except Exception as exc:  # the leases bring these deliveries back: see above
-                    log.warning("events.record_failed", results=len(batch), error=repr(exc))
-        finally:
-            self._writer = None
+            await self.write(batch)
+        except Exception as exc:  # the leases bring these deliveries back: see above
+            log.warning("events.record_failed", results=len(batch), error=repr(exc))
 
     async def write(self, batch: Sequence[Result]) -> None:
         """Record `batch` in one transaction."""

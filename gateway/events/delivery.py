@@ -15,9 +15,7 @@ number of them side by side:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,7 +24,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits
-from gateway.db import raw_connection
+from gateway.db import listening, raw_connection
 from gateway.events import metrics, signing
 from gateway.events.attempts import Recorder, Result
 from gateway.events.client import DeliveryClient
@@ -169,7 +167,7 @@ class Deliverer:
         """Deliver until cancelled; in-flight attempts are cancelled with it (their leases
         bring them back)."""
         try:
-            async with _listening(self.engine, wake):
+            async with listening(self.engine, NOTIFY_CHANNEL, wake):
                 while True:
                     wake.clear()
                     self._freed.clear()
@@ -233,17 +231,3 @@ def _claimed(row: asyncpg.Record) -> Claimed:
         row["url"],
         secrets,
     )
-
-
-@contextlib.asynccontextmanager
-async def _listening(engine: AsyncEngine, wake: asyncio.Event) -> AsyncIterator[None]:
-    def notified(*_: object) -> None:
-        wake.set()
-
-    async with raw_connection(engine) as conn:
-        await conn.add_listener(NOTIFY_CHANNEL, notified)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):  # the connection may be gone already
-                await conn.remove_listener(NOTIFY_CHANNEL, notified)

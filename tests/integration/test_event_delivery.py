@@ -85,6 +85,14 @@ async def delivered(engine: AsyncEngine) -> int:
     return int(rows[0][0])
 
 
+def disabled(engine: AsyncEngine) -> Any:
+    async def check() -> bool:
+        rows = await query(engine, "SELECT enabled FROM webhook_endpoints")
+        return rows[0][0] is False
+
+    return check
+
+
 def received_all(receiver: Receiver, count: int) -> Any:
     async def check() -> bool:
         return len(receiver.deliveries) >= count
@@ -142,11 +150,7 @@ async def test_a_410_disables_the_endpoint_with_a_reason(engine: AsyncEngine) ->
         await register(engine, receiver.url)
         await write(engine, 1)
 
-        async def disabled() -> bool:
-            rows = await query(engine, "SELECT enabled, disabled_reason FROM webhook_endpoints")
-            return rows[0][0] is False
-
-        await eventually(disabled, what="the endpoint disabled")
+        await eventually(disabled(engine), what="the endpoint disabled")
         await write(engine, 3)
         await asyncio.sleep(0.5)
     [endpoint] = await query(engine, "SELECT disabled_reason FROM webhook_endpoints")
@@ -161,11 +165,7 @@ async def test_an_endpoint_failing_for_the_whole_window_is_disabled(engine: Asyn
         await register(engine, receiver.url)
         await write(engine, 2)
 
-        async def disabled() -> bool:
-            rows = await query(engine, "SELECT enabled FROM webhook_endpoints")
-            return rows[0][0] is False
-
-        await eventually(disabled, what="the endpoint disabled after the window")
+        await eventually(disabled(engine), what="the endpoint disabled after the window")
     [endpoint] = await query(engine, "SELECT disabled_reason FROM webhook_endpoints")
     assert "the whole retry window" in endpoint[0]
     statuses = await query(engine, "SELECT DISTINCT status FROM event_deliveries")

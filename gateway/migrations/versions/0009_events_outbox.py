@@ -15,6 +15,17 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _endpoints()
+    _outbox()
+    _deliveries()
+    # Whether the balance was below the auto-recharge threshold when last looked at under the
+    # account's lock: `account.balance_below_threshold` is written when it turns true.
+    op.execute(
+        "ALTER TABLE account_recharge ADD COLUMN below_threshold boolean NOT NULL DEFAULT false"
+    )
+
+
+def _endpoints() -> None:
     # The secrets sign deliveries, so they are kept as they are (never logged, shown only when
     # made). `previous_secret` signs too until it expires: a rotation's overlap.
     # `failing_since` is the first failed attempt since the last delivery that worked: an
@@ -37,6 +48,9 @@ def upgrade() -> None:
         )
         """
     )
+
+
+def _outbox() -> None:
     # The outbox. A row is written in the transaction of the change it reports, so it exists
     # exactly when the change does. `seq` orders events; an object's events are written under
     # that object's row lock, so `seq` also grows with every change of one object: it is the
@@ -57,6 +71,9 @@ def upgrade() -> None:
     # `GET /v1/events?type=` and `?object_id=`, newest first.
     op.execute("CREATE INDEX events_type_seq ON events (type, seq)")
     op.execute("CREATE INDEX events_object_seq ON events (object_id, seq)")
+
+
+def _deliveries() -> None:
     # The delivery queue: written with the event for every endpoint subscribed then. A
     # delivery is claimed by pushing `next_attempt_at` past the attempt's timeout (a lease):
     # a worker that dies mid-attempt leaves it due again once the lease runs out, so every
@@ -114,11 +131,6 @@ def upgrade() -> None:
     op.execute(
         "CREATE TRIGGER event_deliveries_queued AFTER INSERT ON event_deliveries "
         "FOR EACH STATEMENT EXECUTE FUNCTION event_deliveries_notify()"
-    )
-    # Whether the balance was below the auto-recharge threshold when last looked at under the
-    # account's lock: `account.balance_below_threshold` is written when it turns true.
-    op.execute(
-        "ALTER TABLE account_recharge ADD COLUMN below_threshold boolean NOT NULL DEFAULT false"
     )
 
 
