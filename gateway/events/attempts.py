@@ -4,10 +4,11 @@ moves on (delivered; due again after the backoff; given up), and its endpoint's 
 that has failed since before the window began disables it too, with the reason).
 
 Results are written by one writer per worker, several per transaction: those that arrive
-while a write is under way go in the next one (group commit), so at thousands of attempts a
-second the database sees a few dozen transactions. A write that fails is logged and dropped:
-the deliveries it held stay leased, and come due again when the lease runs out (at least
-once, never lost)."""
+within a short window, or while a write is under way, go in together (group commit), so at
+thousands of attempts a second the database sees a few dozen transactions. Nobody waits on a
+record (the delivery's lease keeps it from being claimed again meanwhile). A write that
+fails is logged and dropped: the deliveries it held stay leased, and come due again when the
+lease runs out (at least once, never lost)."""
 
 from __future__ import annotations
 
@@ -105,7 +106,11 @@ class Recorder:
     def __init__(self, engine: AsyncEngine, policy: RetryPolicy) -> None:
         self._engine = engine
         self._policy = policy
-        self._writer = GroupWriter(self._write_logged, batch_max=limits.EVENT_RECORD_BATCH_MAX)
+        self._writer = GroupWriter(
+            self._write_logged,
+            batch_max=limits.EVENT_RECORD_BATCH_MAX,
+            window_seconds=limits.EVENT_RECORD_WINDOW_SECONDS,
+        )
 
     def add(self, result: Result) -> None:
         self._writer.add(result)
