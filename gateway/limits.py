@@ -118,8 +118,8 @@ EVENT_ENDPOINT_URL_LENGTH_MAX: Final = 2048
 # (a failure message) comes in a webhook of at most WEBHOOK_BODY_BYTES_MAX.
 EVENT_OBJECT_BYTES_MAX: Final = 524_288
 EVENT_DELIVERY_TIMEOUT_SECONDS: Final = 10.0  # one attempt: connect, send, first answer
-# A claimed delivery is leased for the attempt's timeout plus this: a worker that dies
-# mid-attempt leaves it due again once the lease runs out.
+# A claimed delivery is leased for two attempts' timeouts (it may wait for one, claimed ahead)
+# plus this: a worker that dies mid-attempt leaves it due again once the lease runs out.
 EVENT_DELIVERY_LEASE_MARGIN_SECONDS: Final = 5.0
 EVENT_DELIVERY_CONCURRENCY_MAX: Final = 256  # attempts in flight per worker process
 # Attempts in flight per endpoint per worker process: a slow endpoint holds at most these,

@@ -7,8 +7,9 @@ number of them side by side:
   claims disjoint, no transaction stays open across the network, and a worker killed
   mid-attempt leaves its deliveries due again once their leases run out: at least once.
 - Each endpoint gets at most `EVENT_DELIVERY_ENDPOINT_CONCURRENCY_MAX` attempts in flight per
-  worker, and claims ask for no more than that: an endpoint that answers slowly (or not at
-  all, until the timeout) holds only its own share, never the others'.
+  worker, and claims ask for no more than that (and as many again, claimed ahead): an
+  endpoint that answers slowly (or not at all, until the timeout) holds only its own share,
+  never the others'.
 - Claims are made when slots free up (a few together), when deliveries are queued (NOTIFY
   from any process) or every `EVENT_DELIVERY_POLL_SECONDS`."""
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -86,10 +88,18 @@ class Claimed:
     endpoint_id: str
     url: str
     secrets: tuple[str, ...]
+    claimed_at: float  # time.monotonic() of the claim: its lease started then
 
 
 class Deliverer:
-    """One worker's deliveries: `run` until cancelled; `run_once` claims one round."""
+    """One worker's deliveries: `run` until cancelled; `run_once` claims one round.
+
+    Each endpoint has `endpoint_concurrency` attempts in flight at most, and as many claimed
+    ahead, waiting here for a slot: a finished attempt's slot goes at once to the next one,
+    without a round trip to the database, while claims refill what waits. A delivery waits
+    for at most one attempt (bounded by the timeout) before its own starts, so the lease
+    (`lease_seconds`) must cover two attempts' timeouts; one that waited too long anyway is
+    left for its lease to run out, never attempted late."""
 
     def __init__(
         self,
@@ -98,6 +108,7 @@ class Deliverer:
         policy: RetryPolicy,
         *,
         lease_seconds: float,
+        attempt_seconds_max: float = limits.EVENT_DELIVERY_TIMEOUT_SECONDS,
         concurrency: int = limits.EVENT_DELIVERY_CONCURRENCY_MAX,
         endpoint_concurrency: int = limits.EVENT_DELIVERY_ENDPOINT_CONCURRENCY_MAX,
     ) -> None:
@@ -105,42 +116,71 @@ class Deliverer:
         self.client = client
         self.recorder = Recorder(engine, policy)
         self.lease_seconds = lease_seconds
+        self.attempt_seconds_max = attempt_seconds_max
         self.concurrency = concurrency
         self.endpoint_concurrency = endpoint_concurrency
+        self._running = 0
         self._in_flight: dict[str, int] = {}
+        self._waiting: dict[str, deque[Claimed]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()
         self._health_at = 0.0
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        """Attempts under way (not those claimed ahead)."""
+        return self._running
+
+    def _held(self, endpoint_id: str) -> int:
+        return self._in_flight.get(endpoint_id, 0) + len(self._waiting.get(endpoint_id, ()))
 
     async def run_once(self) -> int:
-        """Claim what is due (within the free slots) and start each attempt; how many."""
-        free = self.concurrency - self.in_flight
+        """Claim what is due (for the free and the ahead slots) and start what may start;
+        how many were claimed."""
+        free = 2 * self.concurrency - self.in_flight - sum(map(len, self._waiting.values()))
         if free <= 0:
             return 0
         claimed = await self.claim(free)
         for one in claimed:
-            self._in_flight[one.endpoint_id] = self._in_flight.get(one.endpoint_id, 0) + 1
-            task = asyncio.create_task(self._attempt(one))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._waiting.setdefault(one.endpoint_id, deque()).append(one)
+        self._start_waiting()
         return len(claimed)
 
     async def claim(self, limit: int) -> list[Claimed]:
-        busy = {k: n for k, n in self._in_flight.items() if n > 0}
+        held = {k: n for k in self._in_flight.keys() | self._waiting.keys() if (n := self._held(k))}
         async with raw_connection(self.engine) as conn:
             rows = await conn.fetch(
                 _CLAIM,
                 limit,
-                self.endpoint_concurrency,
-                list(busy),
-                list(busy.values()),
+                2 * self.endpoint_concurrency,
+                list(held),
+                list(held.values()),
                 self.lease_seconds,
             )
-        return [_claimed(row) for row in rows]
+        claimed_at = time.monotonic()
+        return [_claimed(row, claimed_at) for row in rows]
+
+    def _start_waiting(self, first: str | None = None) -> None:
+        """Start what waits, while slots are free: `first`'s deliveries before the others'."""
+        order = sorted(self._waiting, key=lambda endpoint_id: endpoint_id != first)
+        for endpoint_id in order:
+            waiting = self._waiting[endpoint_id]
+            while (
+                waiting
+                and self._in_flight.get(endpoint_id, 0) < self.endpoint_concurrency
+                and self._running < self.concurrency
+            ):
+                claimed = waiting.popleft()
+                waited = time.monotonic() - claimed.claimed_at
+                if waited > self.lease_seconds - self.attempt_seconds_max:
+                    continue  # its lease could run out mid-attempt: leave it to come due again
+                self._running += 1
+                self._in_flight[endpoint_id] = self._in_flight.get(endpoint_id, 0) + 1
+                task = asyncio.create_task(self._attempt(claimed))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if not waiting:
+                del self._waiting[endpoint_id]
 
     async def _attempt(self, claimed: Claimed) -> None:
         try:
@@ -160,12 +200,14 @@ class Deliverer:
                 )
             )
         finally:
+            self._running -= 1
             self._in_flight[claimed.endpoint_id] -= 1
             self._freed.set()
+            self._start_waiting(first=claimed.endpoint_id)  # the slot goes to who waits
 
     async def run(self, wake: asyncio.Event) -> None:
-        """Deliver until cancelled; in-flight attempts are cancelled with it (their leases
-        bring them back)."""
+        """Deliver until cancelled; attempts under way are cancelled with it, and what was
+        claimed ahead is dropped (their leases bring them back)."""
         try:
             async with listening(self.engine, NOTIFY_CHANNEL, wake):
                 while True:
@@ -175,6 +217,7 @@ class Deliverer:
                     await self.refresh_metrics()
                     await self._until_worth_claiming(wake)
         finally:
+            self._waiting.clear()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -182,10 +225,8 @@ class Deliverer:
 
     async def _until_worth_claiming(self, wake: asyncio.Event) -> None:
         """Sleep until a claim may find something: an attempt finished (then a moment for a
-        few more to), deliveries were queued (unless every slot is taken), or the poll
-        interval passed."""
-        events = [self._freed] if self.in_flight >= self.concurrency else [self._freed, wake]
-        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        few more to), deliveries were queued, or the poll interval passed."""
+        waiters = [asyncio.ensure_future(event.wait()) for event in (self._freed, wake)]
         try:
             await asyncio.wait(
                 waiters,
@@ -212,7 +253,7 @@ class Deliverer:
             metrics.DISABLED_ENDPOINTS.set(row["disabled"])
 
 
-def _claimed(row: asyncpg.Record) -> Claimed:
+def _claimed(row: asyncpg.Record, claimed_at: float) -> Claimed:
     secrets = (
         (row["secret"],)
         if row["previous_secret"] is None
@@ -230,4 +271,5 @@ def _claimed(row: asyncpg.Record) -> Claimed:
         row["endpoint_id"],
         row["url"],
         secrets,
+        claimed_at,
     )

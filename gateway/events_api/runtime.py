@@ -41,12 +41,14 @@ async def _client(app: web.Application) -> AsyncIterator[None]:
 
 async def _deliver_forever(app: web.Application) -> None:
     settings = app[SETTINGS]
+    timeout = settings.events_delivery_timeout_seconds
     deliverer = Deliverer(
         app[ENGINE],
         app[DELIVERY_CLIENT],
         retry_policy(settings),
-        lease_seconds=settings.events_delivery_timeout_seconds
-        + limits.EVENT_DELIVERY_LEASE_MARGIN_SECONDS,
+        # A claimed delivery may wait for one attempt before its own: two timeouts, a margin.
+        lease_seconds=2 * timeout + limits.EVENT_DELIVERY_LEASE_MARGIN_SECONDS,
+        attempt_seconds_max=timeout,
     )
     await deliverer.run(app[EVENTS_WAKE])
 

@@ -57,7 +57,7 @@ async def delivering(
     policy: RetryPolicy = FAST,
     *,
     allow_private: bool = True,
-    lease_seconds: float = 10.0,
+    lease_seconds: float | None = None,
     concurrency: int = 256,
     endpoint_concurrency: int = 32,
     timeout_seconds: float = 10.0,
@@ -67,7 +67,8 @@ async def delivering(
         engine,
         client,
         policy,
-        lease_seconds=lease_seconds,
+        lease_seconds=2 * timeout_seconds + 1 if lease_seconds is None else lease_seconds,
+        attempt_seconds_max=timeout_seconds,
         concurrency=concurrency,
         endpoint_concurrency=endpoint_concurrency,
     )
@@ -238,7 +239,8 @@ async def test_a_worker_killed_mid_attempt_leaves_the_delivery_to_another(
         receiver.delay_seconds = 30.0
         secret = await register(engine, receiver.url)
         await write(engine, 1)
-        async with delivering(engine, lease_seconds=1.0) as first:
+        # Attempts of 0.4 s at most under a 1 s lease: the first is cut while the receiver holds it.
+        async with delivering(engine, lease_seconds=1.0, timeout_seconds=0.4) as first:
 
             async def attempting() -> bool:
                 return first.in_flight == 1
@@ -246,7 +248,7 @@ async def test_a_worker_killed_mid_attempt_leaves_the_delivery_to_another(
             await eventually(attempting, what="the first worker's attempt under way")
         # The first worker is gone (cancelled mid-attempt, as a killed process would be).
         receiver.delay_seconds = 0.0
-        async with delivering(engine, lease_seconds=1.0):
+        async with delivering(engine, lease_seconds=1.0, timeout_seconds=0.4):
             await eventually(received_all(receiver, 1), what="the delivery, by the second")
         [event] = receiver.events(secret)
     assert event["type"] == "charge.succeeded"
