@@ -33,6 +33,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from bench.charges.load import classify as charge_classify
 from bench.charges.load import load
 from bench.charges.phases import API_KEY, sandbox_running, serve_env
 from bench.charges.seed import prepared_database
@@ -71,8 +72,11 @@ CHARGE = json.dumps(
 
 
 def classify(comm: str, cmdline: str) -> str | None:
+    """The groups the deliveries bench reports. PostgreSQL is the backends of this bench's
+    own databases: on a shared machine, other databases' backends are someone else's load."""
     if comm == "postgres":
-        return "postgres"
+        ours = any(f" {name} " in cmdline for name in ("bench_events", "bench_charges"))
+        return "postgres" if ours else "other postgres"
     if "bench.events receiver" in cmdline:
         return "receiver"
     if "gateway" in cmdline and ("worker" in cmdline or "serve" in cmdline):
@@ -231,6 +235,13 @@ async def _until_delivered(conn: asyncpg.Connection[Any], count: int) -> None:
 # -- the CPU the outbox adds to a charge ----------------------------------------------------
 
 
+def charge_groups(comm: str, cmdline: str) -> str | None:
+    """The charges bench's groups, PostgreSQL counted as the deliveries bench counts it."""
+    if comm == "postgres":
+        return classify(comm, cmdline)
+    return charge_classify(comm, cmdline)
+
+
 async def charges(
     tmp_path: Path, db_url: str, sandbox_url: str, argv: Sequence[str], name: str
 ) -> Figure:
@@ -240,7 +251,7 @@ async def charges(
     base = f"http://127.0.0.1:{port}"
     async with started(argv, env, tmp_path / "serve.log", f"{base}/readyz"):
         headers = {"Authorization": f"Bearer {API_KEY}"}
-        return await load(f"{base}/v1/charges", 64, headers, name, db_url)
+        return await load(f"{base}/v1/charges", 64, headers, name, db_url, charge_groups)
 
 
 async def outbox_cost(tmp_path: Path, receiver_url: str) -> list[Figure]:
