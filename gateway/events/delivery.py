@@ -2,8 +2,8 @@
 hands the answers to the `Recorder`. Run by `gateway serve` and by `gateway worker`; any
 number of them side by side:
 
-- A claim is one statement that pushes each claimed delivery's `next_attempt_at` past the
-  attempt's timeout (a lease) and commits at once: `FOR UPDATE SKIP LOCKED` keeps concurrent
+- A claim is one statement that pushes each claimed delivery's `next_attempt_at` past two
+  attempts' timeouts (a lease) and commits at once: `FOR UPDATE SKIP LOCKED` keeps concurrent
   claims disjoint, no transaction stays open across the network, and a worker killed
   mid-attempt leaves its deliveries due again once their leases run out: at least once.
 - Each endpoint gets at most `EVENT_DELIVERY_ENDPOINT_CONCURRENCY_MAX` attempts in flight per

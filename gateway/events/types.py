@@ -29,9 +29,10 @@ class EventType(StrEnum):
     RECHARGE_PAUSED = "recharge.paused"
 
 
-def subscription(values: Sequence[str], *, param: str = "enabled_events") -> list[str]:
+def subscription(values: Sequence[str]) -> list[str]:
     """`enabled_events` as stored: `["*"]`, or distinct known types in the order given. Raises
-    a 400 naming `param` for anything else."""
+    a 400 naming `enabled_events` for anything else."""
+    param = "enabled_events"
     if list(values) == [EVERY_TYPE]:
         return [EVERY_TYPE]
     if not values:
