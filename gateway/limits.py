@@ -136,6 +136,7 @@ EVENT_RESPONSE_EXCERPT_BYTES: Final = 1024  # kept of each answer, as evidence
 EVENT_ATTEMPT_ERROR_LENGTH_MAX: Final = 500
 EVENT_ATTEMPTS_SHOWN_MAX: Final = 100  # attempts `GET /v1/events/{id}` lists, newest first
 EVENT_DELIVERY_POLL_SECONDS: Final = 0.5  # the worker looks this often when no wake-up comes
+EVENT_DELIVERY_OUTAGE_BACKOFF_SECONDS_MAX: Final = 30.0  # database down: retry, doubling to this
 EVENT_RECORD_BATCH_MAX: Final = 1000  # attempt results written in one transaction
 # Attempt results gather this long before they are written: nobody waits on a record, and at
 # thousands of attempts a second it makes one transaction of dozens instead of a few each.

@@ -26,7 +26,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits
-from gateway.db import listening, raw_connection
+from gateway.db import is_database_down, listening, raw_connection
 from gateway.events import metrics, signing
 from gateway.events.attempts import Recorder, Result
 from gateway.events.client import DeliveryClient
@@ -207,15 +207,30 @@ class Deliverer:
 
     async def run(self, wake: asyncio.Event) -> None:
         """Deliver until cancelled; attempts under way are cancelled with it, and what was
-        claimed ahead is dropped (their leases bring them back)."""
+        claimed ahead is dropped (their leases bring them back). A database outage is waited
+        out (logged, retried with capped backoff), not a crash."""
+        backoff = limits.EVENT_DELIVERY_POLL_SECONDS
         try:
-            async with listening(self.engine, NOTIFY_CHANNEL, wake):
-                while True:
-                    wake.clear()
-                    self._freed.clear()
-                    await self.run_once()
-                    await self.refresh_metrics()
-                    await self._until_worth_claiming(wake)
+            while True:
+                try:
+                    async with listening(self.engine, NOTIFY_CHANNEL, wake):
+                        while True:
+                            wake.clear()
+                            self._freed.clear()
+                            await self.run_once()
+                            await self.refresh_metrics()
+                            backoff = limits.EVENT_DELIVERY_POLL_SECONDS
+                            await self._until_worth_claiming(wake)
+                except Exception as exc:
+                    if not is_database_down(exc):
+                        raise
+                    log.warning(
+                        "events.database_unavailable",
+                        error=type(exc).__name__,
+                        retry_in_seconds=backoff,
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(2 * backoff, limits.EVENT_DELIVERY_OUTAGE_BACKOFF_SECONDS_MAX)
         finally:
             self._waiting.clear()
             for task in list(self._tasks):

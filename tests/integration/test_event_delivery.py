@@ -3,7 +3,8 @@ event delivered signed and every attempt recorded; a failing receiver gets every
 recovers; 410 and a whole window of failures disable an endpoint; workers side by side never
 deliver an event twice; a slow endpoint never delays another; a 2xx counts even when the body
 was never read; a worker that dies mid-attempt leaves the delivery to another once its lease
-runs out; an address events may not go to is refused at delivery time."""
+runs out; an address events may not go to is refused at delivery time; a database outage is
+waited out, not a crash."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.db import raw_connection
+from gateway.db import create_engine, raw_connection
 from gateway.events import endpoints, outbox
 from gateway.events.client import DeliveryClient
 from gateway.events.delivery import Deliverer
 from gateway.events.outbox import NewEvent
 from gateway.events.schedule import RetryPolicy
 from gateway.events.types import EventType
+from tests.support import postgres
+from tests.support.proxy import FaultProxy
 from tests.support.receiver import Receiver, receiving
 from tests.support.waiting import eventually
 
@@ -272,3 +275,23 @@ async def test_an_address_events_may_not_go_to_is_refused_at_delivery(
     assert attempt[0] is None
     assert "loopback" in attempt[1]
     assert receiver.deliveries == []
+
+
+async def test_the_worker_waits_out_a_database_outage(engine: AsyncEngine, db_url: str) -> None:
+    proxy = FaultProxy(postgres.tcp_address(db_url))
+    await proxy.start()
+    through_proxy = create_engine(postgres.via(db_url, "127.0.0.1", proxy.port))
+    try:
+        async with receiving() as receiver:
+            await register(engine, receiver.url)
+            async with delivering(through_proxy):
+                proxy.cut()
+                await write(engine, 3)  # written directly: only the worker lost its database
+                await asyncio.sleep(1.5)  # claims fail meanwhile
+                assert receiver.deliveries == []
+                proxy.restore()
+                # Without a supervisor here: had the worker crashed, nothing would come.
+                await eventually(received_all(receiver, 3), what="the deliveries after it")
+    finally:
+        await through_proxy.dispose()
+        await proxy.close()
