@@ -11,6 +11,7 @@ from bench.support import run
 BENCHES: list[str] = [
     "providers",
     "ledger",
+    "usage",
     "charges",
     "stripe",
     "webhooks",

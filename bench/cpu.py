@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -37,6 +38,22 @@ def _cpu_seconds(classify: Classify) -> tuple[dict[str, float], tuple[int, int]]
     return groups, (sum(jiffies), idle)
 
 
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU milliseconds per operation by group, and how busy the whole machine was (0 to 1)."""
+
+    ms_per_op: dict[str, float]
+    busy: float
+
+    def describe(self, unit: str = "op") -> str:
+        parts = [
+            f"{name} {ms:.2f}"
+            for name, ms in sorted(self.ms_per_op.items(), key=lambda item: -item[1])
+            if ms >= 0.01
+        ]
+        return f"CPU ms per {unit}: {', '.join(parts)}; machine {self.busy * 100:.0f}% busy"
+
+
 class CpuMeter:
     """`start()`, run the load, `stop(operations)`: CPU milliseconds per operation by group,
     and how busy the whole machine was."""
@@ -45,27 +62,26 @@ class CpuMeter:
         self.classify = classify
         self.available = (PROC / "stat").exists()
         self._start: tuple[dict[str, float], tuple[int, int]] = ({}, (0, 0))
-        self.per_operation: dict[str, float] = {}
-        """CPU milliseconds per operation by group, as the last `stop` measured them."""
 
     def start(self) -> None:
         if self.available:
             self._start = _cpu_seconds(self.classify)
 
     def stop(self, operations: int) -> str:
+        use = self.use(operations)
+        return "" if use is None else use.describe()
+
+    def use(self, operations: float) -> CpuUse | None:
+        """What `operations` operations took since `start()` (None off Linux or for none)."""
         if not self.available or operations == 0:
-            return ""
+            return None
         groups, (total, idle) = _cpu_seconds(self.classify)
         before, (total_before, idle_before) = self._start
         # A process that exited during the window is missing from `groups`: its CPU since the
         # start is lost, so a group can only be under-counted, never over-counted.
         used = {name: max(0.0, groups[name] - before.get(name, 0.0)) for name in groups}
-        self.per_operation = {name: seconds * 1000 / operations for name, seconds in used.items()}
-        parts = [
-            f"{name} {ms:.2f}"
-            for name, ms in sorted(self.per_operation.items(), key=lambda item: -item[1])
-            if ms >= 0.01
-        ]
         elapsed = max(total - total_before, 1)
-        busy = 1 - (idle - idle_before) / elapsed
-        return f"CPU ms per op: {', '.join(parts)}; machine {busy * 100:.0f}% busy"
+        return CpuUse(
+            {name: seconds * 1000 / operations for name, seconds in used.items()},
+            1 - (idle - idle_before) / elapsed,
+        )

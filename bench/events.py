@@ -37,7 +37,7 @@ from bench.charges.load import classify as charge_classify
 from bench.charges.load import load
 from bench.charges.phases import API_KEY, sandbox_running, serve_env
 from bench.charges.seed import prepared_database
-from bench.cpu import CpuMeter
+from bench.cpu import CpuMeter, CpuUse
 from bench.support import Figure, fresh_database, report
 from gateway import limits
 from gateway.events import signing
@@ -173,9 +173,9 @@ async def bare_posts(url: str, count: int) -> Figure:
         began = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
         elapsed = time.perf_counter() - began
-        note = meter.stop(count)
+        use = meter.use(count)
     name = f"baseline: bare aiohttp client -> receiver, {CONCURRENCY} in flight"
-    return Figure(name, count, elapsed, note=note, cpu_ms=meter.per_operation)
+    return _figure(name, count, elapsed, use)
 
 
 async def worker_deliveries(tmp_path: Path, receiver_url: str) -> Figure:
@@ -217,11 +217,17 @@ async def worker_deliveries(tmp_path: Path, receiver_url: str) -> Figure:
             )
             await _until_delivered(conn, EVENTS)
             elapsed = time.perf_counter() - began
-            note = meter.stop(EVENTS)  # while the worker and its connections still run
+            use = meter.use(EVENTS)  # while the worker and its connections still run
     finally:
         await conn.close()
     name = "gateway worker -> receiver (claim, sign, post, record)"
-    return Figure(name, EVENTS, elapsed, note=note, cpu_ms=meter.per_operation)
+    return _figure(name, EVENTS, elapsed, use)
+
+
+def _figure(name: str, count: int, elapsed: float, use: CpuUse | None) -> Figure:
+    if use is None:
+        return Figure(name, count, elapsed)
+    return Figure(name, count, elapsed, note=use.describe(), cpu_ms=use.ms_per_op)
 
 
 async def _until_delivered(conn: asyncpg.Connection[Any], count: int) -> None:

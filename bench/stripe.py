@@ -10,9 +10,11 @@ import json
 import time
 from datetime import UTC, datetime
 
+import httpx
 from pydantic import SecretStr
 
 from bench.support import Figure, report
+from providers import http
 from providers.base import ChargeRequest
 from providers.stripe import StripeProvider, StripeSettings
 from tests.support import stripe_server
@@ -69,11 +71,12 @@ async def main() -> None:
             api_base=server.url,
             webhook_secrets=tuple(SecretStr(s) for s in SECRETS),
         )
-        provider = StripeProvider(settings, timeout=10.0)
+        shared = http.create_client(timeout=httpx.Timeout(10.0))
+        provider = StripeProvider(settings, shared)
         try:
             figures = [webhooks(provider)]
             for concurrency in (1, 16):
                 figures.append(await charges(provider, concurrency))
         finally:
-            await provider.aclose()
+            await shared.aclose()
     report("Stripe provider (fake server shares the process and its core)", figures)

@@ -94,7 +94,8 @@ class Figure:
     seconds: float
     latencies_ms: tuple[float, ...] = ()
     note: str = ""
-    cpu_ms: Mapping[str, float] = field(default_factory=dict)  # per operation, by group
+    cpu_ms: Mapping[str, float] = field(default_factory=dict)
+    """CPU milliseconds per unit of work by process group, where measured."""
 
     @property
     def per_second(self) -> float:

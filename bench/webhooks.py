@@ -41,6 +41,7 @@ from gateway.settlement.store import settle
 from gateway.state import Role
 from providers.base import WebhookEvent
 from providers.sandbox import signing
+from providers.sandbox.provider import SandboxProvider
 from tests.support.settlement_load import pending_charges, queue_succeeded
 from webhooks import SETTLE
 from webhooks.worker import Settle, Worker
@@ -194,7 +195,7 @@ async def drain(engine: AsyncEngine, settle_events: Settle, count: int, workers:
 
     async def work() -> None:
         nonlocal done
-        worker = Worker(engine, settle_events)
+        worker = Worker(engine, settle_events, lambda _: SandboxProvider)
         while claimed := await worker.run_once():
             done += claimed
 

@@ -17,8 +17,10 @@ from redis.asyncio import Redis
 import webhooks
 from gateway import limits, migrate, processes, processors
 from gateway.accounts import api as accounts_api
-from gateway.api import health
-from gateway.api.middleware import authentication, errors, idempotency_key_check, request_context
+from gateway.accounts import bulk_api as usage_bulk_api
+from gateway.api import auth, health
+from gateway.api import keys as keys_api
+from gateway.api.middleware import errors, idempotency_key_check, request_context
 from gateway.api.parameters import parameters_check
 from gateway.api.routing import OPERATIONS
 from gateway.charges import routes as charges
@@ -64,12 +66,24 @@ async def redis_client(app: web.Application) -> AsyncIterator[None]:
     await client.aclose()
 
 
+def _middlewares(role: Role) -> list[Middleware]:
+    """Outermost first. A worker serves no `/v1` routes, so it needs no authentication."""
+    if role is not Role.SERVE:
+        return [request_context, errors, parameters_check]
+    return [
+        request_context,
+        auth.audit_money_movement,  # outside `errors`: it sees every final status
+        errors,
+        auth.authenticate,
+        auth.rate_limit,  # before the scope check: denials draw from the bucket too
+        auth.require_scope,
+        idempotency_key_check,
+        parameters_check,
+    ]
+
+
 def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
-    middlewares: list[Middleware] = [request_context, errors]
-    if role is Role.SERVE:
-        middlewares += [authentication(settings), idempotency_key_check]
-    middlewares.append(parameters_check)
-    app = web.Application(middlewares=middlewares, client_max_size=limits.BODY_BYTES_MAX)
+    app = web.Application(middlewares=_middlewares(role), client_max_size=limits.BODY_BYTES_MAX)
     app[SETTINGS] = settings
     app[ROLE] = role
     app[OPERATIONS] = []
@@ -78,10 +92,12 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     processors.setup(app)
     if role is Role.SERVE:
         processes.setup(app)  # after the database and the processors: copies share both
+        keys_api.setup(app)  # after the database and Redis: authentication needs both
     health.setup_routes(app)
     charges.setup(app)  # after the database and the providers: its deps need both
     webhooks.setup(app)
     recharge.setup(app)  # after charges: a top-up goes through the charge path
     accounts_api.setup(app)
+    usage_bulk_api.setup(app)
     events.setup(app)  # last: its worker stops first, while the database is still there
     return app

@@ -9,7 +9,7 @@ import gc
 import json
 import secrets
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from gateway.app import create_app
 from gateway.db import create_engine, raw_connection
 from gateway.embedded_pg import embedded_postgres
 from gateway.events import commands as event_commands
+from gateway.keys import cli as keys_cli
 from gateway.ledger.check import check_ledger
 from gateway.logs import configure_logging
 from gateway.metrics import share_between_processes
@@ -33,7 +34,8 @@ from webhooks import commands as webhook_commands
 
 
 def _dev_api_key(data_dir: Path) -> str:
-    """A development key kept under the data dir, so restarts keep the same key."""
+    """A development key kept under the data dir, so restarts keep the same key. It is a
+    bootstrap key: a caller named `bootstrap`, with every scope."""
     path = data_dir / "dev-api-key"
     if path.exists():
         return path.read_text().strip()
@@ -141,20 +143,28 @@ def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
+def _on_database(settings: Settings, work: Callable[[AsyncEngine], Awaitable[int]]) -> int:
+    """Run an operator command's `work` on the configured (or embedded) database."""
+
     async def run() -> int:
         async with _engine(settings) as engine:
-            return await event_commands.run(engine, args)
+            return await work(engine)
 
     return asyncio.run(run())
 
 
 def cmd_webhooks(settings: Settings, args: argparse.Namespace) -> int:
-    async def run() -> int:
-        async with _engine(settings) as engine:
-            return await webhook_commands.run(engine, args)
+    return _on_database(settings, lambda engine: webhook_commands.run(engine, args))
 
-    return asyncio.run(run())
+
+def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
+    return _on_database(settings, lambda engine: event_commands.run(engine, args))
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    return _on_database(
+        settings, lambda engine: keys_cli.run(engine, args, settings.api_key_environment)
+    )
 
 
 Command = Callable[[Settings, argparse.Namespace], int]
@@ -178,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     webhook_commands.register(sub, cmd_webhooks)
     event_commands.register(sub, cmd_events)
+    keys_cli.register(sub, cmd_keys)
     return parser
 
 

@@ -77,7 +77,17 @@ LEDGER_LEGS_MAX: Final = 100  # entries in one ledger transaction
 LEDGER_REFERENCE_LENGTH_MAX: Final = 512  # fits "usage:<account id>:<usage reference>"
 LEDGER_CODE_LENGTH_MAX: Final = 64
 LEDGER_CHECK_PROBLEMS_MAX: Final = 100  # problems listed by /v1/ledger/check (all are counted)
-USAGE_BATCH_RECORDS_MAX: Final = 1000
+USAGE_BATCH_RECORDS_MAX: Final = 1000  # one account's batch (`POST /v1/accounts/{id}/usage`)
+# A metering pipeline's request across accounts (`POST /v1/usage`), and the most any one
+# read-and-write of usage handles: one statement to read, one to write, about 0.1 s of
+# database time at 10 records per account (docs/benchmarks.md).
+USAGE_BULK_RECORDS_MAX: Final = 10_000
+# Its body: 10,000 records of ~100 bytes are ~1 MiB; room for references and descriptions.
+USAGE_BULK_BODY_BYTES_MAX: Final = 8_388_608
+# `record_usage` calls of at most this many records are group-committed: a write's fixed cost
+# (a read, a posting, a commit: about a millisecond) is worth sharing only while it is as
+# large as the records' own (about 5 us each). Larger calls are written at once, in parallel.
+USAGE_GROUP_COMMIT_CALL_RECORDS_MAX: Final = 100
 USAGE_AMOUNT_MICROS_MAX: Final = 10**12  # one usage record: at most 1,000,000 major units
 CREDIT_LIMIT_MICROS_MAX: Final = 10**15  # keeps every cached balance far inside bigint
 USAGE_REFERENCE_LENGTH_MAX: Final = 200
@@ -145,3 +155,42 @@ EVENT_METRICS_REFRESH_SECONDS: Final = 5.0  # queue depth, lag and disabled endp
 EVENT_SECRET_OVERLAP_SECONDS_DEFAULT: Final = 86_400  # a rotated secret still signs for a day
 EVENT_SECRET_OVERLAP_SECONDS_MAX: Final = 604_800  # at most a week
 EVENT_REPLAY_BATCH_MAX: Final = 1000  # deliveries `gateway events replay` queues per transaction
+
+# API keys (gateway/keys)
+API_KEY_ID_BYTES: Final = 6  # 12 hex digits: the key's visible id, unique per database
+API_KEY_SECRET_BYTES: Final = 32  # 256 random bits, 43 url-safe characters
+API_CALLER_NAME_LENGTH_MAX: Final = 64
+API_KEY_LIFETIME_SECONDS_MAX: Final = 2 * 365 * 86_400  # a key lives at most two years
+API_KEY_ROTATION_OVERLAP_SECONDS_DEFAULT: Final = 86_400  # time for every replica to redeploy
+API_KEY_ROTATION_OVERLAP_SECONDS_MAX: Final = 30 * 86_400
+# A verified key is trusted this long in a process before its row is read again: a key on
+# every request is then not a query on every request, and a revocation made in another
+# process takes effect here within this time (at once in the process that made it).
+API_KEY_CACHE_SECONDS: Final = 5.0
+API_KEY_CACHE_ENTRIES_MAX: Final = 10_000  # keys (and unknown ids) remembered per process
+# `last_used_at` is written at most this often per key: a hot key is not a write per request.
+API_KEY_LAST_USED_INTERVAL_SECONDS: Final = 60.0
+
+AUDIT_BATCH_MAX: Final = 256  # audit events written in one statement (group commit)
+# An answer waits this long at most for its audit event: a database in trouble must not hold
+# back a charge's answer (the write goes on without it, and a failure is logged in full).
+AUDIT_WAIT_SECONDS: Final = 1.0
+
+# Rate limits per key: a token bucket per key and rate class, `quota` requests that refill
+# evenly over `window` seconds (so `quota / window` per second sustained, bursts of `quota`).
+# Money: card charges, refunds and usage debits. Stripe allows a live account about 100
+# operations a second; a caller sending more only turns into processor 429s and requests
+# waiting in our retries, so one key gets that rate, with two seconds of burst.
+RATE_LIMIT_MONEY_QUOTA: Final = 200
+RATE_LIMIT_MONEY_WINDOW_SECONDS: Final = 2
+# Other writes (account settings, key administration, webhook replays) are operator-paced;
+# 10 a second stops a runaway script long before it matters to the database.
+RATE_LIMIT_WRITE_QUOTA: Final = 100
+RATE_LIMIT_WRITE_WINDOW_SECONDS: Final = 10
+# Reads are single index lookups; 500 a second keeps one caller's polling loop from holding
+# the whole connection pool (20 per process).
+RATE_LIMIT_READ_QUOTA: Final = 1000
+RATE_LIMIT_READ_WINDOW_SECONDS: Final = 2
+RATE_LIMIT_QUOTA_MAX: Final = 1_000_000  # per-key overrides stay within these
+RATE_LIMIT_WINDOW_SECONDS_MAX: Final = 86_400
+RATE_LIMIT_REDIS_RETRY_AFTER_SECONDS: Final = 5.0  # after a Redis error, limits are off this long

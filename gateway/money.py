@@ -1,10 +1,14 @@
 """Money: an integer amount plus a currency, never a float.
 
 Two scales exist. Card amounts travel in the currency's *minor unit* (ISO 4217 exponent: JPY 0,
-USD 2, KWD 3, CLF 4), as processors expect. The ledger counts *micros*, 10^-6 of the major
+USD 2, KWD 3, CLF 4), as the API takes them. The ledger counts *micros*, 10^-6 of the major
 unit, so a `$0.0079` message is exact. Going finer (minor -> micros) is exact; going coarser
 rounds half to even (bankers rounding) and hands back the residue, which the caller books to
 a rounding account so the books still balance to the micro.
+
+A processor that counts a currency in another minor unit (Stripe's ISK has two decimals) is
+given amounts rescaled exactly by `rescale_minor`, never rounded: money that cannot be said
+exactly in the processor's unit is refused (`gateway.processor_units` applies it).
 
 Decimal strings appear only at the edges: `parse_decimal` reads them with a bounded number of
 fractional digits (never via float or Decimal arithmetic), `format_scaled` writes them back."""
@@ -30,11 +34,15 @@ class UnknownCurrency(MoneyError):
     pass
 
 
+class InexactAmount(MoneyError):
+    """An amount that is not a whole number of the coarser unit it was asked in."""
+
+
 @dataclass(frozen=True, slots=True)
 class Currency:
     code: str
     exponent: int
-    """Digits of the minor unit (ISO 4217 "minor unit"; a processor may use its own)."""
+    """Digits of the minor unit (ISO 4217 "minor unit")."""
 
     @property
     def micros_per_minor(self) -> int:
@@ -67,21 +75,13 @@ ISO_4217: Final = _table(
     }
 )
 
-# Where a processor's minor unit differs from ISO 4217. Stripe takes ISK and UGX as
-# two-decimal amounts (ending in 00) for backwards compatibility.
-PROCESSOR_EXPONENTS: Final[Mapping[str, Mapping[str, int]]] = MappingProxyType(
-    {"stripe": MappingProxyType({"ISK": 2, "UGX": 2})}
-)
 
-
-def currency(code: str, *, processor: str | None = None) -> Currency:
-    """The currency for an ISO 4217 code (upper case), with `processor`'s own minor unit
-    when it has an exception for that code."""
+def currency(code: str) -> Currency:
+    """The ISO 4217 currency for a code (upper case)."""
     found = ISO_4217.get(code)
     if found is None:
         raise UnknownCurrency(f"unknown currency '{code}': use an ISO 4217 code like 'USD'")
-    exception = PROCESSOR_EXPONENTS.get(processor or "", {}).get(code)
-    return found if exception is None else Currency(code, exception)
+    return found
 
 
 _DECIMAL = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")  # ASCII digits only
@@ -148,6 +148,21 @@ def micros_to_minor(micros: int, cur: Currency) -> tuple[int, int]:
     """Micros to the currency's minor unit, bankers rounding: `(minor, residue_micros)`,
     where `minor_to_micros(minor) + residue_micros == micros`. Book the residue."""
     return round_half_even(micros, cur.micros_per_minor)
+
+
+def rescale_minor(amount: int, from_exponent: int, to_exponent: int) -> int:
+    """`amount` counted in 10^-from_exponent units, counted in 10^-to_exponent units, exactly
+    (ISK 500 at exponent 0 is 50000 at exponent 2). Never rounds: an amount that is not a
+    whole number of the coarser unit raises `InexactAmount` (150 at exponent 2 has no
+    exponent-0 equivalent)."""
+    if from_exponent <= to_exponent:
+        return amount * int(10 ** (to_exponent - from_exponent))
+    whole, rest = divmod(amount, int(10 ** (from_exponent - to_exponent)))
+    if rest:
+        raise InexactAmount(
+            f"{amount} (10^-{from_exponent} units) is not a whole number of 10^-{to_exponent} units"
+        )
+    return whole
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from gateway import limits
+from gateway.keys.tokens import Environment
 
 
 class LogFormat(StrEnum):
@@ -33,7 +34,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     worker_port: int = Field(default=8082, ge=0, le=65535)
+    # Bootstrap keys: each is a caller of its own named `bootstrap`, with every scope
+    # (`admin`); callers' keys are data (`gateway keys`, `/v1/api-keys`) and carry this
+    # environment.
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    api_key_environment: Environment = Environment.TEST
     default_provider: str = "sandbox"
     log_format: LogFormat | None = None
     log_level: str = "info"

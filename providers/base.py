@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import ClassVar, Self
 
 import httpx
@@ -71,13 +72,20 @@ class RefundStatus(StrEnum):
 
 
 class EventKind(StrEnum):
-    """What a webhook says happened, normalized. `IGNORED` events are stored, never settled."""
+    """What a webhook says happened, normalized. `IGNORED` events are stored, never settled.
+
+    A processor reports refunds one of two ways: `CHARGE_REFUNDED` carries the charge's
+    cumulative refunded amount (Stripe's `charge.refunded`); `REFUND_SUCCEEDED` and
+    `REFUND_FAILED` carry how ONE refund ended (Adyen's REFUND, REFUND_FAILED), for refunds
+    whose request was only accepted (`RefundStatus.PENDING`) and finish later."""
 
     CHARGE_SUCCEEDED = "charge.succeeded"
     CHARGE_FAILED = "charge.failed"
     CHARGE_PENDING = "charge.pending"
     CHARGE_REQUIRES_ACTION = "charge.requires_action"
     CHARGE_REFUNDED = "charge.refunded"
+    REFUND_SUCCEEDED = "refund.succeeded"
+    REFUND_FAILED = "refund.failed"
     DISPUTE_OPENED = "dispute.opened"
     DISPUTE_CLOSED = "dispute.closed"
     IGNORED = "ignored"
@@ -89,11 +97,18 @@ class DisputeOutcome(StrEnum):
 
 
 class Capability(StrEnum):
-    """What a provider supports; the README's provider table is generated from these."""
+    """What a provider supports; the README's provider table is generated from these.
+
+    `LOOKUP_BY_ID`: the processor can be asked about one of its charges by its own id
+    (`retrieve_charge`); `LOOKUP_BY_KEY`: it can find what a lost answer made by our key or
+    metadata (`find_charge`, `find_refund`). Without either, a charge whose outcome is unknown
+    or pending is re-sent under its key while the processor keeps keys, and otherwise waits
+    for its webhook."""
 
     CHARGE = "charge"
     REFUND = "refund"
     PARTIAL_REFUND = "partial_refund"
+    LOOKUP_BY_ID = "lookup_by_id"
     LOOKUP_BY_KEY = "lookup_by_key"
     WEBHOOKS = "webhooks"
     DISPUTES = "disputes"
@@ -101,7 +116,8 @@ class Capability(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ChargeRequest:
-    """Charge `amount_minor` (ISO 4217 minor units) of `currency` on `payment_method`.
+    """Charge `amount_minor` of `currency` on `payment_method`, in the processor's own minor
+    unit (ISO 4217's unless `Provider.currency_exponents` says otherwise; the core converts).
 
     `idempotency_key` is derived from our charge row and stored before the first call; it is
     the same on every retry and every recovery, so the processor makes at most one charge.
@@ -120,7 +136,8 @@ class ChargeRequest:
 
 @dataclass(frozen=True, slots=True)
 class ChargeResult:
-    """The processor's answer about one charge. A decline is `status=FAILED` with a code."""
+    """The processor's answer about one charge. A decline is `status=FAILED` with a code.
+    Amounts are as the processor counts them (the core converts them back)."""
 
     status: ChargeStatus
     provider_charge_id: str | None
@@ -135,7 +152,8 @@ class ChargeResult:
 
 @dataclass(frozen=True, slots=True)
 class RefundRequest:
-    """Refund `amount_minor` of a processor charge, under our idempotency key."""
+    """Refund `amount_minor` (the processor's minor unit) of a processor charge, under our
+    idempotency key."""
 
     idempotency_key: str
     refund_id: str
@@ -146,6 +164,10 @@ class RefundRequest:
 
 @dataclass(frozen=True, slots=True)
 class RefundResult:
+    """The processor's answer about one refund. `PENDING` means it accepted the refund and
+    will say how it ended by webhook (`EventKind.REFUND_SUCCEEDED` / `REFUND_FAILED`); an
+    unknown processor status is pending too, never a guess."""
+
     status: RefundStatus
     provider_refund_id: str | None
     amount_minor: int
@@ -156,11 +178,15 @@ class RefundResult:
 class WebhookEvent:
     """One normalized event out of a webhook delivery (some processors batch several).
 
-    `event_id` is the processor's id for the event (the inbox dedupes on provider+event_id).
-    `charge_id` is ours, read back from metadata when the processor echoes it.
+    `event_id` is the processor's id for the event (the inbox dedupes on provider+event_id;
+    a processor without event ids gets one derived from what its signature covers, so a
+    redelivery is the same id). `charge_id` is ours, read back when the processor echoes it.
     For `CHARGE_REFUNDED`, `amount_minor` is the charge's *cumulative* refunded amount, which
-    makes refund events order-independent. For disputes, `dispute_id` and `amount_minor` are
-    the dispute's, and `dispute_outcome` is set on `DISPUTE_CLOSED`."""
+    makes refund events order-independent. For `REFUND_SUCCEEDED` and `REFUND_FAILED` it is
+    that one refund's amount; `provider_refund_id` names the refund and `refund_id` is ours
+    when the processor echoes it. For disputes, `dispute_id` and `amount_minor` are the
+    dispute's, and `dispute_outcome` is set on `DISPUTE_CLOSED`. Amounts are as the
+    processor counts them; the core converts them before settling."""
 
     event_id: str
     kind: EventKind
@@ -174,6 +200,8 @@ class WebhookEvent:
     failure_message: str | None = None
     dispute_id: str | None = None
     dispute_outcome: DisputeOutcome | None = None
+    refund_id: str | None = None
+    provider_refund_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +282,22 @@ class Provider(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
+    currency_exponents: ClassVar[Mapping[str, int]] = MappingProxyType({})
+    """Where the processor counts a currency in another minor unit than ISO 4217's: code ->
+    digits after the decimal point in its amounts (Stripe: `{"ISK": 2, ...}`, so 1 króna is
+    `100` on its wire). Only the differences: every other currency is ISO 4217's. The core
+    converts every amount it sends and reads at this boundary, exactly, and refuses an amount
+    the processor's unit cannot carry (MGA 1.50 where the processor has no decimals); a
+    provider reads and writes amounts as they are, in its processor's unit."""
+    idempotency_key_length_max: ClassVar[int]
+    """The longest idempotency key the processor accepts (Stripe 255, Adyen 64). The core's
+    processor keys are derived from our ids and shorter than any processor's limit it knows;
+    it refuses to charge or refund through a provider whose limit they would exceed."""
+    webhook_signatures_expire: ClassVar[bool] = True
+    """Whether a delivery's signature covers the time it was signed, so `verify_webhook`
+    refuses one signed outside a tolerance (a replay). A scheme that signs no time (Adyen's
+    HMAC) cannot tell a replay from a redelivery: its events' ids must then be derived from
+    what the signature covers, so the inbox takes a replayed delivery as a duplicate."""
     idempotency_key_retention: ClassVar[timedelta | None] = None
     """How long the processor remembers an idempotency key (None: for good). After that a
     re-send under the same key would be a second charge or refund, so the core looks for the
@@ -276,7 +320,8 @@ class Provider(ABC):
 
     @abstractmethod
     async def retrieve_charge(self, provider_charge_id: str) -> ChargeResult:
-        """The processor's current view of one of its charges."""
+        """The processor's current view of one of its charges. The core asks only a provider
+        declaring `Capability.LOOKUP_BY_ID`; one without raises `ProviderRequestError`."""
 
     @abstractmethod
     async def find_charge(self, request: ChargeRequest) -> ChargeResult | None:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import structlog
 
+from providers.adyen import AdyenProvider
 from providers.base import Capability, Provider, ProviderContext, ProviderNotConfigured
 from providers.sandbox.provider import SandboxProvider
 from providers.stripe import StripeProvider
@@ -19,7 +20,7 @@ from providers.stripe import StripeProvider
 log = structlog.get_logger(__name__)
 
 # One line per provider. Keep this tuple the only place that lists them.
-PROVIDER_CLASSES: tuple[type[Provider], ...] = (SandboxProvider, StripeProvider)
+PROVIDER_CLASSES: tuple[type[Provider], ...] = (SandboxProvider, StripeProvider, AdyenProvider)
 
 
 class NoSuchProvider(LookupError):

@@ -1,8 +1,10 @@
 """Webhooks: the inbound route, the inbox, the settlement worker and the operators' API.
 
 `setup(app)` wires all of it into an app: in the `serve` role the routes and the worker, in
-the `worker` role the worker alone. The worker settles through `gateway.settlement.settle`
-(the one settlement function), held under `SETTLE` so tests can count what it does."""
+the `worker` role the worker alone. The worker settles through
+`gateway.settlement.events.settle_events` (charge facts by the one settlement function, one
+refund's outcome by `gateway.settlement.refunds`), held under `SETTLE` so tests can count what
+it does."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway.settlement.store import settle as settle_events
+from gateway.processors import PROVIDERS
+from gateway.settlement.events import settle_events
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
+from providers.base import Provider
 from webhooks.inbox import InboxWriter
 from webhooks.routes import INBOX, setup_routes
 from webhooks.worker import Settle, Worker
@@ -33,7 +37,10 @@ def setup(app: web.Application) -> None:
 
 
 async def _settle_forever(app: web.Application) -> None:
-    await Worker(app[ENGINE], app[SETTLE]).run(app[WAKE])
+    def provider_of(name: str) -> Provider:
+        return app[PROVIDERS].get(name)  # the provider set the app holds when it is used
+
+    await Worker(app[ENGINE], app[SETTLE], provider_of).run(app[WAKE])
 
 
 async def _inbox(app: web.Application) -> AsyncIterator[None]:

@@ -41,6 +41,8 @@ _EVENT_IDENTIFIERS = (
     "charge_id",
     "currency",
     "dispute_id",
+    "refund_id",
+    "provider_refund_id",
 )
 _EVENT_FREE_TEXT = ("failure_message",)
 # SQLSTATE classes that mean the database cannot take any statement now (connection
@@ -79,6 +81,8 @@ def encode_event(event: WebhookEvent) -> str:
             "failure_message": event.failure_message,
             "dispute_id": event.dispute_id,
             "dispute_outcome": event.dispute_outcome,
+            "refund_id": event.refund_id,
+            "provider_refund_id": event.provider_refund_id,
         },
         separators=(",", ":"),
     )
@@ -100,6 +104,8 @@ def decode_event(data: Mapping[str, Any]) -> WebhookEvent:
         failure_message=data.get("failure_message"),
         dispute_id=data.get("dispute_id"),
         dispute_outcome=DisputeOutcome(outcome) if outcome is not None else None,
+        refund_id=data.get("refund_id"),
+        provider_refund_id=data.get("provider_refund_id"),
     )
 
 

@@ -11,28 +11,66 @@ committed; if the database is down the answer is a 503 so the processor delivers
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import structlog
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
-from gateway import idempotent_requests, limits
+from gateway import limits
+from gateway.api import idempotent
 from gateway.api.body import check_json_limits, read_body
 from gateway.api.errors import ApiError, json_response
-from gateway.api.parameters import page_limit
-from gateway.api.routing import add_route
-from gateway.charges.idempotency import StoredResponse
+from gateway.api.parameters import PAGE_LIMIT, page_limit
+from gateway.api.routing import Page, Query, add_route
 from gateway.errors import NotFound, invalid
+from gateway.idempotency import StoredResponse
+from gateway.keys.scopes import Scope
 from gateway.processors import PROVIDERS
+from gateway.settlement.status import SettlementOutcome
 from gateway.state import ENGINE
-from providers.base import Capability, WebhookVerificationError
+from providers.base import Capability, EventKind, WebhookVerificationError
 from webhooks import metrics, operations
 from webhooks.inbox import InboxRow, InboxWriter, UnstorableEvent, kept_headers
 
 log = structlog.get_logger(__name__)
 
 INBOX: web.AppKey[InboxWriter] = web.AppKey("webhook_inbox", InboxWriter)
+
+
+class WebhookEvent(BaseModel):
+    """An inbox event, as `webhooks.operations.render` shows it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern="^evt_")
+    object: Literal["webhook_event"]
+    provider: str
+    event_id: str
+    kind: EventKind
+    type: str = Field(description="The provider's own event type")
+    status: operations.InboxStatus
+    outcome: SettlementOutcome | None
+    attempts: int
+    next_attempt_at: datetime | None = Field(description="Set while pending")
+    last_error: str | None
+    received_at: datetime
+    settled_at: datetime | None
+
+
+class WebhookEventDetail(WebhookEvent):
+    """An inbox event with the normalized event, the kept headers and the raw body."""
+
+    event: dict[str, Any]
+    headers: dict[str, str]
+    body: str = Field(description="The stored bytes, decoded for reading")
+
+
+class WebhookEventList(Page[WebhookEvent]):
+    """A page of inbox events, newest first."""
+
+    url: Literal["/v1/webhook-events"]
 
 
 async def _read_capped(request: web.Request) -> bytes:
@@ -148,10 +186,10 @@ async def replay_event(request: web.Request) -> web.Response:
             event = await operations.replay_in(conn, event_id)
         except operations.UnknownEvent:
             raise NotFound("webhook event", event_id) from None
-        return idempotent_requests.answer(event)
+        return idempotent.answer(event)
 
-    body = await idempotent_requests.optional_json(request)
-    response = await idempotent_requests.in_one_transaction(request, body, replay)
+    body = await idempotent.optional_json(request)
+    response = await idempotent.in_one_transaction(request, body, replay)
     log.info("webhooks.replayed", inbox_event=event_id)
     return response
 
@@ -164,12 +202,12 @@ def setup_routes(app: web.Application) -> None:
         receive,
         summary="A processor's webhook delivery (authenticated by its signature)",
         tag="webhooks",
+        operation_id="receive_webhook",
         responses={
             200: "Stored in the inbox (or already there)",
             400: "Signature missing, invalid or stale, or an event the inbox cannot hold; "
             "nothing stored",
             404: "No such provider",
-            413: "Body too large",
             503: "Inbox unavailable; deliver again",
         },
     )
@@ -178,34 +216,42 @@ def setup_routes(app: web.Application) -> None:
         "GET",
         "/v1/webhook-events",
         list_events,
+        scope=Scope.EVENTS_ADMIN,
         summary="List inbox events, newest first",
         tag="webhooks",
+        operation_id="list_webhook_events",
         query={
-            "status": "pending, settled, ignored or dead",
-            "limit": f"1 to {limits.PAGE_LIMIT_MAX} (default {limits.PAGE_LIMIT_DEFAULT})",
-            "starting_after": "an event id: the page after it",
+            "status": Query(
+                "Only events in this status",
+                {"type": "string", "enum": [s.value for s in operations.InboxStatus]},
+            ),
+            "limit": PAGE_LIMIT,
+            "starting_after": "An event id: the page after it",
         },
-        responses={200: "A page of events", 400: "Bad query parameter"},
+        responses={200: "A page of events", 404: "No such event (starting_after)"},
+        response_model=WebhookEventList,
     )
     add_route(
         app,
         "GET",
         "/v1/webhook-events/{id}",
         get_event,
+        scope=Scope.EVENTS_ADMIN,
         summary="One inbox event, with its headers and raw body",
         tag="webhooks",
+        operation_id="get_webhook_event",
         responses={200: "The event", 404: "No such event"},
+        response_model=WebhookEventDetail,
     )
     add_route(
         app,
         "POST",
         "/v1/webhook-events/{id}/replay",
         replay_event,
+        scope=Scope.EVENTS_ADMIN,
         summary="Send a dead, settled or ignored event back to the worker",
         tag="webhooks",
-        responses={
-            200: "The event, pending again",
-            404: "No such event (nothing stored)",
-            **idempotent_requests.RESPONSES,
-        },
+        operation_id="replay_webhook_event",
+        responses={200: "The event, pending again", 404: "No such event (nothing stored)"},
+        response_model=WebhookEvent,
     )

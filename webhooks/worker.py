@@ -11,7 +11,12 @@ One bad event must not block or undo the others: if the batch transaction raises
 is settled again one event per transaction, and an event that still raises gets its failure
 recorded on its own row in a separate transaction (so the record survives the rollback).
 Failures and `RETRY_LATER` come back after capped exponential backoff; after
-`WEBHOOK_ATTEMPTS_MAX` attempts the event is dead-lettered until an operator replays it."""
+`WEBHOOK_ATTEMPTS_MAX` attempts the event is dead-lettered until an operator replays it.
+
+The inbox keeps each event as its processor said it, in the processor's minor units (as its
+raw body does); the worker converts the amounts to ours (`gateway.processor_amounts`) before
+settling. An event whose amount is not a whole number of our minor units, or whose provider
+is not configured here, is recorded as a failure on its own row, never settled approximately."""
 
 from __future__ import annotations
 
@@ -28,8 +33,10 @@ import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import limits
+from gateway import limits, processor_amounts
 from gateway.db import is_retryable_transaction_error, listening, raw_connection
+from gateway.money import MoneyError
+from gateway.processor_amounts import ProviderKind
 from gateway.settlement.status import SettlementOutcome
 from providers.base import EventKind, WebhookEvent
 from webhooks import metrics
@@ -39,8 +46,11 @@ log = structlog.get_logger(__name__)
 
 Connection: TypeAlias = "asyncpg.Connection[Any]"
 Settle = Callable[[Connection, str, Sequence[WebhookEvent]], Awaitable[Sequence[SettlementOutcome]]]
-"""`gateway.settlement.settle`: settles one provider's events inside the caller's
+"""`gateway.settlement.events.settle_events`: settles one provider's events inside the caller's
 transaction and returns one outcome per event, in order."""
+ProviderOf = Callable[[str], ProviderKind]
+"""The provider (or its class) called by a name, e.g. `ProviderSet.get`; raises `LookupError`
+when there is none."""
 
 NOTIFY_CHANNEL = "webhook_events"
 
@@ -116,11 +126,13 @@ class Worker:
         self,
         engine: AsyncEngine,
         settle: Settle,
+        provider_of: ProviderOf,
         *,
         batch_max: int = limits.WEBHOOK_SETTLE_BATCH_MAX,
     ) -> None:
         self.engine = engine
         self.settle = settle
+        self.provider_of = provider_of
         self.batch_max = batch_max
         self._metrics_at = 0.0
 
@@ -167,8 +179,15 @@ class Worker:
             event = decode_event(_json(row["event"]))
             if event.kind is EventKind.IGNORED:
                 results.append(Result(row["id"], IGNORED, "ignored_type"))
-            else:
-                by_provider.setdefault(row["provider"], []).append((row["id"], event))
+                continue
+            try:
+                source = self.provider_of(row["provider"])
+                event = processor_amounts.webhook_event(source, event)
+            except (LookupError, MoneyError) as exc:
+                log.error("webhooks.event_unreadable", inbox_event=row["id"], error=str(exc))
+                results.append(Result(row["id"], RETRY, None, f"{type(exc).__name__}: {exc}"))
+                continue
+            by_provider.setdefault(row["provider"], []).append((row["id"], event))
         for provider, pairs in by_provider.items():
             outcomes = await self.settle(conn, provider, [event for _, event in pairs])
             if len(outcomes) != len(pairs):

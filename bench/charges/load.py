@@ -77,8 +77,10 @@ async def _measure(
     if tally.failures:
         name += f" ({tally.failures} failed)"
     done = len(tally.latencies)
-    note = meter.stop(done)
-    return Figure(name, done, elapsed, tuple(tally.latencies), note, meter.per_operation)
+    use = meter.use(done)
+    if use is None:
+        return Figure(name, done, elapsed, tuple(tally.latencies))
+    return Figure(name, done, elapsed, tuple(tally.latencies), use.describe(), use.ms_per_op)
 
 
 async def _settled(db_url: str | None) -> None:

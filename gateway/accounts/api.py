@@ -9,7 +9,8 @@
     GET  /v1/ledger/check                   run the ledger's invariants now
 
 Amounts are decimal strings in major units ("0.0079"), at most 6 fractional digits (micros);
-a JSON number with a fraction is refused with a 400 naming the field."""
+a JSON number with a fraction is refused with a 400 naming the field. What each route
+answers is described in `gateway.accounts.shapes`."""
 
 from __future__ import annotations
 
@@ -17,26 +18,28 @@ from typing import Annotated, Any
 
 import asyncpg
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
-from gateway import idempotent_requests, limits, money
-from gateway.accounts import store
-from gateway.accounts.usage import (
+from gateway import limits, money
+from gateway.accounts import shapes, store
+from gateway.accounts.usage import debit_usage
+from gateway.accounts.usage_plan import (
     AccountNotFound,
     RefusalCode,
     UsageOutcome,
     UsageRecord,
     UsageResult,
-    UsageStatus,
-    debit_usage,
+    status_counts,
 )
+from gateway.api import idempotent
 from gateway.api.body import parse_body, read_json, validate
 from gateway.api.errors import json_response
-from gateway.api.parameters import page_limit
+from gateway.api.parameters import PAGE_LIMIT, page_limit
 from gateway.api.routing import add_route
-from gateway.charges.idempotency import StoredResponse
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import Conflict, NotFound, PaymentRequired, invalid
+from gateway.idempotency import StoredResponse
+from gateway.keys.scopes import Scope
 from gateway.ledger.check import check_ledger
 from gateway.ledger.customers import account_object
 from gateway.processors import PROVIDERS
@@ -104,6 +107,10 @@ class UsageIn(BaseModel):
 class UsageBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     records: list[UsageIn] = Field(min_length=1, max_length=limits.USAGE_BATCH_RECORDS_MAX)
+
+
+class UsageBody(RootModel[UsageIn | UsageBatchIn]):
+    """`POST /v1/accounts/{id}/usage`: one record, or a batch under `records`."""
 
 
 def _account_id(request: web.Request) -> str:
@@ -179,7 +186,7 @@ async def list_entries(request: web.Request) -> web.Response:
     entries, has_more = await store.statement(engine, account_id, limit=limit, starting_after=after)
     data = [
         {
-            "object": "ledger_entry",
+            "object": e.kind,
             "id": f"ent_{e.id}",
             "side": e.side,
             "amount": money.format_micros(e.amount_micros),
@@ -207,7 +214,7 @@ def _single_answer(record: UsageRecord, outcome: UsageOutcome) -> StoredResponse
     [result] = outcome.results
     balance = money.format_micros(outcome.balance_micros)
     if result.code is RefusalCode.INSUFFICIENT_BALANCE:
-        return idempotent_requests.refusal(
+        return idempotent.refusal(
             PaymentRequired(
                 "insufficient_balance",
                 "The debit would take the balance below its credit limit",
@@ -216,14 +223,14 @@ def _single_answer(record: UsageRecord, outcome: UsageOutcome) -> StoredResponse
             )
         )
     if result.code is RefusalCode.REFERENCE_REUSED:
-        return idempotent_requests.refusal(
+        return idempotent.refusal(
             Conflict(
                 "reference_reused",
                 f"Reference '{record.reference}' was already used with another amount",
                 param="reference",
             )
         )
-    return idempotent_requests.answer(
+    return idempotent.answer(
         {
             "object": "usage_record",
             **_result_body(result),
@@ -235,14 +242,11 @@ def _single_answer(record: UsageRecord, outcome: UsageOutcome) -> StoredResponse
 
 
 def _batch_answer(outcome: UsageOutcome) -> StoredResponse:
-    counts = {status.value: 0 for status in UsageStatus}
-    for result in outcome.results:
-        counts[result.status.value] += 1
-    return idempotent_requests.answer(
+    return idempotent.answer(
         {
             "object": "usage_batch",
             "data": [_result_body(r) for r in outcome.results],
-            **counts,
+            **status_counts(outcome.results),
             "currency": outcome.currency,
             "balance": money.format_micros(outcome.balance_micros),
         }
@@ -268,7 +272,7 @@ async def post_usage(request: web.Request) -> web.Response:
             raise NotFound("account", account_id, param="account_id") from None
         return _batch_answer(outcome) if batch else _single_answer(records[0], outcome)
 
-    response = await idempotent_requests.in_one_transaction(request, data, debit)
+    response = await idempotent.in_one_transaction(request, data, debit)
     recharge.notify(request.app, account_id)  # committed: a top-up is decided in the background
     return response
 
@@ -288,54 +292,62 @@ def setup(app: web.Application) -> None:
         "PUT",
         path,
         put_account,
+        scope=Scope.ACCOUNTS_WRITE,
         summary="Create or configure an account",
         tag=TAG,
         body=AccountSettings,
-        responses={200: "Updated", 201: "Created", 400: "Invalid", 409: "Currency locked"},
+        responses={200: "Updated", 201: "Created", 409: "Currency locked"},
+        response_model=shapes.Account,
     )
     add_route(
         app,
         "GET",
         path,
         get_account,
+        scope=Scope.ACCOUNTS_READ,
         summary="An account's balance and settings",
         tag=TAG,
         responses={200: "The account", 404: "No such account"},
+        response_model=shapes.Account,
     )
     add_route(
         app,
         "GET",
         f"{path}/entries",
         list_entries,
+        scope=Scope.ACCOUNTS_READ,
         summary="The account's statement",
         tag=TAG,
-        query={"limit": f"1 to {limits.PAGE_LIMIT_MAX}", "starting_after": "an entry id"},
+        query={"limit": PAGE_LIMIT, "starting_after": "An entry id: the page after it"},
         responses={200: "A page of entries", 404: "No such account"},
+        response_model=shapes.Statement,
     )
     add_route(
         app,
         "POST",
         f"{path}/usage",
         post_usage,
+        scope=Scope.USAGE_WRITE,
         summary="Debit usage (one record or a batch)",
         tag=TAG,
-        body=UsageBatchIn,
+        body=UsageBody,
         responses={
             200: "Per-record results",
-            400: "Invalid",
             402: "Insufficient balance (single record)",
             404: "No such account (nothing stored)",
             409: "Reference reused with another amount (single record), or a request with "
             "this key is in flight",
-            422: idempotent_requests.RESPONSES[422],
         },
+        response_model=shapes.UsageAnswer,
     )
     add_route(
         app,
         "GET",
         "/v1/ledger/check",
         ledger_check,
+        scope=Scope.LEDGER_READ,
         summary="Run the ledger's invariants now",
         tag="ledger",
         responses={200: "The report"},
+        response_model=shapes.LedgerReport,
     )

@@ -82,12 +82,12 @@ def _too_large(limit_bytes: int) -> ApiError:
     return ApiError(413, "body_too_large", f"Request body too large (at most {limit_bytes} bytes)")
 
 
-async def read_json(request: web.Request) -> Any:
+async def read_json(request: web.Request, limit_bytes: int = limits.BODY_BYTES_MAX) -> Any:
     if request.content_type != "application/json":
         raise ApiError(
             415, "unsupported_media_type", "Send a JSON body (Content-Type: application/json)"
         )
-    return loads_strict(await read_body(request, limits.BODY_BYTES_MAX))
+    return loads_strict(await read_body(request, limit_bytes))
 
 
 def loads_strict(raw: bytes) -> Any:

@@ -90,6 +90,12 @@ _HTTP_BY_ERROR: tuple[tuple[type[DomainError], int, str], ...] = (
 )
 
 
+ERROR_TYPES = frozenset(
+    {*_TYPE_BY_STATUS.values(), *(type_ for _, _, type_ in _HTTP_BY_ERROR), "api_error"}
+)
+"""Every `type` an error body can have (`/openapi.json` lists them)."""
+
+
 def from_domain(exc: DomainError) -> ApiError:
     """The HTTP answer of a domain error."""
     for kind, status, type_ in _HTTP_BY_ERROR:

@@ -4,15 +4,30 @@ Prometheus metrics, and the API description."""
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict
 
 from gateway import limits, migrate
 from gateway.api.errors import json_response
-from gateway.api.routing import OPERATIONS, add_route, openapi_document
+from gateway.api.routing import OPERATIONS, Answer, add_route, openapi_document
 from gateway.metrics import exposition
 from gateway.state import ENGINE
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Ready or not, with what each check found."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -51,7 +66,9 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
-    add_route(app, "GET", "/healthz", healthz, summary="Liveness", tag="operations")
+    add_route(
+        app, "GET", "/healthz", healthz, summary="Liveness", tag="operations", response_model=Health
+    )
     add_route(
         app,
         "GET",
@@ -59,7 +76,8 @@ def setup_routes(app: web.Application) -> None:
         readyz,
         summary="Readiness: database reachable, schema current",
         tag="operations",
-        responses={200: "Ready", 503: "Not ready"},
+        responses={200: "Ready", 503: Answer("Not ready", Readiness)},
+        response_model=Readiness,
     )
     add_route(app, "GET", "/metrics", metrics, summary="Prometheus metrics", tag="operations")
     add_route(app, "GET", "/openapi.json", openapi, summary="This description", tag="operations")

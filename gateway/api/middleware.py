@@ -1,32 +1,31 @@
 """Middlewares, outermost first: request context (request id, one summary log line, metrics),
 errors (every failure, aiohttp's own 404/405/413 included, becomes the JSON error shape),
-authentication (bearer keys on `/v1`), and the `Idempotency-Key` format check on `/v1` POSTs."""
+and, after authentication (`gateway.api.auth`), the `Idempotency-Key` format check on `/v1`
+POSTs."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import time
 import uuid
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 from prometheus_client import Counter, Histogram
 
 from gateway import limits
 from gateway.api.errors import ApiError, from_domain
 from gateway.db import is_database_down
 from gateway.errors import DomainError, database_unavailable
-from gateway.settings import Settings
 
 log = structlog.get_logger("gateway.http")
 
 REQUEST_ID_HEADER = "Request-Id"
 API_KEY_ID: web.RequestKey[str] = web.RequestKey("api_key_id", str)
-"""Set on authenticated requests: a stable, non-secret id of the bearer key (scopes
-idempotency keys to the caller)."""
+"""Set on authenticated requests (`gateway.api.auth`): the scope of their idempotency keys,
+which is the caller's id, not the key's, so every key of a caller (a rotated one too)
+replays the same stored answers. The key itself is in `gateway.api.auth.PRINCIPAL`."""
 IDEMPOTENCY_KEY: web.RequestKey[str] = web.RequestKey("idempotency_key", str)
 
 HTTP_REQUESTS = Counter(
@@ -114,48 +113,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return ApiError(500, "internal_error", "An internal error occurred").response()
 
 
-def key_id(key: str) -> str:
-    """A non-secret id for an API key: the first 16 hex chars of its SHA-256."""
-    return "key_" + hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def authentication(settings: Settings) -> Middleware:
-    """Bearer keys on `/v1`. Every configured key is compared in constant time (no early
-    exit), so timing says nothing about which key or how much of it matched."""
-    keys = [k.get_secret_value().encode() for k in settings.api_keys]
-
-    @web.middleware
-    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/v1/"):
-            return await handler(request)
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
-            raise ApiError(
-                401,
-                "api_key_missing",
-                "Send your API key as 'Authorization: Bearer <key>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        # Header bytes that are not UTF-8 reach us as surrogates: compare the bytes as sent.
-        candidate = presented.strip().encode(errors="surrogateescape")
-        matched = False
-        for key in keys:
-            matched |= hmac.compare_digest(candidate, key)
-        if not matched:
-            raise ApiError(
-                401, "api_key_invalid", "Invalid API key", headers={"WWW-Authenticate": "Bearer"}
-            )
-        request[API_KEY_ID] = key_id(candidate.decode())
-        return await handler(request)
-
-    return authenticate
-
-
 @web.middleware
 async def idempotency_key_check(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every POST under `/v1` carries an `Idempotency-Key` of 1 to 255 printable characters."""
-    if request.method == "POST" and request.path.startswith("/v1/"):
+    """Every POST under `/v1` carries an `Idempotency-Key` of 1 to 255 printable characters.
+    A POST that matches no route is not asked for one: its answer is the router's 404 or 405."""
+    routed = request.match_info.http_exception is None
+    if routed and request.method == "POST" and request.path.startswith("/v1/"):
         key = request.headers.get("Idempotency-Key")
         if key is None:
             raise ApiError(

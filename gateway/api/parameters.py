@@ -2,7 +2,8 @@
 limit, a status), so a middleware refuses any parameter holding a character `gateway.text`
 refuses in identifiers, with a 400 naming it, before a handler reads it. PostgreSQL refuses
 NUL, and the unpaired surrogates that undecodable bytes in a URL become cannot even be sent to
-it: either would otherwise end in a 500. `page_limit` reads every list's `limit`."""
+it: either would otherwise end in a 500. `page_limit` reads every list's `limit`, which
+`PAGE_LIMIT` describes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiohttp.typedefs import Handler
 
 from gateway import limits
 from gateway.api.errors import ApiError
+from gateway.api.routing import Query
 from gateway.text import refusal, refused_character
 
 
@@ -27,11 +29,26 @@ async def parameters_check(request: web.Request, handler: Handler) -> web.Stream
 
 def _refuse_bad(name: str, value: str) -> None:
     if (character := refused_character(value)) is not None:
+        # `?=x` has a parameter named "": name its place instead, never an empty `param`.
+        if not name:
+            raise _refusal("query", f"A query parameter without a name {refusal(character)}")
         raise _refusal(name, f"{name} {refusal(character)}")
 
 
 def _refusal(param: str, message: str) -> ApiError:
     return ApiError(400, "invalid_character", message, param=param)
+
+
+PAGE_LIMIT = Query(
+    f"Items per page, 1 to {limits.PAGE_LIMIT_MAX}",
+    {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": limits.PAGE_LIMIT_MAX,
+        "default": limits.PAGE_LIMIT_DEFAULT,
+    },
+)
+"""Every list's `limit` in `/openapi.json`: what `page_limit` accepts."""
 
 
 def page_limit(request: web.Request) -> int:

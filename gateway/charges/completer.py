@@ -7,9 +7,11 @@ The completer (one pass = bounded batches, then a pause; backoff while the datab
   retry with the key would: the same processor key is re-sent, the answer settled and the
   response stored.
 - Unresolved charges whose request did finish (`pm_card_async` answered `pending`, or
-  `requires_action`): the processor is asked for the charge (`retrieve_charge` by its id, or
-  `find_charge` by our processor key) and its answer settled. Webhooks usually get there first;
-  settlement makes the second arrival a no-op.
+  `requires_action`): the processor is asked for the charge (`retrieve_charge` by its id where
+  it has `Capability.LOOKUP_BY_ID`, or `find_charge` by our processor key where it has
+  `Capability.LOOKUP_BY_KEY`; a charge it cannot be asked about is left to its webhook) and
+  its answer settled. Webhooks usually get
+  there first; settlement makes the second arrival a no-op.
 
 The reaper deletes finished keys older than the retention (at least 24 hours), in batches.
 Unfinished keys of a charge or a refund are never reaped: they are work, not history. An
@@ -29,15 +31,15 @@ from aiohttp import web
 from gateway import limits
 from gateway.charges import phases, refunds, service
 from gateway.charges.deps import CHARGE_DEPS
-from gateway.charges.idempotency import RecoveryPoint
 from gateway.charges.processor import look_up_charge
 from gateway.charges.service import ChargeDeps, provider_for
 from gateway.db import in_transaction, is_database_down, raw_connection
 from gateway.errors import DomainError
+from gateway.idempotency import RecoveryPoint
 from gateway.settlement.status import UNRESOLVED
 from gateway.settlement.store import CHARGE_COLUMNS
 from gateway.state import SETTINGS
-from providers.base import ProviderError
+from providers.base import Capability, ProviderError
 
 log = structlog.get_logger(__name__)
 
@@ -57,9 +59,14 @@ RETURNING id, recovery_point, charge_id, refund_id
 # The recovery points the completer resumes from: a row was made, the processor call is next.
 _RESUMABLE = [RecoveryPoint.CHARGE_CREATED.value, RecoveryPoint.REFUND_CREATED.value]
 
+# Only charges the processor can be asked about: by its id where it looks up by id ($5), or
+# by our key where it looks up by key ($4). The others wait for their webhook, and never hold
+# up the batch.
 _UNRESOLVED = f"""
 SELECT {CHARGE_COLUMNS} FROM charges c
 WHERE status = ANY($3::text[])
+  AND ((provider_charge_id IS NOT NULL AND provider = ANY($5::text[]))
+       OR provider = ANY($4::text[]))
   AND updated_at < now() - make_interval(secs => $1)
   AND NOT EXISTS (SELECT 1 FROM idempotency_keys k
                   WHERE k.charge_id = c.id AND k.response_status IS NULL)
@@ -94,7 +101,12 @@ async def complete_once(deps: ChargeDeps, *, after_seconds: float) -> int:
             _RESUMABLE,
         )
         charges = await conn.fetch(
-            _UNRESOLVED, after_seconds, limits.COMPLETER_BATCH_MAX, [s.value for s in UNRESOLVED]
+            _UNRESOLVED,
+            after_seconds,
+            limits.COMPLETER_BATCH_MAX,
+            [s.value for s in UNRESOLVED],
+            _declaring(deps, Capability.LOOKUP_BY_KEY),
+            _declaring(deps, Capability.LOOKUP_BY_ID),
         )
         # Where each key resumes is decided by its recorded step.
         refund_keys = [
@@ -119,6 +131,10 @@ async def complete_once(deps: ChargeDeps, *, after_seconds: float) -> int:
         *(bounded(_finish_refund(deps, key_id, refund_id)) for key_id, refund_id in refund_keys),
     )
     return len(keys) + len(charges)
+
+
+def _declaring(deps: ChargeDeps, capability: Capability) -> list[str]:
+    return [p.name for p in deps.providers if capability in p.capabilities]
 
 
 async def _finish_key(deps: ChargeDeps, key_id: int, row: asyncpg.Record) -> None:

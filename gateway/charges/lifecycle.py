@@ -19,7 +19,9 @@ Resumption is decided from the key's recovery point (`RecoveryPoint`): a key at
 `<kind>_created` resumes at the call. A resumed call re-sends under the same processor key
 while the processor still keeps keys; past its key retention a re-send could act twice, so
 the processor is asked first (`look_up`) and it is sent again only if it has nothing.
-Not knowing is never a reason to send: a failed look-up is an unknown outcome."""
+Not knowing is never a reason to send: a failed look-up is an unknown outcome, and so is one
+the processor cannot answer (no `Capability.LOOKUP_BY_KEY`): that operation stays pending
+until its webhook settles it or an operator does, counted in `UNRESOLVABLE` and logged."""
 
 from __future__ import annotations
 
@@ -31,12 +33,16 @@ import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import limits
-from gateway.charges import idempotency
-from gateway.charges.processor import UNKNOWN_OUTCOMES, Refused, Unknown, Unreached
+from gateway import idempotency, limits
+from gateway.charges.processor import UNKNOWN_OUTCOMES, UNRESOLVABLE, Refused, Unknown, Unreached
 from gateway.db import is_database_down, raw_connection
 from gateway.errors import Unavailable, database_unavailable
-from providers.base import Provider, ProviderError, ProviderRequestError
+from providers.base import (
+    Provider,
+    ProviderError,
+    ProviderOutcomeUnknown,
+    ProviderRequestError,
+)
 
 log = structlog.get_logger(__name__)
 R = TypeVar("R")  # the processor's answer
@@ -53,6 +59,9 @@ class Operation(Protocol[R, A]):
 
     async def send(self) -> R | Unreached | Unknown | Refused:
         """The processor call under the retry policy, same processor key every time."""
+
+    def can_look_up(self) -> bool:
+        """Whether the processor can be asked what an earlier send made."""
 
     async def look_up(self) -> R | None:
         """What an earlier send may have made at the processor; None: nothing."""
@@ -127,6 +136,15 @@ async def _send_again(op: Operation[R, Any]) -> R | Unreached | Unknown | Refuse
     if not past_key_retention(op.provider, op.created_at):
         return await op.send()
     ids = {f"{op.kind}_id": op.object_id, "provider": op.provider.name}
+    if not op.can_look_up():
+        UNRESOLVABLE.labels(op.provider.name, op.kind).inc()
+        log.error(f"{op.kind}.unresolvable_past_key_retention", **ids)
+        return Unknown(
+            ProviderOutcomeUnknown(
+                f"{op.provider.name} may have forgotten the {op.kind}'s key and cannot look "
+                f"it up: left pending for its webhook or an operator"
+            )
+        )
     try:
         found = await op.look_up()
     except ProviderError as exc:

@@ -1,12 +1,18 @@
-"""The charge API's request bodies, validated before anything is stored. The charge object
-itself is settlement's (`gateway.settlement.objects`)."""
+"""The charge API's shapes: the request bodies (validated before anything is stored) and the
+models that describe the charge and the refund in `/openapi.json`. The charge object itself
+is settlement's (`gateway.settlement.objects`): its events render it too."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from gateway import limits
+from gateway.settlement.status import ChargeStatus
 from gateway.text import Identifier
+from providers.base import RefundStatus
 
 
 class ChargeCreate(BaseModel):
@@ -48,3 +54,41 @@ class RefundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     amount: StrictInt | None = Field(default=None, gt=0, le=limits.CHARGE_AMOUNT_MINOR_MAX)
+
+
+class Charge(BaseModel):
+    """The charge object, as `gateway.settlement.objects.charge_object` builds it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern="^ch_")
+    object: Literal["charge"]
+    account_id: str
+    amount: int = Field(description="In the currency's minor unit")
+    currency: str
+    status: ChargeStatus
+    provider: str
+    provider_charge_id: str | None
+    payment_method: str
+    amount_refunded: int
+    failure_code: str | None
+    failure_message: str | None
+    description: str | None
+    metadata: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class Refund(BaseModel):
+    """A refund, as `gateway.settlement.objects.refund_object` builds it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern="^re_")
+    object: Literal["refund"]
+    charge: str = Field(pattern="^ch_")
+    amount: int = Field(description="In the currency's minor unit")
+    currency: str
+    status: RefundStatus
+    failure_message: str | None
+    created_at: datetime

@@ -20,10 +20,10 @@ from typing import Any
 
 import asyncpg
 
-from gateway.charges import idempotency
-from gateway.charges.idempotency import RenderAnswer, StoredResponse
+from gateway import idempotency
 from gateway.charges.model import ChargeCreate
 from gateway.errors import invalid
+from gateway.idempotency import RenderAnswer, StoredResponse
 from gateway.settlement.status import ChargeStatus
 from gateway.settlement.store import CHARGE_COLUMNS, settle_batch
 from providers.base import ChargeResult, DeclineCode, EventKind, WebhookEvent

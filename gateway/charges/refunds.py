@@ -1,11 +1,17 @@
 """Refunds: partial or full, never more than was captured, also under concurrent requests.
 
-    begin   lock the charge row, check what is left to refund (captured minus every refund
-            pending or succeeded), insert the refund and its key together -> `refund_created`
+    begin   lock the charge row, check that its processor refunds at all (400
+            `refund_not_supported`, param `id`), what is left to refund (captured minus every
+            refund pending or succeeded), that a partial refund is one the processor makes
+            (400 `partial_refund_not_supported`, param `amount`) and that it can be asked for
+            the amount exactly; insert the refund and its key together -> `refund_created`
     (processor call, retried, the refund's own processor key; resumed near or past the
      processor's key retention, the refund is looked up first: `find_refund`)
-    finish  record the answer; a success settles the charge's new CUMULATIVE refunded total
-            through `settle`, exactly like a `charge.refunded` webhook would
+    finish  record the answer (`gateway.settlement.refunds`): a success settles the charge's
+            new CUMULATIVE refunded total through `settle`, exactly like a `charge.refunded`
+            webhook would; a pending answer (a processor that refunds asynchronously) leaves
+            the refund pending, its amount reserved, until its notification settles it. Either
+            may come first; the first final outcome is the refund's for good
 
 Concurrent refunds of one charge serialize on the charge row's lock in `begin`, and a pending
 refund keeps its amount reserved, so two refunds can never both take the last of a charge."""
@@ -13,33 +19,30 @@ refund keeps its amount reserved, so two refunds can never both take the last of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import structlog
 
-from gateway.charges import idempotency, lifecycle
-from gateway.charges.idempotency import RecoveryPoint, StoredResponse
+from gateway import idempotency, processor_amounts
+from gateway.charges import lifecycle
 from gateway.charges.model import RefundCreate
-from gateway.charges.processor import Refused, Unknown, Unreached, call_once
+from gateway.charges.processor import Refused, Unknown, Unreached, call_once, check_key_fits
 from gateway.charges.service import ChargeDeps, provider_for
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import InvalidRequest, KeyInUse, NotFound, invalid
-from gateway.events import outbox
-from gateway.events.outbox import NewEvent
-from gateway.events.types import EventType
-from gateway.settlement.objects import timestamp
+from gateway.idempotency import RecoveryPoint, StoredResponse
+from gateway.settlement import refunds as settlement_refunds
+from gateway.settlement.refunds import REFUND_COLUMNS, RefundFact
 from gateway.settlement.status import ChargeStatus
-from gateway.settlement.store import settle
 from providers.base import (
-    EventKind,
+    Capability,
     Provider,
     ProviderRequestError,
     RefundRequest,
     RefundResult,
     RefundStatus,
-    WebhookEvent,
 )
 from providers.retry import call_with_retry
 
@@ -76,24 +79,6 @@ FROM refund WHERE k.id = $4
 RETURNING refund.*
 """
 
-REFUND_COLUMNS = (
-    "id, charge_id, amount_minor, currency, status, provider_refund_id, "
-    "provider_idempotency_key, failure_message, created_at, updated_at"
-)
-
-
-def refund_object(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "refund",
-        "charge": row["charge_id"],
-        "amount": row["amount_minor"],
-        "currency": row["currency"],
-        "status": row["status"],
-        "failure_message": row["failure_message"],
-        "created_at": timestamp(row["created_at"]),
-    }
-
 
 @dataclass(frozen=True, slots=True)
 class RefundOutcome:
@@ -112,7 +97,7 @@ async def create_refund(
     async with raw_connection(deps.engine) as conn, conn.transaction():
         key_id = await conn.fetchval(_NEW_KEY, scope, idempotency_key, path, fingerprint)
         if key_id is not None:
-            refund = await _begin(conn, key_id, charge_id, request)
+            refund = await _begin(deps, conn, key_id, charge_id, request)
             first_run = True
         else:
             claimed = await idempotency.claim_existing(
@@ -132,18 +117,16 @@ async def create_refund(
                 raise RuntimeError(f"refund key {claimed.key_id} at {claimed.recovery_point}")
             key_id, first_run = claimed.key_id, False
             refund = await _load(conn, claimed.refund_id)
-    operation = RefundOperation(deps, key_id, refund)
-    stored = await lifecycle.run(deps.engine, operation, key_id, first_run=first_run)
+    stored = await _run(deps, key_id, refund, first_run=first_run)
     return RefundOutcome(stored, replayed=False)
 
 
-_LOAD = """
-SELECT r.id, r.charge_id, r.amount_minor, r.currency, r.status, r.provider_refund_id,
-       r.provider_idempotency_key, r.failure_message, r.created_at, r.updated_at,
+_LOAD = f"""
+SELECT {", ".join(f"r.{column.strip()}" for column in REFUND_COLUMNS.split(","))},
        c.provider, c.provider_charge_id AS pcid
 FROM refunds r JOIN charges c ON c.id = r.charge_id
 WHERE r.id = $1
-"""
+"""  # noqa: S608 - only the constant column list is interpolated
 
 
 async def _load(conn: asyncpg.Connection[Any], refund_id: str | None) -> dict[str, Any]:
@@ -158,18 +141,52 @@ async def resume(deps: ChargeDeps, key_id: int, refund_id: str) -> None:
     refund's own processor key (raises `Unavailable` while there is still no answer)."""
     async with raw_connection(deps.engine) as conn:
         refund = await _load(conn, refund_id)
-    await lifecycle.run(deps.engine, RefundOperation(deps, key_id, refund), key_id, first_run=False)
+    await _run(deps, key_id, refund, first_run=False)
+
+
+async def _run(
+    deps: ChargeDeps, key_id: int, refund: dict[str, Any], *, first_run: bool
+) -> StoredResponse:
+    """The processor call and its finish; unless a notification settled the refund while its
+    key was unfinished (the answer was lost, or the request died after sending): then the key
+    stores the refund as it stands, and nothing is sent again."""
+    if refund["status"] == RefundStatus.PENDING:
+        operation = RefundOperation(deps, key_id, refund)
+        return await lifecycle.run(deps.engine, operation, key_id, first_run=first_run)
+
+    async def finish(conn: asyncpg.Connection[Any]) -> StoredResponse:
+        row = await conn.fetchrow(
+            f"SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1",  # noqa: S608 - constant
+            refund["id"],
+        )
+        if row is None:
+            raise RuntimeError(f"refund {refund['id']} vanished")
+        return await idempotency.finish(conn, key_id, deps.answers.refund(row))
+
+    return await in_transaction(deps.engine, finish)
 
 
 _REFUNDABLE = frozenset({ChargeStatus.SUCCEEDED, ChargeStatus.REFUNDED})
 
 
 async def _begin(
-    conn: asyncpg.Connection[Any], key_id: int, charge_id: str, request: RefundCreate
+    deps: ChargeDeps,
+    conn: asyncpg.Connection[Any],
+    key_id: int,
+    charge_id: str,
+    request: RefundCreate,
 ) -> dict[str, Any]:
     charge = await conn.fetchrow(_LOCK_CHARGE, charge_id)
     if charge is None:
         raise NotFound("charge", charge_id)
+    provider = provider_for(deps, charge["provider"])
+    if Capability.REFUND not in provider.capabilities:
+        raise invalid(
+            "id",
+            f"Charge '{charge_id}' was made through {provider.name}, which cannot refund",
+            code="refund_not_supported",
+        )
+    check_key_fits(provider, param="id")
     if ChargeStatus(charge["status"]) not in _REFUNDABLE:
         raise invalid(
             "id",
@@ -188,10 +205,25 @@ async def _begin(
             f"Refund amount ({amount}) is greater than what is left to refund ({left})",
             code="amount_too_large",
         )
+    _check_processor_can(provider, charge, amount)
     refund = await conn.fetchrow(_CREATE, charge_id, amount, charge["currency"], key_id)
     if refund is None:
         raise RuntimeError(f"refund for key {key_id} was not created")
     return dict(refund) | {"pcid": charge["provider_charge_id"], "provider": charge["provider"]}
+
+
+def _check_processor_can(provider: Provider, charge: asyncpg.Record, amount: int) -> None:
+    """Refuse a refund the charge's processor cannot make: a partial one where it refunds only
+    whole charges, or an amount its minor unit cannot carry."""
+    whole = charge["amount_minor"]
+    if amount != whole and Capability.PARTIAL_REFUND not in provider.capabilities:
+        raise invalid(
+            "amount",
+            f"{provider.name} refunds only whole charges: refund all {whole} of "
+            f"charge '{charge['id']}' (omit amount) or nothing",
+            code="partial_refund_not_supported",
+        )
+    processor_amounts.check_amount(provider, charge["currency"], amount)
 
 
 class RefundOperation:
@@ -205,28 +237,39 @@ class RefundOperation:
         self.provider = provider_for(deps, refund["provider"])
         self.object_id: str = refund["id"]
         self.created_at: datetime = refund["created_at"]
+        self.amount_minor: int = refund["amount_minor"]
         self.request = RefundRequest(
             idempotency_key=refund["provider_idempotency_key"],
             refund_id=refund["id"],
             provider_charge_id=refund["pcid"],
-            amount_minor=refund["amount_minor"],
+            amount_minor=processor_amounts.to_processor(
+                self.provider, refund["currency"], refund["amount_minor"]
+            ),
             currency=refund["currency"],
         )
 
     async def send(self) -> RefundResult | Unreached | Unknown | Refused:
-        return await call_once(self.provider, "refund", lambda: self.provider.refund(self.request))
+        async def refund() -> RefundResult:
+            made = await self.provider.refund(self.request)
+            return processor_amounts.refund_result(self.provider, self.request.currency, made)
+
+        return await call_once(self.provider, "refund", refund)
+
+    def can_look_up(self) -> bool:
+        # A refund is found again only by our key (`find_refund`), never by the processor's id.
+        return Capability.LOOKUP_BY_KEY in self.provider.capabilities
 
     async def look_up(self) -> RefundResult | None:
         return await look_up_refund(self.provider, self.request)
 
     def refused(self, error: ProviderRequestError) -> RefundResult:
-        return RefundResult(RefundStatus.FAILED, None, self.request.amount_minor, str(error))
+        return RefundResult(RefundStatus.FAILED, None, self.amount_minor, str(error))
 
     async def forget(self, conn: asyncpg.Connection[Any]) -> None:
         await conn.execute("DELETE FROM refunds WHERE id = $1", self.object_id)
 
     async def left_unresolved(self, conn: asyncpg.Connection[Any]) -> None:
-        """Nothing to say yet: `refund.succeeded` or `refund.failed` follows the answer."""
+        """Nothing to say yet: `refund.succeeded` or `refund.failed` follows the outcome."""
 
     async def finish(self, result: RefundResult) -> StoredResponse:
         async def finish(conn: asyncpg.Connection[Any]) -> StoredResponse:
@@ -237,65 +280,23 @@ class RefundOperation:
 
 
 async def look_up_refund(provider: Provider, request: RefundRequest) -> RefundResult | None:
-    """The refund a lost answer may have made, asked under the retry policy. None: the
-    processor has no such refund."""
-    return await call_with_retry(
-        lambda: provider.find_refund(request), provider=provider.name, op="find_refund"
-    )
+    """The refund a lost answer may have made, asked under the retry policy, in our minor
+    units. None: the processor has no such refund."""
 
+    async def find() -> RefundResult | None:
+        found = await provider.find_refund(request)
+        if found is None:
+            return None
+        return processor_amounts.refund_result(provider, request.currency, found)
 
-# `before` is read in the statement's snapshot, taken after the charge row's lock: the status
-# the previous finisher (if any) committed.
-_RECORD = f"""
-UPDATE refunds r SET status = $2, provider_refund_id = coalesce($3, r.provider_refund_id),
-       failure_message = $4, updated_at = now()
-  FROM (SELECT status FROM refunds WHERE id = $1) AS before
- WHERE r.id = $1
-RETURNING {", ".join(f"r.{name}" for name in REFUND_COLUMNS.split(", "))},
-          before.status AS status_before
-"""  # noqa: S608 - only a constant column list is interpolated
-
-_EVENT_BY_STATUS = {
-    RefundStatus.SUCCEEDED: EventType.REFUND_SUCCEEDED,
-    RefundStatus.FAILED: EventType.REFUND_FAILED,
-}
+    return await call_with_retry(find, provider=provider.name, op="find_refund")
 
 
 async def record_refund(
     conn: asyncpg.Connection[Any], provider: str, refund_id: str, result: RefundResult
 ) -> asyncpg.Record:
-    """Inside a transaction: record the processor's answer and announce it (`refund.succeeded`,
-    `refund.failed`); a success settles the charge's new cumulative refunded total (the same
-    fact a `charge.refunded` webhook carries)."""
-    # The charge row's lock orders concurrent finishes, so each sums the refunds committed
-    # before it and the cumulative totals it settles only grow.
-    await conn.execute(
-        "SELECT 1 FROM charges WHERE id = (SELECT charge_id FROM refunds WHERE id = $1) FOR UPDATE",
-        refund_id,
-    )
-    row: asyncpg.Record | None = await conn.fetchrow(
-        _RECORD, refund_id, result.status.value, result.provider_refund_id, result.failure_message
-    )
-    if row is None:
-        raise RuntimeError(f"refund {refund_id} vanished")
-    # Announced once, by whoever recorded the change (a second finisher changes nothing).
-    announced = _EVENT_BY_STATUS.get(result.status)
-    if announced is not None and row["status_before"] != row["status"]:
-        await outbox.write(conn, [NewEvent(announced, refund_id, refund_object(row))])
-    if result.status is RefundStatus.SUCCEEDED:
-        total = await conn.fetchval(
-            "SELECT sum(amount_minor)::bigint FROM refunds WHERE charge_id = $1 AND status = $2",
-            row["charge_id"],
-            RefundStatus.SUCCEEDED,
-        )
-        event = WebhookEvent(
-            event_id=f"sync:{refund_id}",
-            kind=EventKind.CHARGE_REFUNDED,
-            raw_type="sync.refund",
-            occurred_at=datetime.now(UTC),
-            charge_id=row["charge_id"],
-            amount_minor=total,
-            currency=row["currency"],
-        )
-        await settle(conn, provider, [event])
-    return row
+    """Inside a transaction: record the processor's answer; the refund row as it stands after
+    (`gateway.settlement.refunds`: a pending answer leaves it pending for its notification, a
+    final row never changes, a success settles the charge's new cumulative refunded total)."""
+    fact = RefundFact(result.status, result.provider_refund_id, result.failure_message)
+    return await settlement_refunds.record_refund(conn, provider, refund_id, fact)

@@ -7,24 +7,28 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import limits
 from gateway.api.body import parse_body
 from gateway.api.errors import json_response
 from gateway.api.middleware import API_KEY_ID, IDEMPOTENCY_KEY
-from gateway.api.parameters import page_limit
-from gateway.api.routing import add_route
+from gateway.api.parameters import PAGE_LIMIT, page_limit
+from gateway.api.routing import Page, Query, add_route
 from gateway.charges import completer
 from gateway.charges.deps import CHARGE_DEPS, charge_deps
-from gateway.charges.idempotency import REPLAYED_HEADER, StoredResponse
-from gateway.charges.model import ChargeCreate, RefundCreate
+from gateway.charges.model import Charge, ChargeCreate, Refund, RefundCreate
 from gateway.charges.refunds import create_refund
 from gateway.charges.service import create_charge
 from gateway.db import raw_connection
 from gateway.errors import NotFound, invalid
+from gateway.idempotency import REPLAYED_HEADER, StoredResponse
+from gateway.keys.scopes import Scope
 from gateway.settlement.objects import charge_object
 from gateway.settlement.store import CHARGE_COLUMNS
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised
+
+
+class ChargeList(Page[Charge]):
+    """A page of an account's charges, newest first."""
 
 
 def _response(stored: StoredResponse, *, replayed: bool) -> web.Response:
@@ -124,54 +128,61 @@ def setup(app: web.Application) -> None:
         "POST",
         "/v1/charges",
         post_charge,
+        scope=Scope.CHARGES_WRITE,
         summary="Charge an account, once per Idempotency-Key",
         tag="charges",
+        operation_id="create_charge",
         body=ChargeCreate,
         responses={
             200: "The charge (succeeded, pending or requires_action)",
-            400: "Invalid request (nothing stored)",
             402: "Card declined (stored, replayed under the key)",
-            409: "A request with this key is in flight",
-            422: "Key reused with another request",
             503: "Database or processor unavailable, or outcome unknown (retry with the key)",
         },
+        response_model=Charge,
     )
     add_route(
         app,
         "GET",
         "/v1/charges",
         list_charges,
+        scope=Scope.CHARGES_READ,
         summary="An account's charges, newest first",
         tag="charges",
         query={
-            "account_id": "the account (required)",
-            "limit": f"1 to {limits.PAGE_LIMIT_MAX}",
-            "starting_after": "a charge id: the page after it",
+            "account_id": Query("The account", required=True),
+            "limit": PAGE_LIMIT,
+            "starting_after": "A charge id of the account: the page after it",
         },
+        responses={200: "A page of charges"},
+        response_model=ChargeList,
     )
     add_route(
         app,
         "GET",
         "/v1/charges/{id}",
         get_charge,
+        scope=Scope.CHARGES_READ,
         summary="One charge",
         tag="charges",
         responses={200: "The charge", 404: "No such charge"},
+        response_model=Charge,
     )
     add_route(
         app,
         "POST",
         "/v1/charges/{id}/refunds",
         post_refund,
+        scope=Scope.CHARGES_WRITE,
         summary="Refund part or all of a charge",
         tag="charges",
+        operation_id="create_refund",
         body=RefundCreate,
         responses={
             200: "The refund",
-            400: "Not refundable, or more than is left",
+            400: "Not refundable, more than is left, or not a refund the charge's processor "
+            "makes (refund_not_supported, partial_refund_not_supported; nothing stored)",
             404: "No such charge",
-            409: "A request with this key is in flight",
-            422: "Key reused with another request",
             503: "Database or processor unavailable, or outcome unknown",
         },
+        response_model=Refund,
     )

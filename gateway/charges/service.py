@@ -22,21 +22,24 @@ import asyncpg
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.charges import idempotency, lifecycle, phases
+from gateway import idempotency, processor_amounts
+from gateway.charges import lifecycle, phases
 from gateway.charges.finisher import Finisher
-from gateway.charges.idempotency import RecoveryPoint, RenderAnswer, StoredResponse
 from gateway.charges.model import ChargeCreate
 from gateway.charges.processor import (
     CHARGES,
     Refused,
     Unknown,
     Unreached,
+    can_look_up,
     charge_request,
+    check_key_fits,
     look_up_charge,
     send_charge,
 )
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import KeyInUse, Unavailable, invalid
+from gateway.idempotency import RecoveryPoint, RenderAnswer, StoredResponse
 from gateway.settlement.status import UNRESOLVED, ChargeStatus
 from gateway.settlement.store import announce_pending
 from providers.base import ChargeResult, Provider, ProviderRequestError
@@ -110,6 +113,8 @@ async def create_charge(
     crashes happen. Raises the domain errors of answers that are not stored (invalid request,
     key in use or reused, unavailable)."""
     provider = provider_for(deps, request.provider)
+    check_key_fits(provider, param="provider")
+    processor_amounts.check_amount(provider, request.currency, request.amount)
     started = time.perf_counter()
     fingerprint = idempotency.fingerprint(
         METHOD, PATH, request.model_dump(mode="json", exclude_unset=True)
@@ -207,7 +212,10 @@ class ChargeOperation:
         self.created_at: datetime = row["created_at"]
 
     async def send(self) -> ChargeResult | Unreached | Unknown | Refused:
-        return await send_charge(self.provider, charge_request(self.row))
+        return await send_charge(self.provider, charge_request(self.provider, self.row))
+
+    def can_look_up(self) -> bool:
+        return can_look_up(self.provider, self.row["provider_charge_id"])
 
     async def look_up(self) -> ChargeResult | None:
         return await look_up_charge(self.provider, self.row)

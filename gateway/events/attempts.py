@@ -12,6 +12,7 @@ lease runs out (at least once, never lost)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from gateway.db import in_transaction
 from gateway.events import metrics
 from gateway.events.client import Answer
 from gateway.events.schedule import RetryPolicy
-from gateway.group_commit import GroupWriter
+from gateway.group_commit import GroupCommit
 
 log = structlog.get_logger(__name__)
 
@@ -106,24 +107,35 @@ class Recorder:
     def __init__(self, engine: AsyncEngine, policy: RetryPolicy) -> None:
         self._engine = engine
         self._policy = policy
-        self._writer = GroupWriter(
-            self._write_logged,
-            batch_max=limits.EVENT_RECORD_BATCH_MAX,
-            window_seconds=limits.EVENT_RECORD_WINDOW_SECONDS,
+        self._commit: GroupCommit[Result, None] = GroupCommit(
+            self._write_logged, name="events.record", size_max=limits.EVENT_RECORD_BATCH_MAX
         )
+        # Nobody awaits a record, so the tasks handing results in are held here until done.
+        self._handing_in: set[asyncio.Task[None]] = set()
 
     def add(self, result: Result) -> None:
-        self._writer.add(result)
+        task = asyncio.create_task(self._hand_in(result))
+        self._handing_in.add(task)
+        task.add_done_callback(self._handing_in.discard)
 
     async def drain(self) -> None:
         """Wait until every result handed in so far is written (or dropped)."""
-        await self._writer.drain()
+        if self._handing_in:
+            await asyncio.gather(*self._handing_in)
+        await self._commit.drain()
 
-    async def _write_logged(self, batch: list[Result]) -> None:
+    async def _hand_in(self, result: Result) -> None:
+        # The short wait lets the results of one burst share a batch even when the writer is
+        # idle: a delivery's record may wait, a charge's finish may not.
+        await asyncio.sleep(limits.EVENT_RECORD_WINDOW_SECONDS)
+        await self._commit.submit(result)
+
+    async def _write_logged(self, batch: list[Result]) -> list[None]:
         try:
             await self.write(batch)
         except Exception as exc:  # the leases bring these deliveries back: see above
             log.warning("events.record_failed", results=len(batch), error=repr(exc))
+        return [None] * len(batch)
 
     async def write(self, batch: Sequence[Result]) -> None:
         """Record `batch` in one transaction."""

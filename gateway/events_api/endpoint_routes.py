@@ -11,15 +11,18 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from gateway import idempotent_requests, limits
+from gateway import limits
+from gateway.api import idempotent
 from gateway.api.body import parse_body, read_json, validate
 from gateway.api.errors import json_response
 from gateway.api.parameters import page_limit
 from gateway.api.routing import add_route
-from gateway.charges.idempotency import StoredResponse
 from gateway.db import in_transaction, raw_connection
 from gateway.events import endpoints, urls
 from gateway.events.types import EventType, subscription
+from gateway.events_api.shapes import DeletedEndpoint, EndpointList, WebhookEndpoint
+from gateway.idempotency import StoredResponse
+from gateway.keys.scopes import Scope
 from gateway.state import ENGINE, SETTINGS
 from gateway.text import IDENTIFIER_CHARACTERS
 
@@ -77,9 +80,9 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
     async def create(conn: asyncpg.Connection[Any]) -> StoredResponse:
         created = await endpoints.create(conn, url, events, body.description)
-        return idempotent_requests.answer(created)
+        return idempotent.answer(created)
 
-    return await idempotent_requests.in_one_transaction(request, data, create)
+    return await idempotent.in_one_transaction(request, data, create)
 
 
 async def list_endpoints(request: web.Request) -> web.Response:
@@ -120,15 +123,15 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 
 
 async def rotate_secret(request: web.Request) -> web.Response:
-    data = await idempotent_requests.optional_json(request)
+    data = await idempotent.optional_json(request)
     body = validate(SecretRotation, {} if data is None else data)
     endpoint_id = request.match_info["id"]
 
     async def rotate(conn: asyncpg.Connection[Any]) -> StoredResponse:
         rotated = await endpoints.rotate(conn, endpoint_id, body.expires_in_seconds)
-        return idempotent_requests.answer(rotated)
+        return idempotent.answer(rotated)
 
-    return await idempotent_requests.in_one_transaction(request, data, rotate)
+    return await idempotent.in_one_transaction(request, data, rotate)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -147,8 +150,9 @@ def setup_routes(app: web.Application) -> None:
             200: "The endpoint, with its secret (shown only here)",
             400: "Invalid (a URL events may not go to, an unknown event type)",
             409: "At the endpoint limit, or a request with this key is in flight",
-            422: idempotent_requests.RESPONSES[422],
         },
+        response_model=WebhookEndpoint,
+        scope=Scope.EVENTS_ADMIN,
     )
     add_route(
         app,
@@ -159,8 +163,20 @@ def setup_routes(app: web.Application) -> None:
         tag=TAG,
         query={"limit": f"1 to {limits.PAGE_LIMIT_MAX}", "starting_after": "an endpoint id"},
         responses={200: "A page of endpoints", 400: "Bad query parameter", **missing},
+        response_model=EndpointList,
+        scope=Scope.EVENTS_ADMIN,
     )
-    add_route(app, "GET", one, get_endpoint, summary="One endpoint", tag=TAG, responses=missing)
+    add_route(
+        app,
+        "GET",
+        one,
+        get_endpoint,
+        summary="One endpoint",
+        tag=TAG,
+        responses={200: "The endpoint", **missing},
+        response_model=WebhookEndpoint,
+        scope=Scope.EVENTS_ADMIN,
+    )
     add_route(
         app,
         "PATCH",
@@ -170,6 +186,8 @@ def setup_routes(app: web.Application) -> None:
         tag=TAG,
         body=EndpointUpdate,
         responses={200: "The endpoint", 400: "Invalid", **missing},
+        response_model=WebhookEndpoint,
+        scope=Scope.EVENTS_ADMIN,
     )
     add_route(
         app,
@@ -183,8 +201,9 @@ def setup_routes(app: web.Application) -> None:
             200: "The endpoint, with its new secret (shown only here)",
             400: "Invalid",
             **missing,
-            **idempotent_requests.RESPONSES,
         },
+        response_model=WebhookEndpoint,
+        scope=Scope.EVENTS_ADMIN,
     )
     add_route(
         app,
@@ -194,4 +213,6 @@ def setup_routes(app: web.Application) -> None:
         summary="Delete an endpoint with its deliveries",
         tag=TAG,
         responses={200: "Deleted", **missing},
+        response_model=DeletedEndpoint,
+        scope=Scope.EVENTS_ADMIN,
     )

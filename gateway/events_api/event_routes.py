@@ -9,16 +9,19 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from gateway import idempotent_requests, limits
+from gateway import limits
+from gateway.api import idempotent
 from gateway.api.body import validate
 from gateway.api.errors import json_response
 from gateway.api.parameters import page_limit
 from gateway.api.routing import add_route
-from gateway.charges.idempotency import StoredResponse
 from gateway.db import raw_connection
 from gateway.errors import invalid
 from gateway.events import history
 from gateway.events.types import EventType
+from gateway.events_api.shapes import EventDetail, EventList
+from gateway.idempotency import StoredResponse
+from gateway.keys.scopes import Scope
 from gateway.state import ENGINE
 from gateway.text import Identifier
 
@@ -54,14 +57,14 @@ async def get_event(request: web.Request) -> web.Response:
 
 
 async def resend_event(request: web.Request) -> web.Response:
-    data = await idempotent_requests.optional_json(request)
+    data = await idempotent.optional_json(request)
     body = validate(Resend, {} if data is None else data)
     event_id = request.match_info["id"]
 
     async def resend(conn: asyncpg.Connection[Any]) -> StoredResponse:
-        return idempotent_requests.answer(await history.resend(conn, event_id, body.endpoint))
+        return idempotent.answer(await history.resend(conn, event_id, body.endpoint))
 
-    return await idempotent_requests.in_one_transaction(request, data, resend)
+    return await idempotent.in_one_transaction(request, data, resend)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -79,6 +82,8 @@ def setup_routes(app: web.Application) -> None:
             "starting_after": "an event id: the page after it",
         },
         responses={200: "A page of events", 400: "Bad query parameter", 404: "No such cursor"},
+        response_model=EventList,
+        scope=Scope.EVENTS_ADMIN,
     )
     add_route(
         app,
@@ -88,6 +93,8 @@ def setup_routes(app: web.Application) -> None:
         summary="One event, with its deliveries and latest attempts",
         tag=TAG,
         responses={200: "The event", 404: "No such event"},
+        response_model=EventDetail,
+        scope=Scope.EVENTS_ADMIN,
     )
     add_route(
         app,
@@ -100,6 +107,7 @@ def setup_routes(app: web.Application) -> None:
         responses={
             200: "The event with its deliveries, pending again",
             404: "No such event or endpoint (nothing stored)",
-            **idempotent_requests.RESPONSES,
         },
+        response_model=EventDetail,
+        scope=Scope.EVENTS_ADMIN,
     )

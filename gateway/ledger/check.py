@@ -1,10 +1,12 @@
 """The ledger's invariants, checked on demand: every transaction has two or more entries in
 its own currency, on accounts that exist, whose debits equal its credits; every entry
-belongs to a transaction that exists; and every cached balance equals the sum of its
-account's entries (on the account's normal side). The triggers prevent violations; this
-finds any that got in anyway (a disabled trigger, a restored backup, a replica-mode write).
+belongs to a transaction that exists; every cached balance equals the sum of its account's
+entries (on the account's normal side); and each usage transaction is the sum of the usage
+records it carries, with no record carried by none (`subledger`). The triggers prevent most
+violations; this finds any that got in anyway (a disabled trigger, a restored backup, a
+replica-mode write).
 
-Both queries read one snapshot (REPEATABLE READ, read only), so concurrent postings never
+Every query reads one snapshot (REPEATABLE READ, read only), so concurrent postings never
 show up as false problems."""
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from gateway import limits
+from gateway.ledger.subledger import usage_problems
 
 _TRANSACTIONS = """
 SELECT coalesce(t.id, e.transaction_id) AS id, t.reference, t.currency,
@@ -59,6 +62,7 @@ SELECT a.id, a.kind, a.owner, a.currency, a.balance_micros AS cached,
 class LedgerReport:
     transactions: int
     accounts: int
+    usage_records: int
     problems: list[dict[str, Any]] = field(default_factory=list)
     problems_total: int = 0
 
@@ -72,6 +76,7 @@ class LedgerReport:
             "balanced": self.balanced,
             "transactions": self.transactions,
             "accounts": self.accounts,
+            "usage_records": self.usage_records,
             "problems_total": self.problems_total,
             "problems": self.problems,
         }
@@ -84,8 +89,10 @@ async def check_ledger(conn: asyncpg.Connection[Any]) -> LedgerReport:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         transactions = await conn.fetchval("SELECT count(*) FROM ledger_transactions")
         accounts = await conn.fetchval("SELECT count(*) FROM ledger_accounts")
+        records = await conn.fetchval("SELECT count(*) FROM usage_records")
         unbalanced = await conn.fetch(_TRANSACTIONS, cap)
         mismatched = await conn.fetch(_BALANCES, cap)
+        usage, usage_total = await usage_problems(conn, cap)
     problems: list[dict[str, Any]] = [
         {
             "kind": "unbalanced_transaction",
@@ -113,5 +120,6 @@ async def check_ledger(conn: asyncpg.Connection[Any]) -> LedgerReport:
         }
         for row in mismatched
     ]
-    total = sum(rows[0]["problems"] for rows in (unbalanced, mismatched) if rows)
-    return LedgerReport(transactions, accounts, problems[:cap], total)
+    problems += usage
+    total = usage_total + sum(rows[0]["problems"] for rows in (unbalanced, mismatched) if rows)
+    return LedgerReport(transactions, accounts, records, problems[:cap], total)

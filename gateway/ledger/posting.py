@@ -126,19 +126,42 @@ def validate(spec: TransactionSpec) -> None:
         raise LedgerInvariantError(f"{where}: more than {limits.METADATA_KEYS_MAX} metadata keys")
 
 
-# One statement: lock the touched cached-balance accounts in id order (so concurrent batches
-# never deadlock), check that every leg's account exists in its transaction's currency, and
-# only if all do: insert the transactions (a known reference inserts nothing), their entries,
-# and move the cached balances of the accounts they touch (on each account's normal side).
-# The legs are read through the locks, so nothing is written before every lock is held; the
+# What every statement that posts does around its own inserts (here and in `subledger`): lock
+# the touched cached-balance accounts in id order (so concurrent batches never deadlock), and,
+# once the rows of a CTE named `leg` (transaction_id, account_id, side, amount_micros, k) are
+# known, insert them as entries and move the cached balances of the accounts they touch (on
+# each account's normal side). `{accounts}` is the array of every account the legs touch: the
 # balance update names its accounts by id, so it probes the primary key however small the
 # table (a join alone lets the planner scan a small accounts table on every posting).
-_POST = """
-WITH locked AS MATERIALIZED (
-  SELECT id FROM ledger_accounts
-   WHERE id = ANY($6::bigint[]) AND balance_micros IS NOT NULL
+LOCK_TOUCHED = """
+locked AS MATERIALIZED (
+  SELECT id, version FROM ledger_accounts
+   WHERE id = ANY({accounts}) AND balance_micros IS NOT NULL
    ORDER BY id FOR UPDATE
-), spec AS (
+)"""
+
+WRITE_LEGS = """
+entries AS (
+  INSERT INTO ledger_entries (transaction_id, account_id, side, amount_micros)
+  SELECT transaction_id, account_id, side, amount_micros FROM leg ORDER BY k
+), balances AS (
+  UPDATE ledger_accounts a
+     SET balance_micros = a.balance_micros
+           + CASE WHEN a.type IN ('asset', 'expense') THEN d.net ELSE -d.net END,
+         version = a.version + 1,
+         updated_at = now()
+    FROM (SELECT account_id,
+                 sum(CASE WHEN side = 'debit' THEN amount_micros ELSE -amount_micros END) AS net
+            FROM leg GROUP BY account_id) d
+   WHERE a.id = ANY({accounts}) AND a.id = d.account_id AND a.balance_micros IS NOT NULL
+)"""
+
+# One statement: lock, check that every leg's account exists in its transaction's currency,
+# and only if all do: insert the transactions (a known reference inserts nothing), their
+# entries, and move the cached balances. The legs are read through the locks, so nothing is
+# written before every lock is held.
+_POST = f"""
+WITH {LOCK_TOUCHED.format(accounts="$6::bigint[]")}, spec AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
          WITH ORDINALITY AS s(reference, code, currency, metadata, n)
 ), input AS MATERIALIZED (
@@ -164,24 +187,11 @@ WITH locked AS MATERIALIZED (
   SELECT tx.id AS transaction_id, i.account_id, i.side::ledger_side AS side,
          i.amount_micros, i.k
     FROM input i JOIN tx ON tx.reference = i.reference
-), entries AS (
-  INSERT INTO ledger_entries (transaction_id, account_id, side, amount_micros)
-  SELECT transaction_id, account_id, side, amount_micros FROM leg ORDER BY k
-), balances AS (
-  UPDATE ledger_accounts a
-     SET balance_micros = a.balance_micros
-           + CASE WHEN a.type IN ('asset', 'expense') THEN d.net ELSE -d.net END,
-         version = a.version + 1,
-         updated_at = now()
-    FROM (SELECT account_id,
-                 sum(CASE WHEN side = 'debit' THEN amount_micros ELSE -amount_micros END) AS net
-            FROM leg GROUP BY account_id) d
-   WHERE a.id = ANY($6::bigint[]) AND a.id = d.account_id AND a.balance_micros IS NOT NULL
-)
+), {WRITE_LEGS.format(accounts="$6::bigint[]")}
 SELECT reference, NULL::bigint AS bad_account, NULL::text AS bad_currency FROM tx
 UNION ALL
 SELECT reference, account_id, account_currency FROM bad
-"""
+"""  # noqa: S608 - only the constant fragments above are interpolated
 
 _EXISTING = """
 SELECT t.reference, t.currency, e.account_id, e.side::text AS side, e.amount_micros

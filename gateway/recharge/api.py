@@ -1,6 +1,7 @@
 """The HTTP face of auto-recharge: the `auto_recharge` object of `PUT/GET /v1/accounts/{id}`
 (validated here, stored by `store.configure`) and `POST /v1/accounts/{id}/recharge`, which
-runs one decision now, by the same rules as a debit crossing the threshold.
+runs one decision now, by the same rules as a debit crossing the threshold. The models after
+`AutoRechargeIn` describe the answers in `/openapi.json`.
 
 `threshold` is a decimal string in major units (the balance's own scale, exact to the micro);
 `amount` is an integer in the currency's minor unit, as every card amount is."""
@@ -8,7 +9,7 @@ runs one decision now, by the same rules as a debit crossing the threshold.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,6 +36,50 @@ class AutoRechargeIn(BaseModel):
     )
     payment_method: Identifier
     provider: Identifier | None = None
+
+
+class AutoRecharge(BaseModel):
+    """`auto_recharge` as `view` shows it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: str = Field(description="Major units, a decimal string")
+    amount: int = Field(description="Top-up, in minor units")
+    payment_method: str
+    provider: str | None
+    status: Literal["active", "cooling_down", "paused"]
+    paused_reason: str | None
+    consecutive_declines: int
+    cooldown_until: datetime | None
+
+
+class RechargeAttempt(BaseModel):
+    """A top-up attempt, as `attempt_object` shows it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    account_id: str
+    crossing: int
+    status: Literal["open", "succeeded", "failed", "requires_action"]
+    amount: int = Field(description="In minor units")
+    currency: str
+    charge_id: str | None
+    failure_code: str | None
+
+
+class RechargeDecision(BaseModel):
+    """The answer of `POST /v1/accounts/{id}/recharge`, as `decision_object` builds it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: str
+    decision: Literal["triggered", "skipped"]
+    reason: str | None = Field(
+        description="Why it skipped: locked (another decider held the account), or one of "
+        + ", ".join(policy.SkipReason)
+    )
+    attempt: RechargeAttempt | None
 
 
 def config_from(body: AutoRechargeIn, currency_code: str, providers: ProviderSet) -> Config:

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway import idempotent_requests, limits
+from gateway import limits
+from gateway.api import idempotent
 from gateway.api.routing import add_route
 from gateway.charges.deps import CHARGE_DEPS
-from gateway.charges.idempotency import StoredResponse
 from gateway.db import raw_connection
+from gateway.idempotency import StoredResponse
+from gateway.keys.scopes import Scope
 from gateway.recharge import api, service, store
 from gateway.recharge.charging import ChargePathAdapter
 from gateway.recharge.lock import SingleFlight
@@ -78,10 +80,10 @@ async def post_recharge(request: web.Request) -> web.Response:
         if opened is not None and opened.attempt is not None:
             async with raw_connection(recharge.deps.engine) as conn:
                 attempt = await store.attempt(conn, opened.attempt.id)
-        return idempotent_requests.answer(api.decision_object(account_id, opened, attempt))
+        return idempotent.answer(api.decision_object(account_id, opened, attempt))
 
-    body = await idempotent_requests.optional_json(request)
-    return await idempotent_requests.under_lock(request, body, decide)
+    body = await idempotent.optional_json(request)
+    return await idempotent.under_lock(request, body, decide)
 
 
 def setup(app: web.Application) -> None:
@@ -96,11 +98,13 @@ def setup(app: web.Application) -> None:
         "POST",
         "/v1/accounts/{account_id}/recharge",
         post_recharge,
+        scope=Scope.CHARGES_WRITE,
         summary="Decide on an auto-recharge top-up now (same rules as a threshold crossing)",
         tag="accounts",
+        operation_id="decide_recharge",
         responses={
             200: "The decision, and the attempt it made or found in flight",
             400: "Auto-recharge not configured (nothing stored)",
-            **idempotent_requests.RESPONSES,
         },
+        response_model=api.RechargeDecision,
     )

@@ -311,6 +311,26 @@ async def below_threshold(conn: asyncpg.Connection[Any], account_id: str) -> Thr
     return Threshold(False, False) if row is None else Threshold(row["below"], row["flagged"])
 
 
+async def below_threshold_among(
+    conn: asyncpg.Connection[Any], account_ids: Sequence[str]
+) -> list[str]:
+    """Which of `account_ids` have auto-recharge and a balance below its threshold, in one
+    query (what a bulk usage debit offers for a decision)."""
+    rows = await conn.fetch(
+        """
+        SELECT r.account_id
+          FROM account_recharge r
+          LEFT JOIN ledger_accounts a
+                 ON a.kind = $1 AND a.owner = r.account_id AND a.currency = r.currency
+         WHERE r.account_id = ANY($2::text[])
+           AND coalesce(a.balance_micros, 0) < r.threshold_micros
+        """,
+        CUSTOMER_BALANCE,
+        list(account_ids),
+    )
+    return [row["account_id"] for row in rows]
+
+
 async def due(conn: asyncpg.Connection[Any], *, now: datetime, limit: int) -> Sequence[str]:
     """Accounts a decision would top up now (below threshold, not paused, not cooling down,
     nothing open), in one set-based query without locks: what the sweep re-offers."""

@@ -1,6 +1,6 @@
-"""A charge, and its dispute, as the API and the events show them. Settlement owns the charge
-row (`store.CHARGE_COLUMNS`), so it owns its public shape too: `GET /v1/charges/{id}`, a
-charge's stored answers and its events all render it here."""
+"""A charge, its refunds and its dispute, as the API and the events show them. Settlement owns
+the charge and refund rows (`store.CHARGE_COLUMNS`, `refunds.REFUND_COLUMNS`), so it owns
+their public shapes too: `GET /v1/charges/{id}`, stored answers and events all render here."""
 
 from __future__ import annotations
 
@@ -39,6 +39,20 @@ def charge_object(row: Row) -> dict[str, Any]:
         "metadata": metadata if isinstance(metadata, dict) else _json_object(metadata),
         "created_at": timestamp(row["created_at"]),
         "updated_at": timestamp(row["updated_at"]),
+    }
+
+
+def refund_object(row: Row) -> dict[str, Any]:
+    """A refund (`refunds.REFUND_COLUMNS`), as its API answers and `refund.*` events show it."""
+    return {
+        "id": row["id"],
+        "object": "refund",
+        "charge": row["charge_id"],
+        "amount": row["amount_minor"],
+        "currency": row["currency"],
+        "status": row["status"],
+        "failure_message": row["failure_message"],
+        "created_at": timestamp(row["created_at"]),
     }
 
 

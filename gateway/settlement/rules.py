@@ -14,7 +14,10 @@ of every state x event pair is unit-tested (`tests/unit/test_settlement_rules.py
   it moves back; lost, it leaves through the clearing account.
 - Refunds and disputes of a charge not captured yet, and a dispute's closing before its
   opening, are RETRY_LATER: the fact they depend on has not been settled yet.
-- Whatever the outcome, a processor charge id the charge lacks is recorded: it is a fact."""
+- Whatever the outcome, a processor charge id the charge lacks is recorded: it is a fact.
+- One refund's outcome (`REFUND_OUTCOMES`) is not a charge fact: `refunds.py` applies it to its
+  refund row and settles the charge's cumulative total here as a `CHARGE_REFUNDED`. Handed to
+  `transition` it is a programmer error, and raises."""
 
 from __future__ import annotations
 
@@ -33,6 +36,9 @@ from gateway.settlement.status import (
 from providers.base import DisputeOutcome, EventKind, WebhookEvent
 
 Outcome = SettlementOutcome
+
+REFUND_OUTCOMES = frozenset({EventKind.REFUND_SUCCEEDED, EventKind.REFUND_FAILED})
+"""Event kinds about one refund rather than its charge (`gateway.settlement.refunds`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,8 @@ class Transition:
 
 def transition(state: ChargeState, event: WebhookEvent) -> Transition:
     """What `event` does to the charge in `state`."""
+    if event.kind in REFUND_OUTCOMES:
+        raise ValueError(f"{event.kind} is one refund's outcome: settle it with settle_refund")
     if event.currency is not None and event.currency.upper() != state.currency:
         result = Transition(Outcome.STALE, state, alert=_alert("currency_mismatch", event))
     else:

@@ -20,8 +20,7 @@ from typing import Any
 import httpx
 import structlog
 
-from providers import limits
-from providers.sandbox import signing
+from providers.sandbox import limits, signing
 from providers.sandbox.knobs import Knobs
 
 log = structlog.get_logger(__name__)

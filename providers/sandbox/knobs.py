@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from providers import limits
+from providers.sandbox import limits
 
 # Upper bounds, so a test (or a typo) cannot park the sandbox for a day.
 _MAXIMA: dict[str, float] = {

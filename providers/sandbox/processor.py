@@ -21,7 +21,8 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from providers import http, limits
+from providers import http
+from providers.sandbox import limits
 from providers.sandbox.delivery import Deliverer
 from providers.sandbox.journal import Journal
 from providers.sandbox.knobs import Knobs

@@ -34,7 +34,7 @@ from providers.base import (
 )
 from providers.config import read_settings
 from providers.lookups import one_refund
-from providers.sandbox import signing
+from providers.sandbox import limits, signing
 from providers.sandbox.settings import SandboxSettings, webhook_secret
 
 Json = dict[str, Any]
@@ -69,6 +69,7 @@ def decline_code(raw: str | None) -> DeclineCode | None:
 class SandboxProvider(Provider):
     name = "sandbox"
     capabilities = frozenset(Capability)
+    idempotency_key_length_max = limits.SANDBOX_IDEMPOTENCY_KEY_LENGTH_MAX
 
     def __init__(self, client: httpx.AsyncClient, base_url: str, webhook_secret: str) -> None:
         self._http = client

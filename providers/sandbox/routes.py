@@ -26,8 +26,7 @@ from collections.abc import Callable, Mapping
 import structlog
 from aiohttp import web
 
-from providers import limits
-from providers.sandbox import controls
+from providers.sandbox import controls, limits
 from providers.sandbox.processor import PAYMENT_METHODS, Answer, SandboxProcessor
 from providers.sandbox.wire import Invalid, Json, error_body, invalid, json_response, read_json
 

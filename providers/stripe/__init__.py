@@ -6,6 +6,8 @@ answers, and `Stripe-Signature` webhooks.
     faults     Stripe's errors classified onto the `ProviderError` tree
     webhooks   signature verification and Stripe events read as ours
     settings   `GATEWAY_STRIPE_*`
+    limits     Stripe's own bounds (look-ups, signatures, key length)
+    wire       the SDK's HTTP client seam, on the service's shared httpx client
 """
 
 from providers.stripe.faults import StripeOutcomeIndeterminate

@@ -44,7 +44,7 @@ def classify(exc: stripe.StripeError, message: str) -> ProviderError:
     """Map a non-card Stripe error onto the `ProviderError` tree (see the module docstring)."""
     text = f"stripe: {type(exc).__name__}: {message}"
     if isinstance(exc, stripe.APIConnectionError):
-        # HTTPXClient raises it from the httpx exception, which tells whether anything was
+        # `wire.SharedClient` raises it from the httpx exception, which tells whether anything was
         # sent; without one (another HTTP client, an SDK change) assume it was.
         cause = exc.__cause__
         if isinstance(cause, httpx.HTTPError):

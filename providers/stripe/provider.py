@@ -1,5 +1,5 @@
-"""`StripeProvider`: charges as PaymentIntents on the official `stripe` SDK (async, over
-httpx), refunds, and the lookups that resolve lost answers.
+"""`StripeProvider`: charges as PaymentIntents on the official `stripe` SDK (async, over the
+service's shared httpx client), refunds, and the lookups that resolve lost answers.
 
 Every charge is a PaymentIntent created and confirmed in one call with a saved card
 (`confirm=true`, `off_session=true`: our callers are billing flows, the customer is not
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Self, cast
 
 import httpx
 import stripe
 import structlog
 
-from providers import limits
 from providers.base import (
     Capability,
     ChargeRequest,
@@ -40,7 +40,7 @@ from providers.base import (
 )
 from providers.config import read_settings
 from providers.lookups import one_refund
-from providers.stripe import webhooks
+from providers.stripe import limits, webhooks
 from providers.stripe.answers import (
     as_dict,
     charge_result,
@@ -52,14 +52,21 @@ from providers.stripe.answers import (
 )
 from providers.stripe.faults import StripeOutcomeIndeterminate, classify
 from providers.stripe.settings import StripeSettings
+from providers.stripe.wire import SharedClient
 
 log = structlog.get_logger(__name__)
 
 
 class StripeProvider(Provider):
-    """Stripe PaymentIntents. Owns its SDK HTTP client (closed by `aclose`)."""
+    """Stripe PaymentIntents, through the shared HTTP client (`providers.stripe.wire`)."""
 
     name = "stripe"
+    # Stripe's documented special cases (docs.stripe.com/currencies#special-cases): ISK and UGX
+    # are zero-decimal in ISO 4217 but two-decimal in Stripe's API for backwards compatibility
+    # (1 krona is `100`, and Stripe refuses ISK amounts not divisible by 100); MGA has two
+    # decimals in ISO 4217 but none at Stripe.
+    currency_exponents = MappingProxyType({"ISK": 2, "UGX": 2, "MGA": 0})
+    idempotency_key_length_max = limits.STRIPE_IDEMPOTENCY_KEY_LENGTH_MAX
     # Stripe prunes idempotency keys once they are 24 hours old.
     idempotency_key_retention = timedelta(hours=24)
     capabilities = frozenset(
@@ -67,21 +74,22 @@ class StripeProvider(Provider):
             Capability.CHARGE,
             Capability.REFUND,
             Capability.PARTIAL_REFUND,
+            Capability.LOOKUP_BY_ID,
             Capability.LOOKUP_BY_KEY,
             Capability.WEBHOOKS,
             Capability.DISPUTES,
         }
     )
 
-    def __init__(self, settings: StripeSettings, *, timeout: httpx.Timeout | float = 30.0) -> None:
+    def __init__(self, settings: StripeSettings, http: httpx.AsyncClient) -> None:
         if settings.api_key is None:
             raise ProviderNotConfigured("GATEWAY_STRIPE_API_KEY is not set")
         self._settings = settings
-        self._http = stripe.HTTPXClient(timeout=timeout)
         base = {"api": settings.api_base.rstrip("/")} if settings.api_base else None
         self._client = stripe.StripeClient(
             settings.api_key.get_secret_value(),
-            http_client=self._http,
+            # The shared client's limits, timeouts and proxy settings apply to Stripe too.
+            http_client=SharedClient(http),
             max_network_retries=0,  # providers.retry is the one retry layer
             base_addresses=cast(Any, base),
         )
@@ -90,12 +98,7 @@ class StripeProvider(Provider):
     def from_env(cls, context: ProviderContext) -> Self:
         """Not configured without an API key. Settings that are present but invalid raise
         pydantic's ValidationError: a typo must stop the service, not quietly drop Stripe."""
-        settings = read_settings(StripeSettings, context)
-        # The shared client's timeouts (set once in providers.http) apply to Stripe too.
-        return cls(settings, timeout=context.http.timeout)
-
-    async def aclose(self) -> None:
-        await self._http.close_async()  # type: ignore[no-untyped-call]  # untyped in the SDK
+        return cls(read_settings(StripeSettings, context), context.http)
 
     def secrets(self) -> Sequence[str]:
         keys = [self._settings.api_key, *self._settings.webhook_secrets]

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from providers import limits
 from providers.base import DisputeOutcome, EventKind, WebhookEvent, WebhookVerificationError
+from providers.stripe import limits
 from providers.stripe.answers import as_dict, charge_result, metadata
 from providers.stripe.settings import StripeSettings
 

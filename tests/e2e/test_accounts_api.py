@@ -282,8 +282,9 @@ async def test_the_ledger_check_reports_a_deliberately_corrupted_entry_and_balan
     healthy = await (await client.get("/v1/ledger/check", headers=auth())).json()
     assert healthy == {
         "balanced": True,
-        "transactions": 3,
+        "transactions": 1,  # the batch's one summarized posting
         "accounts": 2,
+        "usage_records": 3,
         "problems_total": 0,
         "problems": [],
     }
@@ -299,12 +300,15 @@ async def test_the_ledger_check_reports_a_deliberately_corrupted_entry_and_balan
         await conn.close()
     report = await (await client.get("/v1/ledger/check", headers=auth())).json()
     assert report["balanced"] is False
-    assert report["problems_total"] == 2
+    assert report["problems_total"] == 3
     kinds = {p["kind"]: p for p in report["problems"]}
-    assert kinds["unbalanced_transaction"]["debits_micros"] == 10_001
-    assert kinds["unbalanced_transaction"]["credits_micros"] == 10_000
+    assert kinds["unbalanced_transaction"]["debits_micros"] == 30_001
+    assert kinds["unbalanced_transaction"]["credits_micros"] == 30_000
     assert kinds["cached_balance_mismatch"]["cached_micros"] == -30_000
     assert kinds["cached_balance_mismatch"]["entries_micros"] == -30_001
+    # The summary no longer equals the records it carries.
+    assert kinds["usage_summary_mismatch"]["debits_micros"] == 30_001
+    assert kinds["usage_summary_mismatch"]["records_micros"] == 30_000
 
 
 async def test_openapi_describes_the_account_and_ledger_routes(client: Client) -> None:

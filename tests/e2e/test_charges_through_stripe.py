@@ -1,9 +1,12 @@
 """The whole charge path through Stripe: `POST /v1/charges` with `provider: stripe`, the
 service pointed at a local Stripe-compatible server over real HTTP (only
-`GATEWAY_STRIPE_API_KEY` and `GATEWAY_STRIPE_API_BASE` set), settled into the ledger once."""
+`GATEWAY_STRIPE_API_KEY` and `GATEWAY_STRIPE_API_BASE` set), settled into the ledger once, in
+ISO 4217 minor units whatever Stripe's own units for the currency."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +22,13 @@ from gateway.state import Role
 from tests.conftest import AiohttpClient, auth, make_settings
 from tests.support import stripe_server
 from tests.support.charges import balance_micros, fetch, open_account, postings
+from tests.support.stripe_payloads import fixture, signature_header
 from tests.support.stripe_server import StripeServer
+from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 STRIPE_KEY = "sk_test_e2e_" + "e" * 24
+WEBHOOK_SECRET = "whsec_e2e_" + "w" * 24
 ACCOUNT = "acct_stripe_e2e"
 
 
@@ -31,6 +37,7 @@ async def fake_stripe(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StripeSe
     async with stripe_server.running(STRIPE_KEY) as server:
         monkeypatch.setenv("GATEWAY_STRIPE_API_KEY", STRIPE_KEY)
         monkeypatch.setenv("GATEWAY_STRIPE_API_BASE", server.url)
+        monkeypatch.setenv("GATEWAY_STRIPE_WEBHOOK_SECRETS", WEBHOOK_SECRET)
         yield server
 
 
@@ -42,11 +49,16 @@ async def client(
     return await aiohttp_client(create_app(make_settings(db_url, tmp_path), Role.SERVE))
 
 
-def stripe_charge(payment_method: str = "pm_card_visa", amount: int = 2500) -> dict[str, Any]:
+def stripe_charge(
+    payment_method: str = "pm_card_visa",
+    amount: int = 2500,
+    currency: str = "USD",
+    account: str = ACCOUNT,
+) -> dict[str, Any]:
     return {
-        "account_id": ACCOUNT,
+        "account_id": account,
         "amount": amount,
-        "currency": "USD",
+        "currency": currency,
         "payment_method": payment_method,
         "provider": "stripe",
     }
@@ -190,3 +202,104 @@ async def test_a_refund_resumed_after_stripe_forgot_its_key_is_found_not_refunde
         f"stripe:{charge['id']}:refunded_total:1000",
     ]
     assert await balance_micros(db_url, ACCOUNT) == 15_000_000
+
+
+# Currencies Stripe counts in other minor units than ISO 4217
+
+
+async def charge_in(client: Client, db_url: str, currency: str, amount: int) -> ClientResponse:
+    """`POST /v1/charges` of `amount` (ISO 4217 minor units) on a new account in `currency`."""
+    account = f"acct_{currency.lower()}"
+    await open_account(db_url, account, currency)
+    return await client.post(
+        "/v1/charges",
+        json=stripe_charge(amount=amount, currency=currency, account=account),
+        headers=auth(idempotency_key=f"stripe-{currency}-{amount}"),
+    )
+
+
+async def test_an_isk_charge_goes_out_in_stripes_hundredths_and_books_whole_krona(
+    client: Client, db_url: str, fake_stripe: StripeServer
+) -> None:
+    response = await charge_in(client, db_url, "ISK", 500)
+    assert response.status == 200, await response.text()
+    charge = await response.json()
+    assert (charge["amount"], charge["currency"], charge["status"]) == (500, "ISK", "succeeded")
+    assert fake_stripe.intents[charge["provider_charge_id"]]["amount"] == 50_000
+    assert await balance_micros(db_url, "acct_isk", "ISK") == 500 * 1_000_000
+
+    refund = await client.post(
+        f"/v1/charges/{charge['id']}/refunds",
+        json={"amount": 200},
+        headers=auth(idempotency_key="stripe-isk-refund"),
+    )
+    assert refund.status == 200, await refund.text()
+    assert (await refund.json())["amount"] == 200
+    assert fake_stripe.refunded[charge["provider_charge_id"]] == 20_000
+    assert await balance_micros(db_url, "acct_isk", "ISK") == 300 * 1_000_000
+
+
+async def test_mga_goes_out_without_decimals(
+    client: Client, db_url: str, fake_stripe: StripeServer
+) -> None:
+    response = await charge_in(client, db_url, "MGA", 1000)  # MGA 10.00
+    assert response.status == 200, await response.text()
+    charge = await response.json()
+    assert fake_stripe.intents[charge["provider_charge_id"]]["amount"] == 10
+    assert await balance_micros(db_url, "acct_mga", "MGA") == 10 * 1_000_000
+
+
+async def test_an_amount_stripe_cannot_carry_is_refused_and_nothing_is_stored(
+    client: Client, db_url: str, fake_stripe: StripeServer
+) -> None:
+    response = await charge_in(client, db_url, "MGA", 150)  # MGA 1.50: Stripe has no decimals
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"]["param"] == "amount"
+    assert fake_stripe.requests == []
+    assert await fetch(db_url, "SELECT id FROM charges") == []
+    assert await fetch(db_url, "SELECT id FROM idempotency_keys") == []
+
+    charged = await client.post(
+        "/v1/charges",
+        json=stripe_charge(amount=1000, currency="MGA", account="acct_mga"),
+        headers=auth(idempotency_key="stripe-MGA-150"),  # the refused request's key: unused
+    )
+    assert charged.status == 200, await charged.text()
+    refund = await client.post(
+        f"/v1/charges/{(await charged.json())['id']}/refunds",
+        json={"amount": 150},
+        headers=auth(idempotency_key="stripe-mga-refund"),
+    )
+    assert refund.status == 400, await refund.text()
+    assert (await refund.json())["error"]["param"] == "amount"
+    assert fake_stripe.refunded == {}
+    assert await fetch(db_url, "SELECT id FROM refunds") == []
+
+
+async def test_a_stripe_refund_webhook_in_isk_settles_in_whole_krona(
+    client: Client, db_url: str, fake_stripe: StripeServer
+) -> None:
+    charge = await (await charge_in(client, db_url, "ISK", 500)).json()
+    event = fixture("event.charge.refunded")
+    event["data"]["object"].update(
+        amount=50_000,
+        amount_refunded=30_000,  # ISK 300, in Stripe's hundredths
+        currency="isk",
+        payment_intent=charge["provider_charge_id"],
+        metadata={"charge_id": charge["id"], "account_id": "acct_isk"},
+    )
+    body = json.dumps(event).encode()
+    signed = signature_header(body, WEBHOOK_SECRET, int(time.time()))
+    delivered = await client.post(
+        "/webhooks/stripe", data=body, headers={"Stripe-Signature": signed}
+    )
+    assert delivered.status == 200, await delivered.text()
+
+    async def settled() -> bool:
+        return await balance_micros(db_url, "acct_isk", "ISK") == 200 * 1_000_000
+
+    await eventually(settled, "the refund webhook settled as ISK 300")
+    assert await postings(db_url, charge["id"]) == [
+        f"stripe:{charge['id']}:captured",
+        f"stripe:{charge['id']}:refunded_total:300",
+    ]

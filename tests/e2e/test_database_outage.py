@@ -17,7 +17,9 @@ from aiohttp.test_utils import TestClient
 from pydantic import BaseModel
 
 from gateway import limits
-from gateway.accounts.api import AccountSettings, UsageBatchIn
+from gateway.accounts.api import AccountSettings, UsageBody
+from gateway.accounts.bulk_api import UsageBulkIn
+from gateway.api.keys import ApiKeyCreate, ApiKeyRotate
 from gateway.api.routing import OPERATIONS, Operation
 from gateway.app import create_app
 from gateway.charges.model import ChargeCreate, RefundCreate
@@ -49,12 +51,17 @@ BODIES: dict[type[BaseModel], Callable[[str], dict[str, Any]]] = {
     ChargeCreate: lambda _: CHARGE,
     RefundCreate: lambda _: {"amount": 100},
     AccountSettings: lambda _: ACCOUNT_SETTINGS,
-    UsageBatchIn: lambda key: {"records": [{"amount": "0.0079", "reference": f"usage-{key}"}]},
     # An IP literal: a public URL accepted without a DNS lookup.
     EndpointCreate: lambda _: {"url": "https://8.8.8.8/hooks", "enabled_events": ["*"]},
     EndpointUpdate: lambda _: {"description": "billing"},
     SecretRotation: lambda _: {"expires_in_seconds": 60},
     Resend: lambda _: {},
+    UsageBody: lambda key: {"records": [{"amount": "0.0079", "reference": f"usage-{key}"}]},
+    ApiKeyCreate: lambda _: {"caller": "outage-test", "scopes": ["charges:read"]},
+    ApiKeyRotate: lambda _: {"overlap": "1h"},
+    UsageBulkIn: lambda key: {
+        "records": [{"account_id": ACCOUNT, "amount": "0.0079", "reference": f"bulk-{key}"}]
+    },
 }
 # Query parameters by name (`GET /v1/charges` needs the account).
 QUERY = {"account_id": ACCOUNT}
@@ -144,6 +151,17 @@ async def _first_event(client: Client) -> str:
     return event_id
 
 
+async def _api_key(client: Client) -> str:
+    """The id of a key made for the outage's sample requests (rotated, then revoked)."""
+    made = await client.post(
+        "/v1/api-keys",
+        json={"caller": "outage-sample", "scopes": ["charges:read"]},
+        headers=auth(idempotency_key="key"),
+    )
+    assert made.status == 201, await made.text()
+    return str((await made.json())["id"])
+
+
 @pytest.fixture
 async def outage(
     aiohttp_client: AiohttpClient, db_url: str, tmp_path: Path
@@ -166,6 +184,7 @@ async def outage(
             "webhook-events": await _first_inbox_event(client),
             "webhook-endpoints": await _endpoint(client),
             "events": await _first_event(client),
+            "api-keys": await _api_key(client),
         }
         operations = [op for op in client.app[OPERATIONS] if op.path.startswith("/v1/")]
         samples = [sample(op, ids) for op in operations]

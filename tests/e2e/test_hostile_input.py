@@ -179,6 +179,7 @@ async def test_control_characters_in_account_settings_are_a_400_naming_the_field
         ("GET", f"/v1/accounts/{ACCOUNT}/entries?starting_after=ent_1%00", "starting_after"),
         ("GET", "/v1/webhook-events?starting_after=evt_%00", "starting_after"),
         ("GET", "/v1/webhook-events?status=pending%1b", "status"),
+        ("GET", "/v1/webhook-events?=%1c", "query"),  # a parameter without a name
     ],
 )
 async def test_control_characters_in_path_and_query_parameters_are_a_400_naming_them(

@@ -281,3 +281,26 @@ async def test_post_recharge_decides_now_by_the_same_rules(client: Client, db_ur
     assert below["attempt"]["status"] == "succeeded"
     assert below["attempt"]["amount"] == TOP_UP_MINOR
     await settled_at(client, db_url, "30.000000")
+
+
+async def test_a_bulk_request_that_crosses_the_threshold_offers_the_account_for_a_top_up(
+    aiohttp_client: AiohttpClient,
+    db_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No sweep after the first one at start: only the bulk route's offer can start a top-up.
+    monkeypatch.setattr(limits, "RECHARGE_SWEEP_INTERVAL_SECONDS", 3600.0)
+    client = await make_client(aiohttp_client, db_url, redis_url, tmp_path)
+    await open_funded_account(client, "pm_card_visa")
+    records = [
+        {"account_id": ACCOUNT, "amount": DEBIT, "reference": f"bulk-{i}"} for i in range(DEBITS)
+    ]
+    await ok(
+        await client.post(
+            "/v1/usage", json={"records": records}, headers=auth(idempotency_key="bulk-1")
+        )
+    )
+    await settled_at(client, db_url, "24.000000")  # 10.00 - 60 x 0.10 + 20.00
+    assert [r["status"] for r in await attempts(db_url)] == ["succeeded"]

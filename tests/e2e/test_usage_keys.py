@@ -56,7 +56,7 @@ async def test_concurrent_duplicates_debit_once(client: Client) -> None:
     assert json.loads(ran.body)["applied"] == 3
     assert await balance(client) == "-0.750000"
     check = await (await client.get("/v1/ledger/check", headers=auth())).json()
-    assert (check["balanced"], check["transactions"]) == (True, 3)
+    assert (check["balanced"], check["transactions"], check["usage_records"]) == (True, 1, 3)
 
 
 async def test_another_caller_with_the_same_key_gets_its_own_answer(client: Client) -> None:

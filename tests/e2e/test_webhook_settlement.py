@@ -23,6 +23,7 @@ from gateway.processors import SANDBOX, point_sandbox_webhooks
 from gateway.settings import Settings
 from gateway.state import Role
 from providers.sandbox import signing
+from providers.sandbox.provider import SandboxProvider
 from tests.conftest import AiohttpClient, auth
 from tests.support.charges import balance_micros, fetch, open_account, postings
 from tests.support.service import ServiceProcess, free_port
@@ -203,7 +204,7 @@ async def test_a_killed_worker_process_loses_nothing_and_settles_nothing_twice(
         "WHERE w.status = 'settled'",
     ) == [(done_before,)]
 
-    drain = Worker(engine, settle)
+    drain = Worker(engine, settle, lambda _: SandboxProvider)
     while await drain.run_once():
         pass
     assert await fetch(db_url, "SELECT status, count(*) FROM webhook_events GROUP BY status") == [

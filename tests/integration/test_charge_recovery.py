@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,28 +15,24 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
 from gateway.charges.completer import complete_once, reap_once
 from gateway.charges.deps import CHARGE_DEPS
-from gateway.state import Role
 from providers.sandbox.provider import SandboxProvider
-from tests.conftest import AiohttpClient, auth, make_settings
+from tests.conftest import auth
+from tests.integration.conftest import SANDBOX_ON_WIRE
 from tests.support.charges import fetch, open_account, postings
 from tests.support.wire import mock_wire
 
 Client = TestClient[web.Request, web.Application]
-PROCESSOR = "http://sandbox.test"
+PROCESSOR = SANDBOX_ON_WIRE
 ACCOUNT = "acct_dave"
 BODY = {"account_id": ACCOUNT, "amount": 700, "currency": "USD", "payment_method": "pm_card_visa"}
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: AiohttpClient, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Client:
+async def client(wired_client: Client, db_url: str) -> Client:
     await open_account(db_url, ACCOUNT)
-    monkeypatch.setenv("GATEWAY_SANDBOX_URL", PROCESSOR)
-    return await aiohttp_client(create_app(make_settings(db_url, tmp_path), Role.SERVE))
+    return wired_client
 
 
 def succeeded(request: httpx.Request) -> httpx.Response:

@@ -91,7 +91,7 @@ async def test_wrong_method_is_a_json_405(client: Client) -> None:
 
 
 async def test_post_without_idempotency_key_is_400_naming_the_header(client: Client) -> None:
-    response = await client.post("/v1/anything", headers=auth(), json={})
+    response = await client.post("/v1/charges", headers=auth(), json={})
     assert response.status == 400
     error = (await response.json())["error"]
     assert error == {
@@ -104,9 +104,19 @@ async def test_post_without_idempotency_key_is_400_naming_the_header(client: Cli
 
 async def test_overlong_idempotency_key_is_400(client: Client) -> None:
     key = "k" * (limits.IDEMPOTENCY_KEY_LENGTH_MAX + 1)
-    response = await client.post("/v1/anything", headers=auth(idempotency_key=key), json={})
+    response = await client.post("/v1/charges", headers=auth(idempotency_key=key), json={})
     assert response.status == 400
     assert (await response.json())["error"]["code"] == "idempotency_key_invalid"
+
+
+async def test_a_post_to_no_route_is_a_404_or_405_not_a_request_for_a_key(client: Client) -> None:
+    missing = await client.post("/v1/no-such-thing", headers=auth(), json={})
+    assert missing.status == 404
+    assert (await missing.json())["error"]["code"] == "resource_missing"
+    get_only = await client.post("/v1/charges/ch_1", headers=auth(), json={})
+    assert get_only.status == 405
+    assert get_only.headers["Allow"] == "GET"
+    assert (await get_only.json())["error"]["code"] == "method_not_allowed"
 
 
 async def test_request_id_is_returned_and_echoed(client: Client) -> None:

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from gateway import limits
 from gateway.settings import Settings
+from providers import http
 from providers.sandbox import signing
 from providers.stripe import StripeProvider, StripeSettings
 from tests.conftest import AiohttpClient, make_settings
@@ -218,7 +219,8 @@ async def test_stripe_deliveries_under_either_rotating_secret_are_stored_and_for
         StripeSettings(
             api_key=SecretStr("sk_test_rotation"),
             webhook_secrets=tuple(SecretStr(s) for s in secrets),
-        )
+        ),
+        http.create_client(),  # webhooks only: never used
     )
     try:
         client = await aiohttp_client(webhook_app(settings, fake_settle, provider=stripe))

@@ -4,14 +4,16 @@ the rule it guards. Each broken provider is the sandbox's, with one rule broken.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 from providers import http
 from providers.base import (
+    Capability,
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
@@ -22,9 +24,11 @@ from providers.base import (
     RefundRequest,
     RefundResult,
     RefundStatus,
+    WebhookEvent,
 )
-from providers.sandbox.provider import STATUSES, SandboxProvider, refund_result
-from tests.providers.conformance import CHECKS, Harness
+from providers.sandbox.provider import STATUSES, SandboxProvider, charge_result, refund_result
+from tests.providers.conformance import CHECKS
+from tests.providers.harness import Harness
 from tests.providers.kits import kit_for
 
 
@@ -80,6 +84,32 @@ class IgnoresWebhookClock(SandboxProvider):
         super().verify_webhook(body, headers, signed_at)
 
 
+class ReplayGetsNewEventIds(SandboxProvider):
+    """Signs no time, as it declares, but ids its events by when they were signed."""
+
+    webhook_signatures_expire = False
+
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str], now: datetime) -> None:
+        signed_at = datetime.fromtimestamp(int(headers["webhook-timestamp"]), now.tzinfo)
+        super().verify_webhook(body, headers, signed_at)
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> Sequence[WebhookEvent]:
+        return [
+            dataclasses.replace(event, event_id=f"{event.event_id}@{headers['webhook-timestamp']}")
+            for event in super().parse_webhook(body, headers)
+        ]
+
+
+class RefundsUnderAFreshKey(SandboxProvider):
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        return await super().refund(dataclasses.replace(request, idempotency_key="gw_fresh"))
+
+
+class DropsTheRefundId(SandboxProvider):
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        return dataclasses.replace(await super().refund(request), provider_refund_id=None)
+
+
 class LogsSecrets(SandboxProvider):
     def scrub(self, text: str) -> str:
         return text
@@ -105,6 +135,45 @@ class PicksOneOfADoubleRefund(SandboxProvider):
             return RefundResult(RefundStatus.SUCCEEDED, "re_picked", request.amount_minor)
 
 
+class PartialRefundsWithoutRefunds(SandboxProvider):
+    capabilities = frozenset(Capability) - {Capability.REFUND}
+
+
+class KeysShorterThanOurs(SandboxProvider):
+    idempotency_key_length_max = 32
+
+
+class UntestedExponent(SandboxProvider):
+    currency_exponents = MappingProxyType({"JPY": 2})  # the kit has no JPY case
+
+
+class ExponentItDoesNotUse(SandboxProvider):
+    currency_exponents = MappingProxyType({"ISK": 2})  # the sandbox counts ISK in krona
+
+
+class ScalesAmountsItself(SandboxProvider):
+    async def create_charge(self, request: ChargeRequest) -> ChargeResult:
+        scaled = request.amount_minor * (100 if request.currency.upper() == "ISK" else 1)
+        return await super().create_charge(dataclasses.replace(request, amount_minor=scaled))
+
+
+class TruncatesKeys(SandboxProvider):
+    async def create_charge(self, request: ChargeRequest) -> ChargeResult:
+        key = request.idempotency_key[:64]
+        return await super().create_charge(dataclasses.replace(request, idempotency_key=key))
+
+
+class NeverFindsCharges(SandboxProvider):
+    async def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        return None
+
+
+class FindsAnyCharge(SandboxProvider):
+    async def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        _, body = await self._send("GET", "/v1/charges", params={"limit": 1})
+        return charge_result(body["data"][0]) if body["data"] else None
+
+
 BROKEN: list[tuple[type[Provider], str]] = [
     (UnknownStatusIsSuccess, "unknown_status_is_pending"),
     (DeclineIsAnError, "charge_outcomes_map_to_statuses_and_declines"),
@@ -114,11 +183,22 @@ BROKEN: list[tuple[type[Provider], str]] = [
     (TrustsEveryWebhook, "webhook_without_signature_is_rejected"),
     (TrustsEveryWebhook, "tampered_webhook_is_rejected"),
     (TrustsEveryWebhook, "webhook_signed_with_another_secret_is_rejected"),
-    (IgnoresWebhookClock, "stale_webhook_is_rejected"),
+    (IgnoresWebhookClock, "replayed_webhook_is_rejected_or_a_duplicate"),
+    (ReplayGetsNewEventIds, "replayed_webhook_is_rejected_or_a_duplicate"),
+    (RefundsUnderAFreshKey, "refund_sends_our_key_and_reads_the_answer"),
+    (DropsTheRefundId, "refund_sends_our_key_and_reads_the_answer"),
     (LogsSecrets, "scrub_masks_secrets_and_card_numbers"),
     (NeverFindsRefunds, "find_refund_finds_the_refund_made_and_no_other"),
     (TakesAnyRefundOfTheCharge, "find_refund_finds_the_refund_made_and_no_other"),
     (PicksOneOfADoubleRefund, "find_refund_refuses_a_double_refund"),
+    (PartialRefundsWithoutRefunds, "declarations_are_coherent"),
+    (KeysShorterThanOurs, "declarations_are_coherent"),
+    (UntestedExponent, "declarations_are_coherent"),
+    (ExponentItDoesNotUse, "amounts_reach_the_wire_in_the_processors_minor_units"),
+    (ScalesAmountsItself, "amounts_reach_the_wire_in_the_processors_minor_units"),
+    (TruncatesKeys, "the_longest_key_it_declares_is_sent_unchanged"),
+    (NeverFindsCharges, "find_charge_finds_the_charge_made_and_no_other"),
+    (FindsAnyCharge, "find_charge_finds_the_charge_made_and_no_other"),
 ]
 
 

@@ -14,9 +14,12 @@ import respx
 import structlog
 from pydantic import SecretStr, ValidationError
 
-from providers import limits
+from gateway import processor_amounts
+from gateway.charges.processor import send_charge
+from providers import http
 from providers.base import (
     ChargeRequest,
+    ChargeResult,
     ChargeStatus,
     DeclineCode,
     ProviderContext,
@@ -30,7 +33,7 @@ from providers.base import (
     RefundStatus,
 )
 from providers.retry import RetryPolicy, call_with_retry
-from providers.stripe import StripeOutcomeIndeterminate, StripeProvider, StripeSettings
+from providers.stripe import StripeOutcomeIndeterminate, StripeProvider, StripeSettings, limits
 from tests.support.stripe_payloads import fixture
 from tests.support.wire import mock_wire
 
@@ -67,9 +70,11 @@ async def provider() -> AsyncIterator[StripeProvider]:
     settings = StripeSettings(
         api_key=SecretStr(API_KEY), webhook_secrets=(SecretStr(WEBHOOK_SECRET),)
     )
-    stripe_provider = StripeProvider(settings)
+    shared = http.create_client()
+    stripe_provider = StripeProvider(settings, shared)
     yield stripe_provider
     await stripe_provider.aclose()
+    await shared.aclose()
 
 
 @pytest.fixture
@@ -112,6 +117,18 @@ async def test_a_charge_is_a_paymentintent_confirmed_off_session_under_our_key(
         "metadata[charge_id]": ["ch_0123456789abcdef0123456789abcdef"],
         "metadata[account_id]": ["acct_customer_1"],
     }
+
+
+async def test_an_isk_charge_reaches_stripes_wire_in_hundredths_and_reads_back_in_krona(
+    provider: StripeProvider, stripe_api: respx.MockRouter
+) -> None:
+    answer = fixture("payment_intent.succeeded") | {"amount": 50_000, "currency": "isk"}
+    route = stripe_api.post("/v1/payment_intents").respond(200, json=answer)
+    krona = processor_amounts.to_processor(provider, "ISK", 500)
+    sent = await send_charge(provider, charge_request(amount_minor=krona, currency="ISK"))
+    assert form(route.calls.last.request)["amount"] == ["50000"]
+    assert isinstance(sent, ChargeResult)
+    assert (sent.amount_minor, sent.currency) == (500, "isk")
 
 
 async def test_a_card_saved_on_a_customer_is_charged_with_that_customer(

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from providers import http
 from providers.base import (
     ChargeRequest,
     ChargeResult,
@@ -36,23 +37,37 @@ async def server() -> AsyncIterator[StripeServer]:
         yield fake
 
 
+@pytest.fixture
+async def shared() -> AsyncIterator[httpx.AsyncClient]:
+    """The service's shared outbound client, as `gateway serve` builds it."""
+    client = http.create_client(timeout=httpx.Timeout(5.0))
+    yield client
+    await client.aclose()
+
+
 async def provider_for(
-    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api_key: str = API_KEY
+    url: str,
+    shared: httpx.AsyncClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    api_key: str = API_KEY,
 ) -> StripeProvider:
     monkeypatch.setenv("GATEWAY_STRIPE_API_BASE", url)
     monkeypatch.setenv("GATEWAY_STRIPE_API_KEY", api_key)
     monkeypatch.delenv("GATEWAY_STRIPE_WEBHOOK_SECRETS", raising=False)
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        return StripeProvider.from_env(
-            ProviderContext(http=http, data_dir=tmp_path, service_url="http://127.0.0.1:8080")
-        )
+    return StripeProvider.from_env(
+        ProviderContext(http=shared, data_dir=tmp_path, service_url="http://127.0.0.1:8080")
+    )
 
 
 @pytest.fixture
 async def provider(
-    server: StripeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: StripeServer,
+    shared: httpx.AsyncClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[StripeProvider]:
-    stripe_provider = await provider_for(server.url, tmp_path, monkeypatch)
+    stripe_provider = await provider_for(server.url, shared, tmp_path, monkeypatch)
     yield stripe_provider
     await stripe_provider.aclose()
 
@@ -193,9 +208,12 @@ async def test_a_key_reused_with_other_parameters_is_a_request_error(
 
 
 async def test_a_wrong_api_key_is_a_request_error(
-    server: StripeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: StripeServer,
+    shared: httpx.AsyncClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    wrong = await provider_for(server.url, tmp_path, monkeypatch, api_key="sk_test_wrong")
+    wrong = await provider_for(server.url, shared, tmp_path, monkeypatch, api_key="sk_test_wrong")
     try:
         with pytest.raises(ProviderRequestError):
             await wrong.create_charge(charge())
@@ -204,13 +222,41 @@ async def test_a_wrong_api_key_is_a_request_error(
 
 
 async def test_a_stripe_nobody_listens_on_is_unavailable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shared: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with stripe_server.running(API_KEY) as gone:
         url = gone.url  # a port that was free a moment ago and is closed now
-    absent = await provider_for(url, tmp_path, monkeypatch)
+    absent = await provider_for(url, shared, tmp_path, monkeypatch)
     try:
         with pytest.raises(ProviderUnavailable):
             await absent.create_charge(charge())
     finally:
         await absent.aclose()
+
+
+async def test_stripe_calls_ignore_proxies_named_in_the_environment(
+    server: StripeServer,
+    shared: httpx.AsyncClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")  # nothing listens: a proxy would fail
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    stripe = await provider_for(server.url, shared, tmp_path, monkeypatch)
+    created = await stripe.create_charge(charge())
+    assert created.status is ChargeStatus.SUCCEEDED
+    assert list(server.intents) == [created.provider_charge_id]
+
+
+async def test_stripe_calls_share_the_outbound_clients_timeouts(
+    server: StripeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.work_seconds = 1.0
+    impatient = http.create_client(timeout=httpx.Timeout(5.0, read=0.1))
+    try:
+        stripe = await provider_for(server.url, impatient, tmp_path, monkeypatch)
+        with pytest.raises(ProviderOutcomeUnknown):
+            await stripe.create_charge(charge())
+    finally:
+        await impatient.aclose()

@@ -11,6 +11,7 @@ import pytest
 import stripe
 from pydantic import SecretStr
 
+from providers import http
 from providers.base import DeclineCode, DisputeOutcome, EventKind, WebhookVerificationError
 from providers.stripe import StripeProvider, StripeSettings
 from tests.support.stripe_payloads import fixture, signature, signature_header
@@ -27,7 +28,7 @@ async def stripe_with(*secrets: str) -> StripeProvider:
     settings = StripeSettings(
         api_key=SecretStr("sk_test_webhooks"), webhook_secrets=tuple(SecretStr(s) for s in secrets)
     )
-    return StripeProvider(settings)
+    return StripeProvider(settings, http.create_client())  # webhooks only: never used
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
-from gateway.charges.idempotency import REPLAYED_HEADER
+from gateway.idempotency import REPLAYED_HEADER
 from tests.conftest import API_KEY, auth
 
 Client = TestClient[web.Request, web.Application]

@@ -3,26 +3,16 @@ Stripe's API reference, named by object or event type) and `Stripe-Signature` he
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "stripe"
+from tests.support.fixtures import payload
 
 
 def fixture(name: str) -> dict[str, Any]:
     """A fresh copy of `tests/fixtures/stripe/<name>.json` (tests may change it)."""
-    return copy.deepcopy(_load(name))
-
-
-@cache
-def _load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return data
+    return payload("stripe", name)
 
 
 def signature(body: bytes, secret: str, timestamp: int) -> str:

@@ -32,6 +32,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.support.serving import served
+
 DECLINES: Mapping[str, tuple[str, str]] = {
     "pm_card_chargeDeclined": ("generic_decline", "Your card was declined."),
     "pm_card_insufficientFunds": ("insufficient_funds", "Your card has insufficient funds."),
@@ -276,16 +278,8 @@ class StripeServer:
 async def running(api_key: str) -> AsyncIterator[StripeServer]:
     """Serve a fresh fake on 127.0.0.1, on a free port."""
     server = StripeServer(api_key)
-    runner = web.AppRunner(server.app(), handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    server.url = f"http://{host}:{port}"
-    try:
+    async with served(server.app()) as server.url:
         yield server
-    finally:
-        await runner.cleanup()
 
 
 def answer_response(answer: Answer, *, replayed: bool = False) -> web.Response:

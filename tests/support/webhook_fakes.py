@@ -42,6 +42,7 @@ class FakeProvider(Provider):
 
     name = "fakepay"
     capabilities = frozenset({Capability.WEBHOOKS})
+    idempotency_key_length_max = 255
 
     def __init__(self, secrets: Sequence[bytes] = (b"secret-one",)) -> None:
         self._secrets = list(secrets)

@@ -7,9 +7,9 @@ import pytest
 
 from gateway.api.body import validate
 from gateway.api.errors import from_domain
-from gateway.charges.idempotency import fingerprint
 from gateway.charges.model import ChargeCreate
 from gateway.errors import InvalidRequest
+from gateway.idempotency import fingerprint
 
 BODY = {"account_id": "acct_1", "amount": 500, "currency": "usd", "payment_method": "pm_card_visa"}
 

@@ -11,6 +11,7 @@ from gateway.money import (
     AMOUNT_MICROS_MAX,
     ISO_4217,
     Currency,
+    InexactAmount,
     Money,
     MoneyError,
     UnknownCurrency,
@@ -21,6 +22,7 @@ from gateway.money import (
     minor_to_micros,
     parse_decimal,
     parse_micros,
+    rescale_minor,
     round_half_even,
 )
 
@@ -40,10 +42,21 @@ def test_iso_exponents_match_the_standard() -> None:
     }
 
 
-def test_a_processor_exception_overrides_the_iso_exponent_for_that_processor_only() -> None:
-    assert currency("ISK").exponent == 0
-    assert currency("ISK", processor="stripe").exponent == 2
-    assert currency("ISK", processor="adyen").exponent == 0
+@pytest.mark.parametrize(
+    ("amount", "exponents", "expected"),
+    [(500, (0, 2), 50_000), (50_000, (2, 0), 500), (1000, (2, 0), 10), (7, (3, 3), 7)],
+)
+def test_rescaling_between_minor_units_is_exact(
+    amount: int, exponents: tuple[int, int], expected: int
+) -> None:
+    assert rescale_minor(amount, *exponents) == expected
+
+
+def test_rescaling_to_a_coarser_unit_refuses_to_drop_digits() -> None:
+    with pytest.raises(InexactAmount):
+        rescale_minor(150, 2, 0)  # MGA 1.50 at a processor without decimals
+    with pytest.raises(InexactAmount):
+        rescale_minor(50_050, 2, 0)  # ISK 500.50 back into whole krona
 
 
 def test_an_unknown_or_lower_case_code_is_refused() -> None:
@@ -157,3 +170,14 @@ def test_half_even_is_the_nearest_multiple_with_ties_to_even(value: int, unit: i
     assert 2 * abs(residue) <= unit
     if 2 * abs(residue) == unit:
         assert quotient % 2 == 0
+
+
+@shared_machine
+@given(
+    amount=st.integers(min_value=-(10**15), max_value=10**15),
+    finer=st.integers(0, 6),
+    coarser=st.integers(0, 6),
+)
+def test_rescaling_finer_and_back_is_the_identity(amount: int, finer: int, coarser: int) -> None:
+    low, high = sorted((finer, coarser))
+    assert rescale_minor(rescale_minor(amount, low, high), high, low) == amount

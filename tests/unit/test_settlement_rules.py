@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from gateway.settlement.rules import ChargeState, Posting, transition
+from gateway.settlement.rules import REFUND_OUTCOMES, ChargeState, Posting, transition
 from gateway.settlement.status import ChargeStatus, DisputeStatus
 from gateway.settlement.status import SettlementOutcome as Outcome
 from providers.base import EventKind, WebhookEvent
@@ -211,11 +211,18 @@ def expected(state_name: str, event_name: str) -> tuple[Any, ...]:
 
 
 def test_the_table_covers_every_state_event_kind_and_status() -> None:
-    assert {e.kind for e in EVENTS.values()} == set(EventKind)
+    assert {e.kind for e in EVENTS.values()} == set(EventKind) - REFUND_OUTCOMES
     assert {s.status for s in STATES.values()} == set(ChargeStatus)
     assert {s.dispute_status for s in STATES.values()} == {*DisputeStatus, None}
     assert TABLE.keys() == EVENTS.keys()
     assert all(row.keys() == STATES.keys() for row in TABLE.values())
+
+
+@pytest.mark.parametrize("kind", sorted(REFUND_OUTCOMES))
+def test_one_refunds_outcome_is_no_charge_fact_and_is_refused_loudly(kind: EventKind) -> None:
+    event = replace(EVENTS["ignored"], kind=kind, amount_minor=100)
+    with pytest.raises(ValueError, match="one refund's outcome"):
+        transition(STATES["succeeded"], event)
 
 
 @pytest.mark.parametrize(("state", "name"), PAIRS)

@@ -4,6 +4,7 @@ reads back, so every field must survive the trip exactly."""
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from datetime import UTC, datetime
 
 from gateway import limits
@@ -25,7 +26,11 @@ def test_every_field_of_an_event_survives_the_inbox() -> None:
         failure_message="no money",
         dispute_id="dp_1",
         dispute_outcome=DisputeOutcome.WON,
+        refund_id="re_1",
+        provider_refund_id="pr_1",
     )
+    unset = [f.name for f in fields(event) if getattr(event, f.name) is None]
+    assert unset == [], "every field is set here, so a field the inbox drops fails this test"
     assert decode_event(json.loads(encode_event(event))) == event
 
 

@@ -2,14 +2,14 @@
 changes they report, one delivery per (event, endpoint) and every attempt made.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 from alembic import op
 
 # The revision chain, in one place.
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

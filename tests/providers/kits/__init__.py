@@ -18,7 +18,8 @@ built by the suite itself with `cls.from_env(context)` where `context.overrides`
 - `secrets`: every secret in `overrides` (the scrub check requires `provider.scrub` to mask them).
 - `wrong_secret`: a webhook secret the provider does NOT hold (a delivery signed with it must fail).
 - `signature_headers`: lower-case header names carrying the signature; removing any one of
-  them must make verification fail.
+  them must make verification fail (`unsigned(delivery)` builds those deliveries; a processor
+  that signs inside the body overrides it to strip those signatures too).
 - `charge_route(router)`: the respx route `create_charge` calls (e.g.
   `router.post("http://stripe.test/v1/payment_intents")`). The suite sets its
   `return_value` (an answer) or `side_effect` (a transport fault) and calls `create_charge`.
@@ -33,10 +34,15 @@ built by the suite itself with `cls.from_env(context)` where `context.overrides`
 - `delivery(kind, request, at=, secret=)`: a webhook delivery (raw body + headers, lower-case
   names) about `request`'s charge that the provider must parse as one event of `kind`, signed
   at `at` with `secret` (None: the secret in `overrides`). Kinds the suite asks for:
-  CHARGE_SUCCEEDED, CHARGE_FAILED, CHARGE_REFUNDED, DISPUTE_OPENED. Echo `request.charge_id`
-  and `request.account_id` in the processor's metadata, as the real processor does.
+  CHARGE_SUCCEEDED, CHARGE_FAILED, the kit's `refund_event_kind`, DISPUTE_OPENED. Echo
+  `request.charge_id` and `request.account_id` in the processor's metadata, as the real
+  processor does.
+- `refund_event_kind`: how the processor reports refunds: `CHARGE_REFUNDED` (the charge's
+  cumulative refunded amount, the default) or `REFUND_SUCCEEDED` (one refund's outcome, for a
+  processor whose refunds finish asynchronously).
 - `tamper(body)`: bytes that differ from `body` but that a careless verifier might accept
-  (default: JSON with one extra trailing space, which re-serializing verifiers miss).
+  (default: JSON with one extra trailing space, which re-serializing verifiers miss; a
+  processor that signs fields rather than bytes changes a signed field).
 
 Refunds and their look-up: the suite runs a processor's refunds on the wire from these (one
 that remembers no idempotency key, as past its key retention: every refund call makes one).
@@ -45,13 +51,29 @@ that remembers no idempotency key, as past its key retention: every refund call 
 - `refund_made(sent)`: the refund object the processor makes for that call as `sent` (an
   `httpx.Request`), exactly as it answers it: a fresh processor id every time, and whatever
   the processor keeps from the request (amount, charge, metadata, the idempotency key).
+
+The look-ups (needed only from a provider declaring `Capability.LOOKUP_BY_KEY`; by default
+they raise `NotImplementedError`):
+
 - `refund_lookup_route(router)`: the respx route `find_refund` calls.
 - `refund_list(sent, made)`: the processor's answer to that look-up request over the refunds
   `made` so far, honouring the filters and paging the processor documents (`list_page` writes
   a Stripe-style page).
+- `charge_lookup_route(router)`: the respx route `find_charge` calls.
+- `charge_list(sent, made)`: the processor's answer to that look-up request over the charges
+  `made` so far (each a body `charge_answer` wrote), honouring the filters it documents.
 
-Expectations the suite checks are in `tests/providers/conformance.py` (one function per
-rule); `EXPECTED_DECLINES` there says which `DeclineCode` each declining outcome must map to.
+Amounts, from the processor's documentation (the core converts; the provider sends as is):
+
+- `currency_cases`: `(currency, amount in ISO 4217 minor units, the same amount on the
+  processor's wire)`, at least one for every currency in the provider's `currency_exponents`
+  and one where nothing changes (e.g. `("ISK", 500, 50_000)` for Stripe, which counts ISK in
+  hundredths).
+- `sent_amount(sent)`: the amount a charge request (`httpx.Request`) carries on the wire.
+
+Expectations the suite checks are in `tests/providers/conformance.py` and
+`conformance_seam.py` (one function per rule); `EXPECTED_DECLINES` there says which
+`DeclineCode` each declining outcome must map to.
 """
 
 from __future__ import annotations
@@ -94,12 +116,23 @@ class Kit(ABC):
     secrets: ClassVar[Sequence[str]]
     wrong_secret: ClassVar[str]
     signature_headers: ClassVar[tuple[str, ...]]
+    currency_cases: ClassVar[Sequence[tuple[str, int, int]]]
+    refund_event_kind: ClassVar[EventKind] = EventKind.CHARGE_REFUNDED
 
     @abstractmethod
     def charge_route(self, router: respx.MockRouter) -> respx.Route: ...
 
     @abstractmethod
     def charge_answer(self, outcome: WireOutcome, request: ChargeRequest) -> httpx.Response: ...
+
+    @abstractmethod
+    def sent_amount(self, sent: httpx.Request) -> int: ...
+
+    def charge_lookup_route(self, router: respx.MockRouter) -> respx.Route:
+        raise NotImplementedError("only a provider with Capability.LOOKUP_BY_KEY is asked")
+
+    def charge_list(self, sent: httpx.Request, made: Sequence[dict[str, Any]]) -> httpx.Response:
+        raise NotImplementedError("only a provider with Capability.LOOKUP_BY_KEY is asked")
 
     @abstractmethod
     def error_answer(
@@ -114,19 +147,24 @@ class Kit(ABC):
     def tamper(self, body: bytes) -> bytes:
         return body + b" "
 
+    def unsigned(self, delivery: Delivery) -> list[Delivery]:
+        """`delivery` without each of its signatures in turn, each one must fail to verify."""
+        return [
+            Delivery(delivery.body, {k: v for k, v in delivery.headers.items() if k != header})
+            for header in self.signature_headers
+        ]
+
     @abstractmethod
     def refund_route(self, router: respx.MockRouter) -> respx.Route: ...
 
     @abstractmethod
     def refund_made(self, sent: httpx.Request) -> dict[str, Any]: ...
 
-    @abstractmethod
-    def refund_lookup_route(self, router: respx.MockRouter) -> respx.Route: ...
+    def refund_lookup_route(self, router: respx.MockRouter) -> respx.Route:
+        raise NotImplementedError("only a provider with Capability.LOOKUP_BY_KEY is asked")
 
-    @abstractmethod
-    def refund_list(
-        self, sent: httpx.Request, made: Sequence[dict[str, Any]]
-    ) -> httpx.Response: ...
+    def refund_list(self, sent: httpx.Request, made: Sequence[dict[str, Any]]) -> httpx.Response:
+        raise NotImplementedError("only a provider with Capability.LOOKUP_BY_KEY is asked")
 
 
 def list_page(

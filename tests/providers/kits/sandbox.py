@@ -64,6 +64,7 @@ class SandboxKit(Kit):
     secrets = (SECRET,)
     wrong_secret = WRONG_SECRET
     signature_headers = (signing.ID_HEADER, signing.TIMESTAMP_HEADER, signing.SIGNATURE_HEADER)
+    currency_cases = (("ISK", 500, 500), ("USD", 1234, 1234))  # ISO 4217 throughout
 
     def charge_route(self, router: respx.MockRouter) -> respx.Route:
         return router.post(f"{BASE}/v1/charges")
@@ -79,6 +80,25 @@ class SandboxKit(Kit):
             }
             return httpx.Response(402, json={"error": error})
         return httpx.Response(200, json=_charge(request, STATUS_ON_WIRE[outcome]))
+
+    def sent_amount(self, sent: httpx.Request) -> int:
+        return int(json.loads(sent.content)["amount"])
+
+    def charge_lookup_route(self, router: respx.MockRouter) -> respx.Route:
+        return router.get(f"{BASE}/v1/charges")
+
+    def charge_list(self, sent: httpx.Request, made: Sequence[dict[str, Any]]) -> httpx.Response:
+        key = sent.url.params.get("idempotency_key")
+        ours = sent.url.params.get("metadata[charge_id]")
+        page = list_page(
+            made,
+            sent,
+            lambda charge: (
+                key in (None, charge["idempotency_key"])
+                and ours in (None, charge["metadata"]["charge_id"])
+            ),
+        )
+        return httpx.Response(200, json=page)
 
     def error_answer(self, status: int, retry_after_seconds: int | None = None) -> httpx.Response:
         headers = {} if retry_after_seconds is None else {"Retry-After": str(retry_after_seconds)}

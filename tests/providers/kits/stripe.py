@@ -68,6 +68,14 @@ class StripeKit(Kit):
     secrets: ClassVar = (API_KEY, WEBHOOK_SECRET)
     wrong_secret: ClassVar = "whsec_not_ours_" + "x" * 24
     signature_headers: ClassVar = ("stripe-signature",)
+    # docs.stripe.com/currencies#special-cases: ISK and UGX in hundredths (ISO 4217: none),
+    # MGA without decimals (ISO 4217: two).
+    currency_cases: ClassVar = (
+        ("ISK", 500, 50_000),
+        ("UGX", 1500, 150_000),
+        ("MGA", 1000, 10),
+        ("USD", 1234, 1234),
+    )
 
     def charge_route(self, router: respx.MockRouter) -> respx.Route:
         return router.post(f"{API_BASE}/v1/payment_intents")
@@ -86,6 +94,28 @@ class StripeKit(Kit):
         intent = _intent(request)
         intent["status"] = _INTENT_STATUS[outcome]
         return httpx.Response(200, json=intent)
+
+    def sent_amount(self, sent: httpx.Request) -> int:
+        return int(dict(parse_qsl(sent.content.decode()))["amount"])
+
+    def charge_lookup_route(self, router: respx.MockRouter) -> respx.Route:
+        return router.get(f"{API_BASE}/v1/payment_intents/search")
+
+    def charge_list(self, sent: httpx.Request, made: Sequence[dict[str, Any]]) -> httpx.Response:
+        query = sent.url.params["query"]  # metadata['charge_id']:'<ours>' (no quotes in ours)
+        found = [
+            i for i in made if query == f"metadata['charge_id']:'{i['metadata']['charge_id']}'"
+        ]
+        return httpx.Response(
+            200,
+            json={
+                "object": "search_result",
+                "data": found,
+                "has_more": False,
+                "next_page": None,
+                "url": "/v1/payment_intents/search",
+            },
+        )
 
     def error_answer(self, status: int, retry_after_seconds: int | None = None) -> httpx.Response:
         headers = {} if retry_after_seconds is None else {"Retry-After": str(retry_after_seconds)}

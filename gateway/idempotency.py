@@ -1,6 +1,6 @@
 """API idempotency keys in PostgreSQL (Stripe's semantics, after brandur/rocket-rides-atomic).
 
-A key row is scoped to the API key that sent it and holds the request's fingerprint, a lock
+A key row is scoped to the caller that sent it and holds the request's fingerprint, a lock
 (`locked_at`), the last committed phase (`recovery_point`) and, once finished, the response as
 the exact bytes sent. Why this is race-free:
 

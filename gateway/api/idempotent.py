@@ -1,7 +1,7 @@
 """`Idempotency-Key` on the `/v1` POST routes whose work is not a charge or a refund (those
 drive their keys through their own phases): usage debits, recharge decisions, inbox replays.
 Stripe's semantics, on the same `idempotency_keys` rows and through the same functions as the
-charge path (`gateway.charges.idempotency`):
+charge path (`gateway.idempotency`):
 
 - same key, same request (method, path, canonical body): the stored answer, byte for byte,
   with `Idempotent-Replayed: true`; another request: 422; still in flight: 409, nothing
@@ -48,19 +48,16 @@ import structlog
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway import idempotency
 from gateway.api.body import read_json
 from gateway.api.errors import dumps, from_domain
 from gateway.api.middleware import API_KEY_ID, IDEMPOTENCY_KEY
-from gateway.charges import idempotency
-from gateway.charges.idempotency import REPLAYED_HEADER, StoredResponse
 from gateway.db import in_transaction, raw_connection
 from gateway.errors import DomainError, KeyInUse, Unavailable
+from gateway.idempotency import REPLAYED_HEADER, StoredResponse
 from gateway.state import ENGINE, SETTINGS
 
 log = structlog.get_logger(__name__)
-
-RESPONSES = {409: "A request with this key is in flight", 422: "Key reused with another request"}
-"""What every route here adds to its OpenAPI responses."""
 
 # The first of the two int4 halves of the advisory lock ids taken here ("idk"). The two-int
 # form is a key space of its own: it never meets the single-bigint lock of migrations.
@@ -163,8 +160,16 @@ async def in_one_transaction(
     return _respond(stored, replayed=replayed)
 
 
-async def under_lock(request: web.Request, body: Any, work: Work) -> web.Response:
-    """Run `work` once per key: the key committed and locked first, the answer after."""
+async def under_lock(
+    request: web.Request,
+    body: Any,
+    work: Work,
+    *,
+    kept: Callable[[StoredResponse], StoredResponse] | None = None,
+) -> web.Response:
+    """Run `work` once per key: the key committed and locked first, the answer after.
+    `kept` makes the stored answer from the one sent, where the first answer holds what must
+    never be stored (a new API key's secret): a replay then answers without it."""
     this = _Request.of(request, body)
     engine = request.app[ENGINE]
     lock_timeout = request.app[SETTINGS].charges_lock_timeout_seconds
@@ -177,10 +182,13 @@ async def under_lock(request: web.Request, body: Any, work: Work) -> web.Respons
     except BaseException:
         await _give_up(engine, owned)
         raise
+    to_store = answered if kept is None else kept(answered)
     stored = await in_transaction(
-        engine, lambda conn: idempotency.finish(conn, owned.key_id, answered)
+        engine, lambda conn: idempotency.finish(conn, owned.key_id, to_store)
     )
-    return _respond(stored, replayed=False)
+    # Our own answer is sent as made; one stored by a request that took the key over first
+    # is sent as stored.
+    return _respond(answered if stored is to_store else stored, replayed=False)
 
 
 async def _take(
