@@ -52,9 +52,12 @@ async def reconcile(
     capsys.readouterr()
     status = await command.run(engine, settings, args)
     out, err = capsys.readouterr()
-    # Unconfigured in tests, structlog writes to stdout too (the command's logs go to stderr).
+    # Unconfigured in tests, structlog writes to stdout too (the command's logs go to stderr),
+    # and a background loop (the sandbox's webhook retries) may log after the report: read the
+    # report's one JSON object, whatever follows it.
     start = out.rfind('{"run_id"')
-    return Report(status, json.loads(out[start:]) if start >= 0 else {}, err, out)
+    body = json.JSONDecoder().raw_decode(out, start)[0] if start >= 0 else {}
+    return Report(status, body, err, out)
 
 
 async def execute(db_url: str, query: str, *args: Any) -> None:
