@@ -22,7 +22,6 @@ from gateway.api import server
 from gateway.app import create_app
 from gateway.db import create_engine, raw_connection
 from gateway.embedded_pg import embedded_postgres
-from gateway.events import commands as event_commands
 from gateway.keys import cli as keys_cli
 from gateway.ledger.check import check_ledger
 from gateway.logs import configure_logging
@@ -174,10 +173,6 @@ def cmd_webhooks(settings: Settings, args: argparse.Namespace) -> int:
     return _on_database(settings, lambda engine: webhook_commands.run(engine, args))
 
 
-def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
-    return _on_database(settings, lambda engine: event_commands.run(engine, args))
-
-
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     return _on_database(
         settings, lambda engine: keys_cli.run(engine, args, settings.api_key_environment)
@@ -210,7 +205,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ledger.set_defaults(func=cmd_check_ledger)
     webhook_commands.register(sub, cmd_webhooks)
-    event_commands.register(sub, cmd_events)
     keys_cli.register(sub, cmd_keys)
     reconcile_command.register(sub, cmd_reconcile)
     return parser
