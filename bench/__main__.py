@@ -17,6 +17,7 @@ BENCHES: list[str] = [
     "webhooks",
     "reconciliation",
     "ledger_check",
+    "events",
 ]  # module names under bench/, each with `async def main() -> None`
 # The benchmarks whose size is a flag: the keyword their `main` takes, and its option.
 SIZES: dict[str, str] = {"reconciliation": "charges", "ledger_check": "entries"}

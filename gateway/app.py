@@ -26,6 +26,7 @@ from gateway.api.routing import OPERATIONS
 from gateway.charges import routes as charges
 from gateway.db import create_engine
 from gateway.embedded_pg import embedded_postgres
+from gateway.events_api import runtime as events
 from gateway.recharge import runtime as recharge
 from gateway.reconciliation import runtime as reconciliation
 from gateway.settings import Settings
@@ -100,4 +101,5 @@ def create_app(settings: Settings, role: Role = Role.SERVE) -> web.Application:
     accounts_api.setup(app)
     usage_bulk_api.setup(app)
     reconciliation.setup(app)  # after the providers and settlement it reads and heals through
+    events.setup(app)  # last: its worker stops first, while the database is still there
     return app

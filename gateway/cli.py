@@ -22,6 +22,7 @@ from gateway.api import server
 from gateway.app import create_app
 from gateway.db import create_engine, raw_connection
 from gateway.embedded_pg import embedded_postgres
+from gateway.events import commands as event_commands
 from gateway.keys import cli as keys_cli
 from gateway.ledger.check import check_ledger
 from gateway.logs import configure_logging
@@ -173,6 +174,10 @@ def cmd_webhooks(settings: Settings, args: argparse.Namespace) -> int:
     return _on_database(settings, lambda engine: webhook_commands.run(engine, args))
 
 
+def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
+    return _on_database(settings, lambda engine: event_commands.run(engine, args))
+
+
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     return _on_database(
         settings, lambda engine: keys_cli.run(engine, args, settings.api_key_environment)
@@ -205,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ledger.set_defaults(func=cmd_check_ledger)
     webhook_commands.register(sub, cmd_webhooks)
+    event_commands.register(sub, cmd_events)
     keys_cli.register(sub, cmd_keys)
     reconcile_command.register(sub, cmd_reconcile)
     return parser

@@ -8,6 +8,7 @@ same pool, without SQLAlchemy's per-statement overhead."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -97,6 +98,23 @@ async def raw_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connectio
         yield driver
     finally:
         await greenlet_spawn(pooled.close)
+
+
+@asynccontextmanager
+async def listening(engine: AsyncEngine, channel: str, wake: asyncio.Event) -> AsyncIterator[None]:
+    """While inside: set `wake` whenever `channel` is notified, by this process or another
+    (one pooled connection listens)."""
+
+    def notified(*_: object) -> None:
+        wake.set()
+
+    async with raw_connection(engine) as conn:
+        await conn.add_listener(channel, notified)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await conn.remove_listener(channel, notified)
 
 
 _DOWN = (

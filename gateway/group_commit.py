@@ -3,7 +3,7 @@ written together, in one batch of bounded size: one transaction (and one commit)
 instead of one each. Nobody waits for a batch to fill: an idle writer writes a lone item at
 once, so batches only grow while the database is busy, which is when sharing its round trips
 pays. `gateway.charges.finisher` (charge finishes) and `gateway.accounts.usage_writer` (small
-usage debits) write through it.
+usage debits) and `gateway.events.attempts` (delivery attempts' records) write through it.
 
 A batch that fails for a reason other than the database being down (a bug, an invariant) is
 written again one item per batch, so one bad item fails only its own caller; a database that

@@ -135,6 +135,42 @@ RECHARGE_SWEEP_BATCH_MAX: Final = 100
 RECHARGE_RESUME_AFTER_SECONDS: Final = 30.0  # an attempt with no charge yet is re-driven after
 RECHARGE_AMOUNT_MINOR_MAX: Final = 100_000_000  # one top-up: 1,000,000.00 in a 2-digit currency
 
+# Events out (gateway.events): the outbox, the endpoints and the delivery worker
+EVENT_ENDPOINTS_MAX: Final = 100  # registered webhook endpoints per deployment
+EVENT_ENDPOINT_URL_LENGTH_MAX: Final = 2048
+# The largest `data.object` an event carries, as JSON. Our largest object is a charge with
+# every field at its limit in 4-byte characters (~110 KiB); the text a processor gives it
+# (a failure message) comes in a webhook of at most WEBHOOK_BODY_BYTES_MAX.
+EVENT_OBJECT_BYTES_MAX: Final = 524_288
+EVENT_DELIVERY_TIMEOUT_SECONDS: Final = 10.0  # one attempt: connect, send, first answer
+# A claimed delivery is leased for two attempts' timeouts (it may wait for one, claimed ahead)
+# plus this: a worker that dies mid-attempt leaves it due again once the lease runs out.
+EVENT_DELIVERY_LEASE_MARGIN_SECONDS: Final = 5.0
+EVENT_DELIVERY_CONCURRENCY_MAX: Final = 256  # attempts in flight per worker process
+# Attempts in flight per endpoint per worker process: a slow endpoint holds at most these,
+# never the others' share. Claims are made for the slots free, so a fast endpoint's
+# throughput is about this many per claim round (64: ~3,000/s to a local receiver).
+EVENT_DELIVERY_ENDPOINT_CONCURRENCY_MAX: Final = 64
+# Retries: the n-th failed attempt waits base * 2^(n-1) seconds, capped, +-20 % jitter, until
+# the window since the event (or its resend) is over: about three days, 24 attempts.
+EVENT_RETRY_BASE_SECONDS: Final = 5.0
+EVENT_RETRY_BACKOFF_SECONDS_MAX: Final = 21_600.0  # 6 hours
+EVENT_RETRY_WINDOW_SECONDS: Final = 259_200.0  # 3 days; failing for all of it disables
+EVENT_DELIVERY_ATTEMPTS_MAX: Final = 30  # a bound the window reaches first
+EVENT_RESPONSE_EXCERPT_BYTES: Final = 1024  # kept of each answer, as evidence
+EVENT_ATTEMPT_ERROR_LENGTH_MAX: Final = 500
+EVENT_ATTEMPTS_SHOWN_MAX: Final = 100  # attempts `GET /v1/events/{id}` lists, newest first
+EVENT_DELIVERY_POLL_SECONDS: Final = 0.5  # the worker looks this often when no wake-up comes
+EVENT_DELIVERY_OUTAGE_BACKOFF_SECONDS_MAX: Final = 30.0  # database down: retry, doubling to this
+EVENT_RECORD_BATCH_MAX: Final = 1000  # attempt results written in one transaction
+# Attempt results gather this long before they are written: nobody waits on a record, and at
+# thousands of attempts a second it makes one transaction of dozens instead of a few each.
+EVENT_RECORD_WINDOW_SECONDS: Final = 0.02
+EVENT_METRICS_REFRESH_SECONDS: Final = 5.0  # queue depth, lag and disabled endpoints
+EVENT_SECRET_OVERLAP_SECONDS_DEFAULT: Final = 86_400  # a rotated secret still signs for a day
+EVENT_SECRET_OVERLAP_SECONDS_MAX: Final = 604_800  # at most a week
+EVENT_REPLAY_BATCH_MAX: Final = 1000  # deliveries `gateway events replay` queues per transaction
+
 # API keys (gateway/keys)
 API_KEY_ID_BYTES: Final = 6  # 12 hex digits: the key's visible id, unique per database
 API_KEY_SECRET_BYTES: Final = 32  # 256 random bits, 43 url-safe characters

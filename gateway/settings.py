@@ -63,6 +63,15 @@ class Settings(BaseSettings):
         ge=limits.IDEMPOTENCY_KEY_RETENTION_HOURS_MIN,
     )
 
+    # Events out: endpoints on loopback, private or link-local addresses are refused unless
+    # this is set (tests, and deployments whose consumers live on a private network).
+    webhook_allow_private_urls: bool = False
+    events_delivery_timeout_seconds: float = Field(
+        default=limits.EVENT_DELIVERY_TIMEOUT_SECONDS, gt=0, le=60
+    )
+    events_retry_base_seconds: float = Field(default=limits.EVENT_RETRY_BASE_SECONDS, gt=0)
+    events_retry_window_seconds: float = Field(default=limits.EVENT_RETRY_WINDOW_SECONDS, gt=0)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

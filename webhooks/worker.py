@@ -25,7 +25,7 @@ import contextlib
 import json
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -34,7 +34,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import limits, processor_amounts
-from gateway.db import is_retryable_transaction_error, raw_connection
+from gateway.db import is_retryable_transaction_error, listening, raw_connection
 from gateway.money import MoneyError
 from gateway.processor_amounts import ProviderKind
 from gateway.settlement.status import SettlementOutcome
@@ -237,7 +237,7 @@ class Worker:
     async def run(self, wake: asyncio.Event) -> None:
         """Settle until cancelled: a full batch goes straight on to the next; otherwise sleep
         until woken (a new event here or, via NOTIFY, in another process) or the poll."""
-        async with self._listening(wake):
+        async with listening(self.engine, NOTIFY_CHANNEL, wake):
             while True:
                 wake.clear()  # before claiming, so an insert during the batch still wakes us
                 claimed = await self.run_once()
@@ -245,19 +245,6 @@ class Worker:
                 if claimed < self.batch_max:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), limits.WEBHOOK_POLL_SECONDS)
-
-    @contextlib.asynccontextmanager
-    async def _listening(self, wake: asyncio.Event) -> AsyncIterator[None]:
-        def notified(*_: object) -> None:
-            wake.set()
-
-        async with raw_connection(self.engine) as conn:
-            await conn.add_listener(NOTIFY_CHANNEL, notified)
-            try:
-                yield
-            finally:
-                with contextlib.suppress(Exception):  # the connection may be gone already
-                    await conn.remove_listener(NOTIFY_CHANNEL, notified)
 
 
 def _json(value: Any) -> Any:

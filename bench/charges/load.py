@@ -11,7 +11,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from bench.charges.seed import ACCOUNTS
-from bench.cpu import CpuMeter
+from bench.cpu import Classify, CpuMeter
 from bench.http_load import Connection, HttpError
 from bench.support import Figure, settle_database
 
@@ -63,9 +63,10 @@ async def _measure(
     tally: _Tally,
     connections: list[Connection],
     work: Awaitable[None],
+    groups: Classify = classify,
 ) -> Figure:
     """Run `work` (which uses `connections`) under the CPU meter and the clock."""
-    meter = CpuMeter(classify)
+    meter = CpuMeter(groups)
     meter.start()
     started = time.perf_counter()
     try:
@@ -76,7 +77,10 @@ async def _measure(
     if tally.failures:
         name += f" ({tally.failures} failed)"
     done = len(tally.latencies)
-    return Figure(name, done, elapsed, tuple(tally.latencies), meter.stop(done))
+    use = meter.use(done)
+    if use is None:
+        return Figure(name, done, elapsed, tuple(tally.latencies))
+    return Figure(name, done, elapsed, tuple(tally.latencies), use.describe(), use.ms_per_op)
 
 
 async def _settled(db_url: str | None) -> None:
@@ -87,10 +91,15 @@ async def _settled(db_url: str | None) -> None:
 
 
 async def load(
-    url: str, concurrency: int, headers: dict[str, str], name: str, db_url: str | None = None
+    url: str,
+    concurrency: int,
+    headers: dict[str, str],
+    name: str,
+    db_url: str | None = None,
+    groups: Classify = classify,
 ) -> Figure:
     """Closed loop: `concurrency` clients charge as fast as they are answered, for a fixed
-    time; count successes."""
+    time; count successes. `groups` names the processes whose CPU is reported."""
     await _settled(db_url)
     tally = _Tally()
     deadline = time.perf_counter() + DURATION_SECONDS[concurrency]
@@ -106,7 +115,7 @@ async def load(
     async def clients() -> None:
         await asyncio.gather(*(client(n) for n in range(concurrency)))
 
-    return await _measure(name, tally, connections, clients())
+    return await _measure(name, tally, connections, clients(), groups)
 
 
 async def load_open(

@@ -65,26 +65,27 @@ async def measure_sandbox(sandbox_url: str) -> list[Figure]:
     ]
 
 
+def serve_env(tmp_path: Path, db_url: str, sandbox_url: str, port: int) -> dict[str, str]:
+    """The settings of a `gateway serve` the bench loads: charging through `sandbox_url`."""
+    return {
+        "GATEWAY_DATABASE_URL": db_url,
+        "GATEWAY_SANDBOX_URL": sandbox_url,
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_API_KEYS": API_KEY,
+        "GATEWAY_DATA_DIR": str(tmp_path / "serve"),
+        "GATEWAY_LOG_FORMAT": "json",
+        "GATEWAY_LOG_LEVEL": "warning",
+    }
+
+
 async def measure_gateway(
     tmp_path: Path, db_url: str, sandbox_url: str, *, processes: int
 ) -> list[Figure]:
     """`gateway serve` as `processes` processes: closed loop at concurrency 1 and 64 for one,
     at 64 and open loop at each of `OPEN_LOOP_RATES` for more."""
     port = free_port()
-    service = ServiceProcess(
-        "serve",
-        {
-            "GATEWAY_DATABASE_URL": db_url,
-            "GATEWAY_SANDBOX_URL": sandbox_url,
-            "GATEWAY_PORT": str(port),
-            "GATEWAY_API_KEYS": API_KEY,
-            "GATEWAY_DATA_DIR": str(tmp_path / "serve"),
-            "GATEWAY_LOG_FORMAT": "json",
-            "GATEWAY_LOG_LEVEL": "warning",
-            "GATEWAY_PROCESSES": str(processes),
-        },
-        tmp_path / "serve.log",
-    )
+    env = serve_env(tmp_path, db_url, sandbox_url, port) | {"GATEWAY_PROCESSES": str(processes)}
+    service = ServiceProcess("serve", env, tmp_path / "serve.log")
     await service.start()
     try:
         await service.wait_ready(f"http://127.0.0.1:{port}/readyz", timeout_seconds=60)

@@ -41,6 +41,7 @@ from gateway.errors import Conflict, NotFound, PaymentRequired, invalid
 from gateway.idempotency import StoredResponse
 from gateway.keys.scopes import Scope
 from gateway.ledger.check import check_ledger
+from gateway.ledger.customers import account_object
 from gateway.processors import PROVIDERS
 from gateway.recharge import api as recharge_api
 from gateway.recharge import runtime as recharge
@@ -121,21 +122,6 @@ def _account_id(request: web.Request) -> str:
     return account_id
 
 
-def _account_body(
-    account: store.CustomerAccount, auto_recharge: dict[str, Any] | None
-) -> dict[str, Any]:
-    return {
-        "object": "account",
-        "account_id": account.account_id,
-        "currency": account.currency,
-        "balance": money.format_micros(account.balance_micros),
-        "credit_limit": money.format_micros(account.credit_limit_micros),
-        "auto_recharge": auto_recharge,
-        "created_at": account.created_at.isoformat(),
-        "updated_at": account.updated_at.isoformat(),
-    }
-
-
 async def put_account(request: web.Request) -> web.Response:
     account_id = _account_id(request)
     body = await parse_body(request, AccountSettings)
@@ -166,7 +152,7 @@ async def put_account(request: web.Request) -> web.Response:
     if account is None:
         raise RuntimeError(f"account {account_id} missing right after it was configured")
     auto_view = await recharge_api.describe(engine, account_id)
-    return json_response(_account_body(account, auto_view), status=201 if created else 200)
+    return json_response(account_object(account, auto_view), status=201 if created else 200)
 
 
 async def get_account(request: web.Request) -> web.Response:
@@ -175,7 +161,7 @@ async def get_account(request: web.Request) -> web.Response:
     if account is None:
         raise NotFound("account", account_id, param="account_id")
     auto_view = await recharge_api.describe(request.app[ENGINE], account_id)
-    return json_response(_account_body(account, auto_view))
+    return json_response(account_object(account, auto_view))
 
 
 def _page(request: web.Request) -> tuple[int, int | None]:

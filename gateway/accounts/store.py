@@ -19,18 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.accounts.usage_plan import usage_reference
 from gateway.db import raw_connection
 from gateway.ledger.chart import CUSTOMER_BALANCE, customer_account
+from gateway.ledger.customers import CustomerAccount
 from gateway.ledger.subledger import USAGE_CODE
 from gateway.ledger.tables import customer_accounts, ledger_accounts
-
-
-@dataclass(frozen=True)
-class CustomerAccount:
-    account_id: str
-    currency: str
-    credit_limit_micros: int
-    balance_micros: int
-    created_at: datetime
-    updated_at: datetime
 
 
 @dataclass(frozen=True)

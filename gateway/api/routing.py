@@ -25,7 +25,7 @@ from gateway.api.errors import ERROR_TYPES
 from gateway.keys.scopes import Scope
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_BODY_METHODS = frozenset({"post", "put"})
+_BODY_METHODS = frozenset({"post", "put", "patch"})
 
 
 @dataclass(frozen=True)
@@ -143,8 +143,8 @@ def edge_responses(method: str, path: str) -> dict[int, str]:
       (`gateway.api.parameters`);
     - a path with parameters: 404 when a value names nothing (or, holding a `/`, leaves the
       path matching no route);
-    - a method with a body (POST, PUT): 400 (not JSON, or breaking the body rules), 408 (not
-      arrived in time), 413 (too large), 415 (not JSON, an unknown Content-Encoding);
+    - a method with a body (POST, PUT, PATCH): 400 (not JSON, or breaking the body rules),
+      408 (not arrived in time), 413 (too large), 415 (not JSON, an unknown Content-Encoding);
     - under `/v1`: 401 (no key, or one unknown, expired or revoked), 403 (the key lacks the
       route's scope), 429 (the key's rate limit is spent) and 503 (database unavailable, on
       every route: the error middleware); for a POST also the `Idempotency-Key` answers: 400

@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncpg
 
 from gateway.api.errors import dumps, from_domain
-from gateway.charges.model import charge_object
-from gateway.charges.refunds import refund_object
 from gateway.charges.service import Answers
 from gateway.errors import CardDeclined
 from gateway.idempotency import StoredResponse
+from gateway.settlement.objects import charge_object, refund_object
 from gateway.settlement.status import ChargeStatus
 
 

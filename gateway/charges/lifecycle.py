@@ -10,7 +10,8 @@ What the call's faults mean:
 - Unreached on the first run: no attempt reached the processor, so nothing was made there.
   The row is forgotten (its key goes with it): `processor_unavailable`, retry with the key.
 - Unknown, or Unreached after an earlier run: an answer may exist. The key is released and
-  the row stays pending: `processor_outcome_unknown` naming the object. The next request with
+  the row stays pending (`left_unresolved`, on the first run only): `processor_outcome_unknown`
+  naming the object. The next request with
   the key, or the completer, resumes from the recorded step.
 - Refused: the processor said it will not do it: a definitive failure, no guess.
 
@@ -74,6 +75,10 @@ class Operation(Protocol[R, A]):
     async def finish(self, result: R) -> A:
         """Record `result` and store the key's response, in one transaction."""
 
+    async def left_unresolved(self, conn: asyncpg.Connection[Any]) -> None:
+        """The call's outcome is unknown and the row stays pending: tell whoever listens, in
+        the transaction that releases the key."""
+
 
 async def run(engine: AsyncEngine, op: Operation[R, A], key_id: int, *, first_run: bool) -> A:
     """From `<kind>_created` to the stored answer. Raises `Unavailable` for the answers that
@@ -93,7 +98,10 @@ async def run(engine: AsyncEngine, op: Operation[R, A], key_id: int, *, first_ru
     if isinstance(sent, Unreached | Unknown):
 
         async def release(conn: asyncpg.Connection[Any]) -> None:
-            await idempotency.release(conn, key_id)
+            async with conn.transaction():
+                await idempotency.release(conn, key_id)
+                if first_run:  # once: a resumed call that still has no answer says nothing new
+                    await op.left_unresolved(conn)
 
         await _quietly(engine, release, ids)
         raise Unavailable(

@@ -1,14 +1,12 @@
-"""The charge API's shapes: the request bodies (validated before anything is stored), the
-charge object as the API shows it, and the models that describe the charge and the refund
-in `/openapi.json`."""
+"""The charge API's shapes: the request bodies (validated before anything is stored) and the
+models that describe the charge and the refund in `/openapi.json`. The charge object itself
+is settlement's (`gateway.settlement.objects`): its events render it too."""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Literal
 
-import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from gateway import limits
@@ -59,7 +57,7 @@ class RefundCreate(BaseModel):
 
 
 class Charge(BaseModel):
-    """The charge object, as `charge_object` builds it."""
+    """The charge object, as `gateway.settlement.objects.charge_object` builds it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -82,7 +80,7 @@ class Charge(BaseModel):
 
 
 class Refund(BaseModel):
-    """A refund, as `gateway.charges.refunds.refund_object` builds it."""
+    """A refund, as `gateway.settlement.objects.refund_object` builds it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -94,37 +92,3 @@ class Refund(BaseModel):
     status: RefundStatus
     failure_message: str | None
     created_at: datetime
-
-
-def timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def charge_object(row: asyncpg.Record) -> dict[str, Any]:
-    """The charge as the API shows it (the contract's charge object)."""
-    metadata = row["metadata"]
-    return {
-        "id": row["id"],
-        "object": "charge",
-        "account_id": row["account_id"],
-        "amount": row["amount_minor"],
-        "currency": row["currency"],
-        "status": row["status"],
-        "provider": row["provider"],
-        "provider_charge_id": row["provider_charge_id"],
-        "payment_method": row["payment_method"],
-        "amount_refunded": row["amount_refunded_minor"],
-        "failure_code": row["failure_code"],
-        "failure_message": row["failure_message"],
-        "description": row["description"],
-        "metadata": metadata if isinstance(metadata, dict) else _json_object(metadata),
-        "created_at": timestamp(row["created_at"]),
-        "updated_at": timestamp(row["updated_at"]),
-    }
-
-
-def _json_object(text: str | None) -> dict[str, Any]:
-    value = json.loads(text) if text else {}
-    if not isinstance(value, dict):
-        raise TypeError("charge metadata must be a JSON object")
-    return value

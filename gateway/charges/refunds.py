@@ -27,7 +27,7 @@ import structlog
 
 from gateway import idempotency, processor_amounts
 from gateway.charges import lifecycle
-from gateway.charges.model import RefundCreate, timestamp
+from gateway.charges.model import RefundCreate
 from gateway.charges.processor import Refused, Unknown, Unreached, call_once, check_key_fits
 from gateway.charges.service import ChargeDeps, provider_for
 from gateway.db import in_transaction, raw_connection
@@ -78,19 +78,6 @@ UPDATE idempotency_keys k SET refund_id = refund.id, recovery_point = 'refund_cr
 FROM refund WHERE k.id = $4
 RETURNING refund.*
 """
-
-
-def refund_object(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "refund",
-        "charge": row["charge_id"],
-        "amount": row["amount_minor"],
-        "currency": row["currency"],
-        "status": row["status"],
-        "failure_message": row["failure_message"],
-        "created_at": timestamp(row["created_at"]),
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +267,9 @@ class RefundOperation:
 
     async def forget(self, conn: asyncpg.Connection[Any]) -> None:
         await conn.execute("DELETE FROM refunds WHERE id = $1", self.object_id)
+
+    async def left_unresolved(self, conn: asyncpg.Connection[Any]) -> None:
+        """Nothing to say yet: `refund.succeeded` or `refund.failed` follows the outcome."""
 
     async def finish(self, result: RefundResult) -> StoredResponse:
         async def finish(conn: asyncpg.Connection[Any]) -> StoredResponse:

@@ -14,13 +14,14 @@ from gateway.api.parameters import PAGE_LIMIT, page_limit
 from gateway.api.routing import Page, Query, add_route
 from gateway.charges import completer
 from gateway.charges.deps import CHARGE_DEPS, charge_deps
-from gateway.charges.model import Charge, ChargeCreate, Refund, RefundCreate, charge_object
+from gateway.charges.model import Charge, ChargeCreate, Refund, RefundCreate
 from gateway.charges.refunds import create_refund
 from gateway.charges.service import create_charge
 from gateway.db import raw_connection
 from gateway.errors import NotFound, invalid
 from gateway.idempotency import REPLAYED_HEADER, StoredResponse
 from gateway.keys.scopes import Scope
+from gateway.settlement.objects import charge_object
 from gateway.settlement.store import CHARGE_COLUMNS
 from gateway.state import ENGINE, ROLE, Role
 from gateway.workers import supervised

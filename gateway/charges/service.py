@@ -41,6 +41,7 @@ from gateway.db import in_transaction, raw_connection
 from gateway.errors import KeyInUse, Unavailable, invalid
 from gateway.idempotency import RecoveryPoint, RenderAnswer, StoredResponse
 from gateway.settlement.status import UNRESOLVED, ChargeStatus
+from gateway.settlement.store import announce_pending
 from providers.base import ChargeResult, Provider, ProviderRequestError
 from providers.registry import NoSuchProvider, ProviderSet
 
@@ -224,6 +225,9 @@ class ChargeOperation:
 
     async def forget(self, conn: asyncpg.Connection[Any]) -> None:
         await phases.abandon(conn, self.object_id)
+
+    async def left_unresolved(self, conn: asyncpg.Connection[Any]) -> None:
+        await announce_pending(conn, self.object_id)
 
     async def finish(self, result: ChargeResult) -> phases.Finished:
         finished = await self.deps.finisher.finish(

@@ -18,6 +18,7 @@ from gateway import limits, money
 from gateway.db import raw_connection
 from gateway.errors import InvalidRequest, invalid
 from gateway.recharge import policy, store
+from gateway.recharge.model import Attempt, Config, attempt_object, view
 from gateway.text import Identifier
 from providers.registry import NoSuchProvider, ProviderSet
 
@@ -81,7 +82,7 @@ class RechargeDecision(BaseModel):
     attempt: RechargeAttempt | None
 
 
-def config_from(body: AutoRechargeIn, currency_code: str, providers: ProviderSet) -> store.Config:
+def config_from(body: AutoRechargeIn, currency_code: str, providers: ProviderSet) -> Config:
     """The stored settings for `body`; a 400 naming `auto_recharge.<field>` when it is bad,
     as a charge would be refused: a provider must be one configured here."""
     if body.provider is not None:
@@ -96,37 +97,12 @@ def config_from(body: AutoRechargeIn, currency_code: str, providers: ProviderSet
     cur = money.currency(currency_code)
     if money.minor_to_micros(body.amount, cur) > money.AMOUNT_MICROS_MAX:
         raise invalid("auto_recharge.amount", "auto_recharge.amount: too large")
-    return store.Config(
+    return Config(
         threshold_micros=threshold,
         amount_minor=body.amount,
         payment_method=body.payment_method,
         provider=body.provider,
     )
-
-
-def view(account: store.AccountRecharge | None, now: datetime) -> dict[str, Any] | None:
-    """`auto_recharge` as `GET /v1/accounts/{id}` shows it, with its state: `active`,
-    `cooling_down` (after a decline, until `cooldown_until`) or `paused` (`paused_reason`
-    says why; a PUT of the settings un-pauses)."""
-    if account is None:
-        return None
-    state = account.state
-    if state.paused_reason is not None:
-        status = "paused"
-    elif state.cooldown_until is not None and now < state.cooldown_until:
-        status = "cooling_down"
-    else:
-        status = "active"
-    return {
-        "threshold": money.format_micros(account.config.threshold_micros),
-        "amount": account.config.amount_minor,
-        "payment_method": account.config.payment_method,
-        "provider": account.config.provider,
-        "status": status,
-        "paused_reason": state.paused_reason,
-        "consecutive_declines": state.consecutive_declines,
-        "cooldown_until": None if state.cooldown_until is None else _iso(state.cooldown_until),
-    }
 
 
 async def describe(engine: AsyncEngine, account_id: str) -> dict[str, Any] | None:
@@ -136,21 +112,8 @@ async def describe(engine: AsyncEngine, account_id: str) -> dict[str, Any] | Non
     return view(account, datetime.now(UTC))
 
 
-def attempt_object(attempt: store.Attempt) -> dict[str, Any]:
-    return {
-        "id": attempt.id,
-        "account_id": attempt.account_id,
-        "crossing": attempt.crossing,
-        "status": attempt.status,
-        "amount": attempt.amount_minor,
-        "currency": attempt.currency,
-        "charge_id": attempt.charge_id,
-        "failure_code": attempt.failure_code,
-    }
-
-
 def decision_object(
-    account_id: str, opened: store.Opened | None, attempt: store.Attempt | None
+    account_id: str, opened: store.Opened | None, attempt: Attempt | None
 ) -> dict[str, Any]:
     """The answer of `POST /v1/accounts/{id}/recharge`. `opened` is None when another
     decider held the account's lock: it decides on the same balance."""
@@ -174,7 +137,3 @@ def not_configured(account_id: str) -> InvalidRequest:
         f"Account '{account_id}' has no auto_recharge: set it with PUT /v1/accounts/{account_id}",
         param="account_id",
     )
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")

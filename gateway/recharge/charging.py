@@ -12,7 +12,8 @@ from gateway.charges.model import ChargeCreate
 from gateway.charges.service import ChargeDeps, create_charge
 from gateway.db import raw_connection
 from gateway.errors import DomainError, KeyInUse, Unavailable
-from gateway.recharge import policy, store
+from gateway.recharge import policy
+from gateway.recharge.model import Attempt
 from gateway.recharge.service import ChargeAnswer
 from gateway.settlement.status import ChargeStatus
 
@@ -33,7 +34,7 @@ class ChargePathAdapter:
     def __init__(self, deps: ChargeDeps) -> None:
         self._deps = deps
 
-    async def charge(self, attempt: store.Attempt) -> ChargeAnswer:
+    async def charge(self, attempt: Attempt) -> ChargeAnswer:
         request = ChargeCreate(
             account_id=attempt.account_id,
             amount=attempt.amount_minor,
@@ -53,7 +54,7 @@ class ChargePathAdapter:
             _OUTCOME_BY_STATUS[outcome.status], outcome.charge_id, outcome.failure_code
         )
 
-    async def status(self, attempt: store.Attempt) -> ChargeAnswer:
+    async def status(self, attempt: Attempt) -> ChargeAnswer:
         async with raw_connection(self._deps.engine) as conn:
             row = await conn.fetchrow(
                 "SELECT status, failure_code FROM charges WHERE id = $1", attempt.charge_id

@@ -23,6 +23,7 @@ from gateway.db import raw_connection
 from gateway.recharge import policy, store
 from gateway.recharge.lock import Busy, Held, Lease, SingleFlight
 from gateway.recharge.metrics import Decision, record
+from gateway.recharge.model import Attempt
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,9 @@ class ChargePath(Protocol):
     """The recharge flow's view of the charge path: make the charge under the attempt's
     idempotency key (a repeat returns the same charge), or read a known charge's status."""
 
-    async def charge(self, attempt: store.Attempt) -> ChargeAnswer: ...
+    async def charge(self, attempt: Attempt) -> ChargeAnswer: ...
 
-    async def status(self, attempt: store.Attempt) -> ChargeAnswer: ...
+    async def status(self, attempt: Attempt) -> ChargeAnswer: ...
 
 
 def utc_now() -> datetime:
@@ -95,12 +96,15 @@ async def run_if_below(deps: Deps, account_id: str) -> store.Opened | None:
     """`run`, but only when a lock-free read finds the balance below the threshold: what a
     debit's notification does, so an account above its threshold costs one read."""
     async with raw_connection(deps.engine) as conn:
-        if not await store.below_threshold(conn, account_id):
+        threshold = await store.below_threshold(conn, account_id)
+        if not threshold.below:
+            if threshold.flagged:  # back above since the last look: re-arm the event
+                await store.rearm(conn, account_id, now=deps.clock())
             return None
     return await run(deps, account_id)
 
 
-async def resume(deps: Deps, attempt: store.Attempt) -> None:
+async def resume(deps: Deps, attempt: Attempt) -> None:
     """Finish an attempt left open (pending charge, or a crash before the answer), under the
     account's lock when Redis has one to give."""
     lease = await deps.lock.acquire(attempt.account_id)
@@ -112,7 +116,7 @@ async def resume(deps: Deps, attempt: store.Attempt) -> None:
         await deps.lock.release(lease)
 
 
-async def drive(deps: Deps, attempt: store.Attempt) -> store.Recorded:
+async def drive(deps: Deps, attempt: Attempt) -> store.Recorded:
     """Charge (or, once a charge exists, read its status) and record what came of it."""
     if attempt.charge_id is None:
         answer = await deps.charges.charge(attempt)
@@ -157,7 +161,7 @@ def _record_decision(account_id: str, opened: store.Opened, lease: Lease) -> Non
     )
 
 
-def _record_outcome(attempt: store.Attempt, answer: ChargeAnswer, recorded: store.Recorded) -> None:
+def _record_outcome(attempt: Attempt, answer: ChargeAnswer, recorded: store.Recorded) -> None:
     fields = {
         "attempt_id": attempt.id,
         "crossing": attempt.crossing,

@@ -12,7 +12,7 @@ charge path ever sees it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,45 +20,11 @@ import asyncpg
 
 from gateway.ledger.chart import CUSTOMER_BALANCE
 from gateway.money import currency, minor_to_micros
-from gateway.recharge import policy
+from gateway.recharge import announcements, model, policy
+from gateway.recharge.model import AccountRecharge, Attempt, Config
 
 BalanceOf = Callable[["asyncpg.Connection[Any]", str, str], Awaitable[int]]
 """`(conn, account_id, currency) -> balance in micros`, read inside the decision transaction."""
-
-
-@dataclass(frozen=True)
-class Config:
-    """An account's `auto_recharge` settings."""
-
-    threshold_micros: int
-    amount_minor: int
-    payment_method: str
-    provider: str | None
-
-
-@dataclass(frozen=True)
-class AccountRecharge:
-    account_id: str
-    currency: str
-    config: Config
-    crossings: int
-    state: policy.State
-
-
-@dataclass(frozen=True)
-class Attempt:
-    id: str
-    account_id: str
-    crossing: int
-    idempotency_key: str
-    status: str
-    amount_minor: int
-    amount_micros: int
-    currency: str
-    payment_method: str
-    provider: str | None
-    charge_id: str | None
-    failure_code: str | None
 
 
 @dataclass(frozen=True)
@@ -70,35 +36,13 @@ class Opened:
     balance_micros: int
 
 
-def _account(row: asyncpg.Record) -> AccountRecharge:
-    return AccountRecharge(
-        account_id=row["account_id"],
-        currency=row["currency"],
-        config=Config(
-            threshold_micros=row["threshold_micros"],
-            amount_minor=row["amount_minor"],
-            payment_method=row["payment_method"],
-            provider=row["provider"],
-        ),
-        crossings=row["crossings"],
-        state=policy.State(
-            consecutive_declines=row["consecutive_declines"],
-            cooldown_until=row["cooldown_until"],
-            paused_reason=row["paused_reason"],
-        ),
-    )
-
-
-def _attempt(row: asyncpg.Record) -> Attempt:
-    return Attempt(**{name: row[name] for name in Attempt.__dataclass_fields__})
-
-
 async def configure(
     conn: asyncpg.Connection[Any], account_id: str, account_currency: str, config: Config | None
 ) -> None:
     """Set (or with None, remove) an account's auto-recharge. Configuring clears the decline
     state and any pause: a PUT is how someone says the card is fixed. The crossing count is
-    kept, so idempotency keys of past crossings are never reused."""
+    kept, so idempotency keys of past crossings are never reused. It also re-arms the
+    threshold's event: a balance below the (new) threshold is announced again."""
     if config is None:
         await conn.execute("DELETE FROM account_recharge WHERE account_id = $1", account_id)
         return
@@ -113,7 +57,7 @@ async def configure(
           currency = EXCLUDED.currency, threshold_micros = EXCLUDED.threshold_micros,
           amount_minor = EXCLUDED.amount_minor, payment_method = EXCLUDED.payment_method,
           provider = EXCLUDED.provider, consecutive_declines = 0, cooldown_until = NULL,
-          paused_reason = NULL, paused_at = NULL, updated_at = now()
+          paused_reason = NULL, paused_at = NULL, below_threshold = false, updated_at = now()
         """,
         account_id,
         account_currency,
@@ -126,7 +70,7 @@ async def configure(
 
 async def load(conn: asyncpg.Connection[Any], account_id: str) -> AccountRecharge | None:
     row = await conn.fetchrow("SELECT * FROM account_recharge WHERE account_id = $1", account_id)
-    return None if row is None else _account(row)
+    return None if row is None else model.account_recharge(row)
 
 
 async def open_attempt(
@@ -139,20 +83,21 @@ async def open_attempt(
 ) -> Opened | None:
     """Decide under the account's row lock and, on Trigger, insert the open attempt. None
     when the account has no auto-recharge. Runs its own transaction; the caller charges only
-    after it has committed."""
+    after it has committed. A balance newly below the threshold is announced with it."""
     async with conn.transaction():
         row = await conn.fetchrow(
             "SELECT * FROM account_recharge WHERE account_id = $1 FOR UPDATE", account_id
         )
         if row is None:
             return None
-        account = _account(row)
+        account = model.account_recharge(row)
         balance = await balance_of(conn, account_id, account.currency)
+        await _note_crossing(conn, account, row["below_threshold"], balance, now)
         open_row = await conn.fetchrow(
             "SELECT * FROM recharge_attempts WHERE account_id = $1 AND status = 'open'",
             account_id,
         )
-        in_flight = None if open_row is None else _attempt(open_row)
+        in_flight = None if open_row is None else model.attempt(open_row)
         decision = policy.decide(
             threshold_micros=account.config.threshold_micros,
             balance_micros=balance,
@@ -188,7 +133,7 @@ async def open_attempt(
             account_id,
             decision.crossing,
         )
-        return Opened(decision, _attempt(inserted), balance)
+        return Opened(decision, model.attempt(inserted), balance)
 
 
 @dataclass(frozen=True)
@@ -222,29 +167,29 @@ async def record_outcome(
     transaction. Only the recorder whose UPDATE closes the open attempt moves the state, so
     a charge outcome seen twice (the worker and the sweep) counts once."""
     async with conn.transaction():
-        closed = await conn.fetchval(
+        closed = await conn.fetchrow(
             """
             UPDATE recharge_attempts
                SET status = $2, charge_id = coalesce($3, charge_id), failure_code = $4,
                    updated_at = now()
              WHERE id = $1 AND status = 'open'
-            RETURNING status <> 'open'
+            RETURNING *
             """,
             attempt.id,
             _STATUS_BY_OUTCOME[outcome],
             charge_id,
             failure_code,
         )
-        if not closed:
+        if closed is None or closed["status"] == "open":  # closed before, or still pending
             return Recorded(closed=False, state=None)
         row = await conn.fetchrow(
             "SELECT * FROM account_recharge WHERE account_id = $1 FOR UPDATE", attempt.account_id
         )
         if row is None:  # auto-recharge was removed while the charge was in flight
+            await announcements.attempt_closed(conn, model.attempt(closed), None, now)
             return Recorded(closed=True, state=None)
-        state = policy.after_outcome(
-            _account(row).state, outcome, failure_code=failure_code, now=now
-        )
+        before = model.account_recharge(row)
+        state = policy.after_outcome(before.state, outcome, failure_code=failure_code, now=now)
         await conn.execute(
             """
             UPDATE account_recharge
@@ -260,7 +205,49 @@ async def record_outcome(
             state.paused_reason,
             now,
         )
+        after = replace(before, state=state)
+        newly_paused = state.paused_reason is not None and before.state.paused_reason is None
+        await announcements.attempt_closed(
+            conn, model.attempt(closed), after if newly_paused else None, now
+        )
+        balance = await customer_balance(conn, after.account_id, after.currency)
+        await _note_crossing(conn, after, row["below_threshold"], balance, now)
         return Recorded(closed=True, state=state)
+
+
+async def _note_crossing(
+    conn: asyncpg.Connection[Any],
+    account: AccountRecharge,
+    was_below: bool,
+    balance_micros: int,
+    now: datetime,
+) -> None:
+    """Under the account's row lock: keep `below_threshold` with the balance just read, and
+    announce the balance falling below the threshold when the flag turns true (so once per
+    crossing, whoever looks first)."""
+    below = balance_micros < account.config.threshold_micros
+    if below == was_below:
+        return
+    await conn.execute(
+        "UPDATE account_recharge SET below_threshold = $2 WHERE account_id = $1",
+        account.account_id,
+        below,
+    )
+    if below:
+        await announcements.balance_below(conn, account, now)
+
+
+async def rearm(conn: asyncpg.Connection[Any], account_id: str, *, now: datetime) -> None:
+    """In its own transaction, under the account's row lock: clear `below_threshold` if the
+    balance is back at or above the threshold, so the next fall below is announced."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT * FROM account_recharge WHERE account_id = $1 FOR UPDATE", account_id
+        )
+        if row is not None and row["below_threshold"]:
+            account = model.account_recharge(row)
+            balance = await customer_balance(conn, account_id, account.currency)
+            await _note_crossing(conn, account, True, balance, now)
 
 
 async def open_attempts(
@@ -280,7 +267,7 @@ async def open_attempts(
         limit,
         uncharged_after_seconds,
     )
-    return [_attempt(r) for r in rows]
+    return [model.attempt(r) for r in rows]
 
 
 async def customer_balance(conn: asyncpg.Connection[Any], account_id: str, cur: str) -> int:
@@ -296,11 +283,32 @@ async def customer_balance(conn: asyncpg.Connection[Any], account_id: str, cur: 
     return value or 0
 
 
-async def below_threshold(conn: asyncpg.Connection[Any], account_id: str) -> bool:
-    """Whether the account's balance is below its auto-recharge threshold: a lock-free read
-    a queued decision makes first, so an account above its threshold costs one query, while
-    a paused, cooling or in-flight one still gets a decision (and its log line)."""
-    return bool(await below_threshold_among(conn, [account_id]))
+@dataclass(frozen=True)
+class Threshold:
+    """A lock-free look at an account's balance against its threshold: whether it is below
+    now, and whether it was below when last looked at under the lock (`flagged`)."""
+
+    below: bool
+    flagged: bool
+
+
+async def below_threshold(conn: asyncpg.Connection[Any], account_id: str) -> Threshold:
+    """The lock-free read a queued decision makes first, so an account above its threshold
+    costs one query, while a paused, cooling or in-flight one still gets a decision (and its
+    log line). No auto-recharge: neither below nor flagged."""
+    row = await conn.fetchrow(
+        """
+        SELECT coalesce(a.balance_micros, 0) < r.threshold_micros AS below,
+               r.below_threshold AS flagged
+          FROM account_recharge r
+          LEFT JOIN ledger_accounts a
+                 ON a.kind = $1 AND a.owner = r.account_id AND a.currency = r.currency
+         WHERE r.account_id = $2
+        """,
+        CUSTOMER_BALANCE,
+        account_id,
+    )
+    return Threshold(False, False) if row is None else Threshold(row["below"], row["flagged"])
 
 
 async def below_threshold_among(
@@ -349,7 +357,7 @@ async def due(conn: asyncpg.Connection[Any], *, now: datetime, limit: int) -> Se
 
 async def attempt(conn: asyncpg.Connection[Any], attempt_id: str) -> Attempt | None:
     row = await conn.fetchrow("SELECT * FROM recharge_attempts WHERE id = $1", attempt_id)
-    return None if row is None else _attempt(row)
+    return None if row is None else model.attempt(row)
 
 
 async def attempts(conn: asyncpg.Connection[Any], account_id: str) -> Sequence[Attempt]:
@@ -357,4 +365,4 @@ async def attempts(conn: asyncpg.Connection[Any], account_id: str) -> Sequence[A
         "SELECT * FROM recharge_attempts WHERE account_id = $1 ORDER BY crossing",
         account_id,
     )
-    return [_attempt(r) for r in rows]
+    return [model.attempt(r) for r in rows]

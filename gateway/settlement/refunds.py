@@ -9,8 +9,10 @@ The outcome arrives by two roads, in either order, each possibly more than once:
     settle_refund    a notification of that one refund's outcome (`EventKind.REFUND_SUCCEEDED`
                      or `REFUND_FAILED`, carrying the refund's own amount), for the worker.
 
-- The first final outcome wins and a final row never changes again. The same outcome again is
-  a DUPLICATE; the other one (a REFUND_FAILED after a success) is STALE and alerts.
+- The first final outcome wins and a final row never changes again; it alone is announced
+  (`refund.succeeded` / `refund.failed` in the events outbox, same transaction). The same
+  outcome again is a DUPLICATE; the other one (a REFUND_FAILED after a success) is STALE and
+  alerts.
 - A success books the sum of the charge's succeeded refunds (`refunded_total:<n>`), so two
   partial refunds settle right whichever notification comes first. A failure books nothing
   and releases the refund's reserved amount: what is left to refund counts pending and
@@ -36,6 +38,10 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
+from gateway.events import outbox
+from gateway.events.outbox import NewEvent
+from gateway.events.types import EventType
+from gateway.settlement.objects import refund_object
 from gateway.settlement.status import SettlementOutcome
 from gateway.settlement.store import settle
 from providers.base import EventKind, RefundStatus, WebhookEvent
@@ -63,6 +69,10 @@ _FINAL = frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED})
 _OUTCOMES = {
     EventKind.REFUND_SUCCEEDED: RefundStatus.SUCCEEDED,
     EventKind.REFUND_FAILED: RefundStatus.FAILED,
+}
+_ANNOUNCED = {
+    RefundStatus.SUCCEEDED: EventType.REFUND_SUCCEEDED,
+    RefundStatus.FAILED: EventType.REFUND_FAILED,
 }
 
 _LOCK_CHARGE = """
@@ -192,6 +202,9 @@ async def _apply(
     )
     if finished is None:  # the row is locked and was pending: it cannot have moved
         raise RuntimeError(f"refund {row['id']} left pending under its lock")
+    # Announced once, here, where the refund turns final: whichever road came first.
+    announced = _ANNOUNCED[fact.status]
+    await outbox.write(conn, [NewEvent(announced, row["id"], refund_object(finished))])
     if fact.status is RefundStatus.SUCCEEDED:
         await settle_refunded_total(conn, provider, finished, source)
     return finished, SettlementOutcome.APPLIED

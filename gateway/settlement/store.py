@@ -5,13 +5,15 @@ say happened to charges, inside the caller's transaction, through the pure rules
 Both the synchronous charge path (which turns the processor's answer into a fact shaped like
 a webhook event) and the webhook worker call it, so a fact is settled once whoever sees it
 first: every posting's reference is derived from the fact (`sandbox:ch_123:captured`), and
-the ledger makes a second posting of a reference a no-op.
+the ledger makes a second posting of a reference a no-op. Every change also writes the
+events it causes (`announcements`) to the outbox, in the same transaction.
 
 Batch-capable: one locking read of every charge the batch names (with the ledger accounts
-its postings need), one ledger batch, one set-based update. Events for the same charge in one
-batch apply in order. An event naming one of our charge ids whose row is not visible yet is
-RETRY_LATER; an event with no charge of ours is NOT_OURS, and so is one naming our charge made
-through another processor (misrouted or forged: an error log, never applied)."""
+its postings need), one ledger batch, one set-based update, one outbox write. Events for the
+same charge in one batch apply in order. An event naming one of our charge ids whose row is
+not visible yet is RETRY_LATER; an event with no charge of ours is NOT_OURS, and so is one
+naming our charge made through another processor (misrouted or forged: an error log, never
+applied)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,11 @@ from typing import Any
 import asyncpg
 import structlog
 
+from gateway.events import outbox
+from gateway.events.types import EventType
+from gateway.settlement import announcements
+from gateway.settlement.announcements import Change
+from gateway.settlement.objects import charge_object
 from gateway.settlement.postings import ACCOUNT_COLUMNS, LedgerBatch
 from gateway.settlement.rules import ChargeState, transition
 from gateway.settlement.status import ChargeStatus, DisputeStatus, SettlementOutcome
@@ -102,6 +109,7 @@ async def settle_batch(
     # lend its clearing account to this provider's postings.
     batch = LedgerBatch(provider, [row for row in rows if row["provider"] == provider])
     outcomes: list[SettlementOutcome] = []
+    news: list[Change] = []
     for index, event in enumerate(events):
         charge_id = _charge_of(event, states, by_provider_id)
         if charge_id is None:
@@ -125,6 +133,7 @@ async def settle_batch(
             log.error(step.alert.name, charge_id=charge_id, **step.alert.details)
         for posting in step.postings:
             batch.add(index, step.state, posting)
+        news += announcements.changes(states[charge_id], step.state, event.kind)
         states[charge_id] = step.state
         outcomes.append(step.outcome)
     if batch.specs:
@@ -133,7 +142,26 @@ async def settle_batch(
                 outcomes[index] = SettlementOutcome.DUPLICATE
     changed = [s for cid, s in states.items() if s != original[cid]]
     written = await conn.fetch(_UPDATE_CHARGES, *_columns(changed)) if changed else []
-    return Settled(outcomes, {row["id"]: row for row in written})
+    by_id = {row["id"]: row for row in written}
+    # The events, in the same transaction: they exist exactly when the changes do.
+    await outbox.write(conn, [announcements.event(new, by_id[new.state.id]) for new in news])
+    return Settled(outcomes, by_id)
+
+
+_LOCK_PENDING = f"""
+SELECT {CHARGE_COLUMNS} FROM charges WHERE id = $1 AND status = 'pending' FOR UPDATE
+"""  # noqa: S608 - only a constant column list is interpolated
+
+
+async def announce_pending(conn: asyncpg.Connection[Any], charge_id: str) -> None:
+    """Inside a transaction: tell the callers a charge is pending though no answer changed
+    it (its processor call's outcome is unknown), unless settlement resolved it meanwhile.
+    Under the charge row's lock, like every event of the charge, so it is never newer than a
+    resolution."""
+    row = await conn.fetchrow(_LOCK_PENDING, charge_id)
+    if row is not None:
+        pending = outbox.NewEvent(EventType.CHARGE_PENDING, charge_id, charge_object(row))
+        await outbox.write(conn, [pending])
 
 
 def _state(row: asyncpg.Record) -> ChargeState:

@@ -142,8 +142,25 @@ async def test_every_declared_2xx_body_matches_its_schema(served: str) -> None:
         run = await walk.expect(200, "POST", "/v1/reconciliation-runs", {"provider": "sandbox"})
         await walk.expect(200, "GET", "/v1/reconciliation-runs/{id}", id=run["id"])
         await walk.expect(200, "GET", "/v1/reconciliation-runs/{id}/items", id=run["id"])
+        await _events_out(walk)
     # A route that declares a new 2xx body fails this test until the walk answers it.
     assert walk.checked == {(op.method, op.path) for op in DESCRIBED if op.response_model}
+
+
+async def _events_out(walk: Walk) -> None:
+    """An endpoint through its life, and the charge's events (an IP literal: a public URL
+    accepted without a DNS lookup)."""
+    hook = {"url": "https://8.8.8.8/hooks", "enabled_events": ["*"]}
+    made = await walk.expect(200, "POST", "/v1/webhook-endpoints", hook)
+    one = "/v1/webhook-endpoints/{id}"
+    await walk.expect(200, "GET", "/v1/webhook-endpoints")
+    await walk.expect(200, "GET", one, id=made["id"])
+    await walk.expect(200, "PATCH", one, {"description": "walk"}, id=made["id"])
+    await walk.expect(200, "POST", one + "/rotate-secret", {"expires_in_seconds": 0}, id=made["id"])
+    events = await walk.expect(200, "GET", "/v1/events")
+    await walk.expect(200, "GET", "/v1/events/{id}", id=events["data"][0]["id"])
+    await walk.expect(200, "POST", "/v1/events/{id}/resend", id=events["data"][0]["id"])
+    await walk.expect(200, "DELETE", one, id=made["id"])
 
 
 async def _first_event(walk: Walk) -> str:

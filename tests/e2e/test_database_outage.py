@@ -23,6 +23,8 @@ from gateway.api.keys import ApiKeyCreate, ApiKeyRotate
 from gateway.api.routing import OPERATIONS, Operation
 from gateway.app import create_app
 from gateway.charges.model import ChargeCreate, RefundCreate
+from gateway.events_api.endpoint_routes import EndpointCreate, EndpointUpdate, SecretRotation
+from gateway.events_api.event_routes import Resend
 from gateway.processors import point_sandbox_webhooks
 from gateway.reconciliation.api import RunCreate
 from gateway.state import Role
@@ -50,6 +52,11 @@ BODIES: dict[type[BaseModel], Callable[[str], dict[str, Any]]] = {
     ChargeCreate: lambda _: CHARGE,
     RefundCreate: lambda _: {"amount": 100},
     AccountSettings: lambda _: ACCOUNT_SETTINGS,
+    # An IP literal: a public URL accepted without a DNS lookup.
+    EndpointCreate: lambda _: {"url": "https://8.8.8.8/hooks", "enabled_events": ["*"]},
+    EndpointUpdate: lambda _: {"description": "billing"},
+    SecretRotation: lambda _: {"expires_in_seconds": 60},
+    Resend: lambda _: {},
     UsageBody: lambda key: {"records": [{"amount": "0.0079", "reference": f"usage-{key}"}]},
     ApiKeyCreate: lambda _: {"caller": "outage-test", "scopes": ["charges:read"]},
     ApiKeyRotate: lambda _: {"overlap": "1h"},
@@ -128,6 +135,24 @@ async def _first_inbox_event(client: Client) -> str:
     return found[0]
 
 
+async def _endpoint(client: Client) -> str:
+    made = await client.post(
+        "/v1/webhook-endpoints",
+        json=BODIES[EndpointCreate]("e"),
+        headers=auth(idempotency_key="endpoint"),
+    )
+    assert made.status == 200, await made.text()
+    endpoint_id: str = (await made.json())["id"]
+    return endpoint_id
+
+
+async def _first_event(client: Client) -> str:
+    """The id of the charge's event."""
+    page = await (await client.get("/v1/events?limit=1", headers=auth())).json()
+    event_id: str = page["data"][0]["id"]
+    return event_id
+
+
 async def _api_key(client: Client) -> str:
     """The id of a key made for the outage's sample requests (rotated, then revoked)."""
     made = await client.post(
@@ -176,6 +201,8 @@ async def outage(
             "accounts": ACCOUNT,
             "charges": (await charged.json())["id"],
             "webhook-events": await _first_inbox_event(client),
+            "webhook-endpoints": await _endpoint(client),
+            "events": await _first_event(client),
             "api-keys": await _api_key(client),
             "reconciliation-runs": await _reconciliation_run(client),
         }

@@ -18,6 +18,7 @@ from gateway import limits
 from gateway.db import raw_connection
 from gateway.recharge import policy, service, store
 from gateway.recharge.lock import SingleFlight
+from gateway.recharge.model import AccountRecharge, Attempt
 from gateway.recharge.service import ChargeAnswer
 from tests.support import redis_server
 from tests.support.recharge import FakeCharges, configured
@@ -57,12 +58,12 @@ def deps_for(
     )
 
 
-async def attempts(engine: AsyncEngine) -> list[store.Attempt]:
+async def attempts(engine: AsyncEngine) -> list[Attempt]:
     async with raw_connection(engine) as conn:
         return list(await store.attempts(conn, "acct_1"))
 
 
-async def account(engine: AsyncEngine) -> store.AccountRecharge:
+async def account(engine: AsyncEngine) -> AccountRecharge:
     async with raw_connection(engine) as conn:
         found = await store.load(conn, "acct_1")
     if found is None:

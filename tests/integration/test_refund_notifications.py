@@ -118,6 +118,14 @@ async def refund_row(db_url: str, refund_id: str) -> dict[str, Any]:
     return dict(rows[0])
 
 
+async def announced(db_url: str, refund_id: str) -> list[str]:
+    """The types of the events written about the refund, oldest first."""
+    rows = await fetch(
+        db_url, "SELECT type FROM events WHERE object_id = $1 ORDER BY seq", refund_id
+    )
+    return [row["type"] for row in rows]
+
+
 async def pending_refund(client: Client, db_url: str, charge_id: str, amount: int, key: str) -> Any:
     status, body = await refund(client, charge_id, amount, key)
     assert (status, body["status"]) == (200, "pending"), body
@@ -141,9 +149,11 @@ async def test_a_pending_refund_succeeds_by_notification_and_is_booked_once(
     row = await pending_refund(wired_client, db_url, charged["id"], 300, "k-r1")
     assert row["provider_refund_id"] == "pr_" + row["id"], "the answer's processor id is kept"
     assert await postings(db_url, charged["id"]) == [f"sandbox:{charged['id']}:captured"]
+    assert await announced(db_url, row["id"]) == [], "pending is no outcome yet"
 
     event = outcome_of(row, EventKind.REFUND_SUCCEEDED)
     assert await notify(engine, db_url, event) == ("settled", "applied")
+    assert await announced(db_url, row["id"]) == ["refund.succeeded"]
     after = await refund_row(db_url, row["id"])
     assert (after["status"], after["amount_refunded_minor"]) == ("succeeded", 300)
     assert await postings(db_url, charged["id"]) == [
@@ -155,6 +165,7 @@ async def test_a_pending_refund_succeeds_by_notification_and_is_booked_once(
     again = outcome_of(row, EventKind.REFUND_SUCCEEDED)  # redelivered under another event id
     assert await notify(engine, db_url, again) == ("settled", "duplicate")
     assert len(await postings(db_url, charged["id"])) == 2
+    assert await announced(db_url, row["id"]) == ["refund.succeeded"], "announced once"
     assert await balance_micros(db_url, ACCOUNT) == 4_000_000
 
 
@@ -168,6 +179,7 @@ async def test_a_failed_refund_books_nothing_and_releases_its_amount(
 
     failed = outcome_of(row, EventKind.REFUND_FAILED, failure_message="Refund Failed")
     assert await notify(engine, db_url, failed) == ("settled", "applied")
+    assert await announced(db_url, row["id"]) == ["refund.failed"]
     after = await refund_row(db_url, row["id"])
     assert (after["status"], after["failure_message"]) == ("failed", "Refund Failed")
     assert after["amount_refunded_minor"] == 0

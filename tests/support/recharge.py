@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db import raw_connection
 from gateway.recharge import policy, store
+from gateway.recharge.model import Attempt, Config
 from gateway.recharge.service import ChargeAnswer
 
-CONFIG = store.Config(
+CONFIG = Config(
     threshold_micros=5_000_000, amount_minor=2000, payment_method="pm_card_visa", provider=None
 )
 
@@ -31,7 +32,7 @@ class FakeCharges:
     keys: list[str] = field(default_factory=list)
     by_key: dict[str, ChargeAnswer] = field(default_factory=dict)
 
-    async def charge(self, attempt: store.Attempt) -> ChargeAnswer:
+    async def charge(self, attempt: Attempt) -> ChargeAnswer:
         self.keys.append(attempt.idempotency_key)
         await asyncio.sleep(0)  # a real charge yields; let racers run
         if self.fail_next:
@@ -45,7 +46,7 @@ class FakeCharges:
                 self.balance_micros += attempt.amount_micros
         return self.by_key[attempt.idempotency_key]
 
-    async def status(self, attempt: store.Attempt) -> ChargeAnswer:
+    async def status(self, attempt: Attempt) -> ChargeAnswer:
         return self.by_key[attempt.idempotency_key]
 
     async def balance_of(self, conn: asyncpg.Connection[Any], account_id: str, cur: str) -> int:

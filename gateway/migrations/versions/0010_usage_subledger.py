@@ -3,14 +3,14 @@ carries one summarized transaction per account per accepted batch. Usage transac
 before it (one per record) are carried forward as summaries of one record each.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 """
 
 from alembic import op
 
 # The one place this migration's place in the chain is written (tests read it from here).
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
