@@ -44,3 +44,12 @@ def supervised(name: str, loop: Loop) -> Callable[[web.Application], AsyncIterat
         log.info("worker.stopped", worker=name)
 
     return context
+
+
+async def wait_for_wake(wake: asyncio.Event, seconds: float) -> None:
+    """Sleep until `wake` is set or `seconds` pass. Not `asyncio.wait_for`: on Python 3.11 it
+    swallows a cancellation that lands as the event is set, and a loop around it then never
+    stops; `asyncio.timeout` tells its own timeout from a cancellation."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wake.wait()

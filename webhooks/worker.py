@@ -21,7 +21,6 @@ is not configured here, is recorded as a failure on its own row, never settled a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import traceback
@@ -38,6 +37,7 @@ from gateway.db import is_retryable_transaction_error, listening, raw_connection
 from gateway.money import MoneyError
 from gateway.processor_amounts import ProviderKind
 from gateway.settlement.status import SettlementOutcome
+from gateway.workers import wait_for_wake
 from providers.base import EventKind, WebhookEvent
 from webhooks import metrics
 from webhooks.inbox import decode_event
@@ -243,8 +243,7 @@ class Worker:
                 claimed = await self.run_once()
                 await self.refresh_metrics()
                 if claimed < self.batch_max:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), limits.WEBHOOK_POLL_SECONDS)
+                    await wait_for_wake(wake, limits.WEBHOOK_POLL_SECONDS)
 
 
 def _json(value: Any) -> Any:

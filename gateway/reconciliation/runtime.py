@@ -11,7 +11,6 @@ lives a few seconds (a test, a one-off command) never starts a run on its own.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import timedelta
 
@@ -27,7 +26,7 @@ from gateway.reconciliation import api, metrics, store
 from gateway.reconciliation.api import WAKE
 from gateway.reconciliation.run import execute
 from gateway.state import ENGINE, ROLE, SETTINGS, Role
-from gateway.workers import supervised
+from gateway.workers import supervised, wait_for_wake
 from providers.base import Capability, ProviderError
 from providers.registry import ProviderSet
 
@@ -88,8 +87,7 @@ async def _reconcile_forever(app: web.Application) -> None:
             heal=settings.reconcile_heal,
             first_allowed=period is not None and up_seconds >= period.total_seconds(),
         )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), limits.RECONCILE_POLL_SECONDS)
+        await wait_for_wake(wake, limits.RECONCILE_POLL_SECONDS)
 
 
 def setup(app: web.Application) -> None:

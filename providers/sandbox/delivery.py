@@ -121,8 +121,11 @@ class Deliverer:
                 timeout = self._heap[0].at_monotonic_seconds - time.monotonic()
                 if timeout <= 0:
                     return heapq.heappop(self._heap)
+            # Not asyncio.wait_for: on Python 3.11 it can swallow the cancellation that stops
+            # this loop (when the wake lands at the same moment), and the loop never ends.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def _attempt(self, due: _Due) -> None:
         if due.event_id not in self._events:

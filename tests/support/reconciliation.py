@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cli import build_parser
@@ -50,14 +54,24 @@ async def reconcile(
         ["reconcile", *options, *window, "--format", form]
     )
     capsys.readouterr()
-    status = await command.run(engine, settings, args)
+    with logs_to_stderr():
+        status = await command.run(engine, settings, args)
     out, err = capsys.readouterr()
-    # Unconfigured in tests, structlog writes to stdout too (the command's logs go to stderr),
-    # and a background loop (the sandbox's webhook retries) may log after the report: read the
-    # report's one JSON object, whatever follows it.
-    start = out.rfind('{"run_id"')
-    body = json.JSONDecoder().raw_decode(out, start)[0] if start >= 0 else {}
+    body = json.loads(out) if form == "json" else {}
     return Report(status, body, err, out)
+
+
+@contextmanager
+def logs_to_stderr() -> Iterator[None]:
+    """Unconfigured in tests, structlog writes to stdout, and the report is written a page at
+    a time: the app's background loops and the sandbox's delivery thread, logging meanwhile,
+    would land inside it. The command's own process logs to stderr; so do these, here."""
+    saved = structlog.get_config()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
 
 
 async def execute(db_url: str, query: str, *args: Any) -> None:
