@@ -42,6 +42,14 @@ PENDING, REQUIRES_ACTION, FAILED, SUCCEEDED = "pending", "requires_action", "fai
 OPENED, WON, LOST = "opened", "won", "lost"
 
 
+class Named:
+    """Shown in a failing example by its short `__repr__` (hypothesis's printer spells out a
+    dataclass field by field unless told otherwise)."""
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
 @dataclass(frozen=True)
 class Story:
     """What the processor will say about a charge, whatever we ask it later: the facts it
@@ -78,8 +86,8 @@ class Refund:
         return RefundStatus.SUCCEEDED if self.succeeds else RefundStatus.FAILED
 
 
-@dataclass
-class Charge:
+@dataclass(repr=False, eq=False)
+class Charge(Named):
     """One charge: its story, what of it was delivered, and its refunds."""
 
     number: int
@@ -88,6 +96,9 @@ class Charge:
     delivered: set[str] = field(default_factory=set)
     totals_delivered: set[int] = field(default_factory=set)
     refunds: list[Refund] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"charge {self.number} ({self.id})"
 
     @property
     def currency(self) -> str:
@@ -210,7 +221,7 @@ class Charge:
         cumulative total."""
         kind = EventKind.REFUND_SUCCEEDED if refund.succeeds else EventKind.REFUND_FAILED
         outcome = self.event(
-            f"{refund.id}_outcome",
+            f"refund{self.refunds.index(refund)}_outcome",
             kind,
             refund_id=refund.id,
             provider_refund_id=refund.processor_id,
@@ -224,8 +235,8 @@ class Charge:
         return [Notice(self, outcome, refund=refund), Notice(self, cumulative)]
 
 
-@dataclass(frozen=True)
-class Notice:
+@dataclass(frozen=True, repr=False, eq=False)
+class Notice(Named):
     """One event the processor sends about `charge`: a story `fact`, one `refund`'s outcome,
     or (neither) a cumulative refunded total."""
 
@@ -233,6 +244,9 @@ class Notice:
     event: WebhookEvent
     fact: str | None = None
     refund: Refund | None = None
+
+    def __repr__(self) -> str:  # a failing example lists the events delivered by id
+        return self.event.event_id
 
     def delivered(self) -> None:
         """Tell the model this event was delivered."""
@@ -244,13 +258,16 @@ class Notice:
             self.charge.totals_delivered.add(self.event.amount_minor)
 
 
-@dataclass(frozen=True)
-class Answer:
+@dataclass(frozen=True, repr=False, eq=False)
+class Answer(Named):
     """The processor's answer to our request for `refund`: its outcome, or only that it was
     received (`pending`), the outcome to follow by notification."""
 
     refund: Refund
     pending: bool
+
+    def __repr__(self) -> str:
+        return f"answer({self.refund.id}, {self.status.value})"
 
     @property
     def status(self) -> RefundStatus:
