@@ -8,8 +8,13 @@ the webhook worker would, until nothing more settles.
 After every step, the database agrees with the model (`tests/support/settlement_world.py`):
 each charge and refund row is what the distinct facts delivered so far imply, whatever their
 order; no event is applied twice and no fact is posted twice; every ledger account's balance
-is the model's to the micro (cached and from its entries); each outbox event is written once.
-At the end every fact is delivered once more, and the ledger check finds nothing wrong."""
+is the model's to the micro (cached and from its entries); each outbox event is written once;
+the ledger check finds nothing wrong. One step delivers everything sent so far, shuffled, so
+stories reach their ends in random orders too.
+
+The events go to the settlement function directly, past the inbox (which would drop a
+redelivery by its event id): a duplicate here is what a replay or a second road (the charge
+path's answer) brings."""
 
 from __future__ import annotations
 
