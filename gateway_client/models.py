@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictStr
 
 T = TypeVar("T")
 
@@ -138,6 +138,8 @@ class RechargeDecision(Model):
     attempt: RechargeAttempt | None
 
 
+# Strict: a float is refused, never rounded into an amount.
+ExactAmount = Annotated[Decimal, Strict()] | StrictStr
 UsageStatus = Literal["applied", "duplicate", "refused"]
 RefusalCode = Literal["insufficient_balance", "reference_reused", "account_not_found"]
 
@@ -145,7 +147,7 @@ RefusalCode = Literal["insufficient_balance", "reference_reused", "account_not_f
 class UsageRecord(Model):
     """One usage debit to send: `amount` in major units, exact (`Decimal("0.0079")`)."""
 
-    amount: Decimal | str = Field(strict=True)  # strict: a float is refused, not rounded
+    amount: ExactAmount
     reference: str
     description: str | None = None
 
