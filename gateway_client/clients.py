@@ -1,11 +1,11 @@
 """`Client` (blocking, on httpx.Client) and `AsyncClient` (on httpx.AsyncClient): the same
 resources (`gateway_client.resources`) on a runner of each kind. Both authenticate with a
-bearer key, time out each attempt after `timeout` seconds and retry as `RetryPolicy` says
-(`max_retries` more attempts at most)."""
+bearer key, give each attempt `timeout` seconds and retry as `RetryPolicy` says, with at
+most `max_retries` attempts after the first."""
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 import httpx
 
@@ -16,13 +16,24 @@ from gateway_client.runners import AsyncRunner, BlockingRunner
 TIMEOUT_SECONDS_DEFAULT = 30.0  # per attempt; a charge may wait on its processor
 
 
-def _http_options(base_url: str, api_key: str, timeout: float) -> dict[str, Any]:
+class Options(TypedDict, total=False):
+    timeout: float
+    """Seconds per attempt (default 30)."""
+    max_retries: int
+    """Attempts after the first, at most (default 3)."""
+
+
+def _http_options(base_url: str, api_key: str, options: Options) -> dict[str, Any]:
     return {
         "base_url": base_url,
         "headers": {"Authorization": f"Bearer {api_key}"},
-        "timeout": timeout,
+        "timeout": options.get("timeout", TIMEOUT_SECONDS_DEFAULT),
         "follow_redirects": False,
     }
+
+
+def _policy(options: Options) -> RetryPolicy:
+    return RetryPolicy(max_retries=options.get("max_retries", MAX_RETRIES_DEFAULT))
 
 
 class Client(Resources[BlockingRunner]):
@@ -34,12 +45,11 @@ class Client(Resources[BlockingRunner]):
         base_url: str,
         api_key: str,
         *,
-        timeout: float = TIMEOUT_SECONDS_DEFAULT,
-        max_retries: int = MAX_RETRIES_DEFAULT,
         transport: httpx.BaseTransport | None = None,
+        **options: Unpack[Options],
     ) -> None:
-        http = httpx.Client(transport=transport, **_http_options(base_url, api_key, timeout))
-        super().__init__(BlockingRunner(http, RetryPolicy(max_retries=max_retries)))
+        http = httpx.Client(transport=transport, **_http_options(base_url, api_key, options))
+        super().__init__(BlockingRunner(http, _policy(options)))
         self._http = http
 
     def close(self) -> None:
@@ -61,13 +71,11 @@ class AsyncClient(Resources[AsyncRunner]):
         base_url: str,
         api_key: str,
         *,
-        timeout: float = TIMEOUT_SECONDS_DEFAULT,
-        max_retries: int = MAX_RETRIES_DEFAULT,
         transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[Options],
     ) -> None:
-        options = _http_options(base_url, api_key, timeout)
-        http = httpx.AsyncClient(transport=transport, **options)
-        super().__init__(AsyncRunner(http, RetryPolicy(max_retries=max_retries)))
+        http = httpx.AsyncClient(transport=transport, **_http_options(base_url, api_key, options))
+        super().__init__(AsyncRunner(http, _policy(options)))
         self._http = http
 
     async def aclose(self) -> None:

@@ -28,7 +28,7 @@ class Event(Model):
 
 
 class EventList(Page[Event]):
-    url: str
+    url: Literal["/v1/events"]
 
 
 class Delivery(Model):
@@ -78,7 +78,7 @@ class WebhookEndpointWithSecret(WebhookEndpoint):
 
 
 class EndpointList(Page[WebhookEndpoint]):
-    url: str
+    url: Literal["/v1/webhook-endpoints"]
 
 
 class DeletedEndpoint(Model):

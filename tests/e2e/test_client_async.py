@@ -25,12 +25,12 @@ from gateway_client import (
 )
 from tests.conftest import API_KEY, AiohttpClient, auth
 from tests.support import client_service
-from tests.support.client_service import Service
+from tests.support.client_service import Service, visa_charge
 from tests.support.proxy import FaultProxy
 from tests.support.waiting import eventually
 
 ACCOUNT = "acct_client"
-VISA = {"account_id": ACCOUNT, "amount": 1000, "currency": "USD", "payment_method": "pm_card_visa"}
+VISA = visa_charge(ACCOUNT)
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ async def test_accounts_take_auto_recharge_settings_and_usage_debits_exactly(
     ]
     assert bulk.accounts[0].balance == Decimal("9.974200")
     statement = await gateway.accounts.entries(ACCOUNT, limit=2)
-    assert [entry.reference for entry in statement.data][0].endswith("msg-3")
+    assert statement.data[0].reference.endswith("msg-3")
     decision = await gateway.accounts.recharge(ACCOUNT)
     assert (decision.decision, decision.reason) == ("skipped", "above_threshold")
 
@@ -177,4 +177,4 @@ async def test_a_usage_debit_beyond_the_balance_raises_payment_required(
 
 def test_a_float_amount_is_refused_before_anything_is_sent() -> None:
     with pytest.raises(ValueError, match="amount"):
-        UsageRecord(amount=0.0079, reference="msg-1")  # type: ignore[arg-type]
+        UsageRecord(amount=0.0079, reference="msg-1")
