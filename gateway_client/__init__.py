@@ -58,7 +58,6 @@ from gateway_client.models import (
     UsageRecordResult,
     UsageResult,
 )
-from gateway_client.retry import RetryPolicy
 from gateway_client.webhooks import verify_event
 
 __all__ = [
@@ -96,7 +95,6 @@ __all__ = [
     "RechargeAttempt",
     "RechargeDecision",
     "Refund",
-    "RetryPolicy",
     "ServiceUnavailable",
     "SignatureInvalid",
     "Statement",
