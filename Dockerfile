@@ -6,6 +6,7 @@ COPY pyproject.toml README.md LICENSE ./
 COPY gateway ./gateway
 COPY webhooks ./webhooks
 COPY providers ./providers
+COPY gateway_client ./gateway_client
 # The data dir belongs to the service's user, so a named volume mounted there (the sandbox's
 # state) starts out writable by it.
 RUN pip install --no-cache-dir . && useradd --system gateway \

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import limits, money
 from gateway.accounts.api import UsageIn
+from gateway.accounts.shapes import UsageBulkResult
 from gateway.accounts.usage import debit_usage_bulk
 from gateway.accounts.usage_plan import BulkOutcome, BulkRecord, UsageStatus, status_counts
 from gateway.api import idempotent
@@ -114,4 +115,5 @@ def setup(app: web.Application) -> None:
             200: "Per-record results and the accounts' balances",
             413: f"More than {limits.USAGE_BULK_BODY_BYTES_MAX} bytes",
         },
+        response_model=UsageBulkResult,
     )

@@ -88,6 +88,34 @@ class UsageBatchResult(BaseModel):
     balance: Decimal
 
 
+class BulkUsageResult(UsageResult):
+    """One record's result in `POST /v1/usage`, naming its account."""
+
+    account_id: str
+
+
+class AccountBalance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: str
+    currency: str
+    balance: Decimal
+
+
+class UsageBulkResult(BaseModel):
+    """The answer to `POST /v1/usage`: every record's result in request order, the count per
+    status, and the balance of every account named that exists."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    object: Literal["usage_bulk"]
+    data: list[BulkUsageResult]
+    applied: int
+    duplicate: int
+    refused: int
+    accounts: list[AccountBalance]
+
+
 class UsageAnswer(RootModel[UsageRecordResult | UsageBatchResult]):
     """A single record's result, or a batch's."""
 

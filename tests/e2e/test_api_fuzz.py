@@ -132,6 +132,8 @@ async def test_every_declared_2xx_body_matches_its_schema(served: str) -> None:
         await walk.expect(200, "POST", "/v1/charges/{id}/refunds", {"amount": 1}, id=charged["id"])
         await walk.expect(200, "POST", "/v1/accounts/{account_id}/usage", usage, **account)
         await walk.expect(200, "POST", "/v1/accounts/{account_id}/usage", batch, **account)
+        bulk = {"records": [usage | account, {**usage, "account_id": "acct_missing"}]}
+        await walk.expect(200, "POST", "/v1/usage", bulk)
         await walk.expect(200, "GET", "/v1/accounts/{account_id}", **account)
         await walk.expect(200, "GET", "/v1/accounts/{account_id}/entries", **account)
         await walk.expect(200, "POST", "/v1/accounts/{account_id}/recharge", **account)

@@ -12,16 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from gateway.app import create_app
-from gateway.processors import SANDBOX, point_sandbox_webhooks
-from gateway.state import Role
-from tests.conftest import AiohttpClient, auth, make_settings
+from tests.conftest import AiohttpClient, auth
+from tests.support import client_service
 from tests.support.receiver import Receiver, receiving
 from tests.support.waiting import eventually
 
@@ -32,17 +29,8 @@ PAUSED_ACCOUNT = "acct_events_paused"
 
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient, db_url: str, tmp_path: Path) -> Client:
-    settings = make_settings(
-        db_url, tmp_path, webhook_allow_private_urls=True, events_retry_base_seconds=0.05
-    )
-    client = await aiohttp_client(create_app(settings, Role.SERVE))
-    point_sandbox_webhooks(client.app, str(client.make_url("/webhooks/sandbox")))
-    running = client.app[SANDBOX]
-    assert running is not None
-    async with httpx.AsyncClient(base_url=running.url) as sandbox:
-        fast = {"dispute_after_seconds": 0.1, "async_settle_seconds": 0.3}
-        (await sandbox.post("/_sandbox/knobs", json=fast)).raise_for_status()
-    return client
+    fast = {"dispute_after_seconds": 0.1, "async_settle_seconds": 0.3}
+    return await client_service.start(aiohttp_client, db_url, tmp_path, **fast)
 
 
 @pytest.fixture
