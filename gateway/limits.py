@@ -122,6 +122,7 @@ RECONCILE_WINDOW_DAYS_MAX: Final = 400  # a longer window is a mistake, not a ru
 RECONCILE_EVERY_MINUTES_DEFAULT: Final = 60  # GATEWAY_RECONCILE_EVERY_MINUTES
 RECONCILE_POLL_SECONDS: Final = 30.0  # the worker looks for due and abandoned runs this often
 RECONCILE_MISSED_EVENTS_DAYS: Final = 30  # Stripe keeps undelivered events 30 days
+RECONCILE_REPORT_FILES_MAX: Final = 100  # report files one run reads (a year of batches)
 # Auto-recharge
 RECHARGE_DECLINES_MAX: Final = 3  # consecutive declines before auto-recharge pauses
 RECHARGE_COOLDOWN_SECONDS_BASE: Final = 60.0  # after the first decline; doubles per decline

@@ -43,6 +43,14 @@ def _exponents(provider: ProviderKind, code: str) -> tuple[int, int]:
     return iso.exponent, provider.currency_exponents.get(iso.code, iso.exponent)
 
 
+def processor_exponent(provider: ProviderKind, currency: str) -> int | None:
+    """The processor's decimal places for an ISO 4217 currency; None for a code that is not
+    one (a processor's report naming it is unreadable, not converted)."""
+    if currency.upper() not in ISO_4217:
+        return None
+    return _exponents(provider, currency)[1]
+
+
 def to_processor(provider: ProviderKind, currency: str, amount_minor: int) -> int:
     """Our minor units as the processor counts them. Raises `InexactAmount` for an amount
     its unit cannot carry (`check_amount` refuses those before anything is stored)."""

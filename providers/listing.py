@@ -23,8 +23,8 @@ capability; its records reach reconciliation another way (a report file read by 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -92,10 +92,13 @@ R_co = TypeVar("R_co", covariant=True)
 
 @dataclass(frozen=True, slots=True)
 class RecordPage(Generic[R_co]):
-    """One page of a processor's list. `cursor` asks for the next page; None: the last."""
+    """One page of a processor's list. `cursor` asks for the next page; None: the last.
+    `skipped`: entries read for this page that are not records, counted by why (a report's
+    fees and payouts, its lines outside the window); a list API's pages have none."""
 
     records: Sequence[R_co]
     cursor: str | None
+    skipped: Mapping[str, int] = field(default_factory=dict)
 
 
 class Listing(ABC):

@@ -1,6 +1,8 @@
-"""`gateway reconcile --provider NAME [--since T] [--until T] [--heal] [--format table|json]`:
-one run, executed here, then its report. A run of the provider that a dead process left
-unfinished is resumed first.
+"""`gateway reconcile --provider NAME [--since T] [--until T] [--heal] [--format table|json]
+[--report PATH ...]`: one run, executed here, then its report. A run of the provider that a
+dead process left unfinished is resumed first. A provider without a list API (Adyen) is read
+from its report files (`--report`, repeated for several; `report_source`), and only this
+command resumes its runs, given the same files.
 
 Exit status: 0 when nothing is left unhealed, 1 when differences are left for an operator,
 2 on a fault (a bad argument, the processor or the database unreachable, another process's
@@ -13,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,7 +25,9 @@ from gateway.db import raw_connection
 from gateway.errors import DomainError
 from gateway.processors import service_url
 from gateway.reconciliation import report, service, store
+from gateway.reconciliation.report_source import ReportSource
 from gateway.reconciliation.run import execute, execute_new
+from gateway.reconciliation.sources import RecordSource
 from gateway.settings import Settings
 from providers import http, registry
 from providers.base import ProviderContext, ProviderError
@@ -48,6 +53,13 @@ def register(sub: Any, func: Callable[..., int]) -> None:
     parser.add_argument("--until", type=_time, help="ISO 8601 with an offset (default: now)")
     parser.add_argument("--heal", action="store_true", help="heal what is safe to heal")
     parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        action="append",
+        metavar="PATH",
+        help="a settlement report to read the processor's records from (Adyen); repeatable",
+    )
     parser.set_defaults(func=func)
 
 
@@ -70,19 +82,30 @@ async def run(engine: AsyncEngine, settings: Settings, args: argparse.Namespace)
     async with _providers(settings) as providers:
         progress = report.ProgressLine()
         try:
-            provider = service.listing_provider(providers, args.provider)
+            reports: list[Path] = args.report or []
+            if reports:
+                provider = service.report_provider(providers, args.provider)
+            else:
+                provider = service.listing_provider(providers, args.provider)
+
+            def source(since: datetime, until: datetime) -> RecordSource | None:
+                """The reports, read over a run's window; None: the provider's lists."""
+                return ReportSource(provider, reports, since, until) if reports else None
+
             since, until = service.window(args.since, args.until)
             async with raw_connection(engine) as conn:
                 left = [r for r in await store.running(conn) if r.provider == provider.name]
             for unfinished in left:
                 print(f"resuming run {unfinished.id}, left unfinished", file=sys.stderr)
-                await execute(engine, provider, unfinished.id, progress=progress)
+                resumed = source(unfinished.since, unfinished.until)
+                await execute(engine, provider, unfinished.id, source=resumed, progress=progress)
             ended = await execute_new(
                 engine,
                 provider,
                 (since, until),
                 heal=args.heal,
                 trigger=store.Trigger.COMMAND,
+                source=source(since, until),
                 progress=progress,
             )
         except (DomainError, ProviderError, asyncpg.PostgresError, OSError) as exc:

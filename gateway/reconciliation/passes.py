@@ -129,8 +129,10 @@ async def charges(reading: Reading, cursor: str | None) -> tuple[list[Finding], 
 async def _look_up_charge(reading: Reading, charge: ChargeState) -> list[Finding]:
     """A charge of ours the lists did not have: the processor asked about it by its id."""
     provider, provider_charge_id = reading.provider, charge.provider_charge_id
-    if provider_charge_id is None:
-        # Never reached the processor, or its answer is still awaited (the completer's).
+    if provider_charge_id is None or Capability.LOOKUP_BY_ID not in provider.capabilities:
+        # Never reached the processor, or its answer is still awaited (the completer's); or a
+        # processor that cannot be asked, whose records (a settlement report) hold only the
+        # money that moved: a charge that did not capture is not expected there.
         return [missing_charge(charge)] if charge.status in CAPTURED else []
 
     async def retrieve() -> Any:
@@ -175,7 +177,8 @@ async def _look_up_refund(
     if charge.provider_charge_id is None or in_flight:
         return []
     if Capability.LOOKUP_BY_KEY not in provider.capabilities:
-        return [missing_refund(refund)]
+        # Only money that moved is missing: a refund still pending may not be in them yet.
+        return [missing_refund(refund)] if refund.status is RefundStatus.SUCCEEDED else []
     request = RefundRequest(
         idempotency_key=key,
         refund_id=refund.id,

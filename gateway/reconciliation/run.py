@@ -172,6 +172,7 @@ class Runner:
         page = await self.source.page(stream, cursor)
         rows = [staged(self.provider, record) for record in page.records]
         counted = {f"processor_{stream}": len(rows)}
+        counted |= {f"skipped_{why}": count for why, count in page.skipped.items()}
         return await self.commit(phase, page.cursor, (), counted, rows)
 
     async def _backfill(self, cursor: str | None) -> tuple[str, str | None]:

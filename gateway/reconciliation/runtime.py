@@ -1,7 +1,9 @@
 """Wiring reconciliation into the app: the routes (`api`), and in every process a supervised
 loop that executes runs: those asked for over the API, those a dead process left unfinished
 (whoever takes a run's lock first resumes it), and each listing provider's scheduled run when
-`GATEWAY_RECONCILE_EVERY_MINUTES` have passed since its last one.
+`GATEWAY_RECONCILE_EVERY_MINUTES` have passed since its last one. A provider without a list API
+(Adyen) is reconciled from its report files by `gateway reconcile --report`, which alone
+resumes such a run: the loop logs that it does not schedule it, and leaves its runs alone.
 
 A process starts the very first scheduled run of a provider only once it has itself been up
 for a whole period; after that the runs in the database keep the rhythm across restarts.
@@ -24,6 +26,7 @@ from gateway.errors import Conflict
 from gateway.processors import PROVIDERS
 from gateway.reconciliation import api, metrics, store
 from gateway.reconciliation.api import WAKE
+from gateway.reconciliation.report_source import reads_reports
 from gateway.reconciliation.run import execute
 from gateway.state import ENGINE, ROLE, SETTINGS, Role
 from gateway.workers import supervised, wait_for_wake
@@ -61,6 +64,8 @@ async def tick(
     for run in runs:
         if run.provider not in providers:
             continue  # another deployment's provider: its processes execute it
+        if Capability.LIST not in providers.get(run.provider).capabilities:
+            continue  # read from report files (Adyen): only the command that has them resumes it
         try:
             await execute(engine, providers.get(run.provider), run.id)
             executed += 1
@@ -77,6 +82,14 @@ async def _reconcile_forever(app: web.Application) -> None:
     period = timedelta(minutes=minutes) if minutes else None
     started = time.monotonic()
     wake = app[WAKE]
+    for provider in app[PROVIDERS]:
+        if reads_reports(provider):
+            log.info(
+                "reconciliation.not_scheduled",
+                provider=provider.name,
+                reason="no list API: reconcile it from its settlement reports with "
+                f"`gateway reconcile --provider {provider.name} --report PATH`",
+            )
     while True:
         wake.clear()  # before looking, so a run asked for meanwhile still wakes us
         up_seconds = time.monotonic() - started

@@ -1,6 +1,6 @@
-"""What the command line and the API share about runs: which provider (configured here and
-able to list its records), which window (default: the last day), and how a run and a
-difference it found are shown."""
+"""What the command line and the API share about runs: which provider (configured here, able
+to list its records or read from report files), which window (default: the last day), and how
+a run and a difference it found are shown."""
 
 from __future__ import annotations
 
@@ -12,24 +12,42 @@ import asyncpg
 
 from gateway import limits
 from gateway.errors import invalid
+from gateway.reconciliation.report_source import reads_reports
 from gateway.reconciliation.store import Run
 from providers.base import Capability, Provider
 from providers.registry import NoSuchProvider, ProviderSet
 
 
 def listing_provider(providers: ProviderSet, name: str) -> Provider:
-    """The provider called `name`, if it can be reconciled here (400 naming `provider`)."""
-    try:
-        provider = providers.get(name)
-    except NoSuchProvider as exc:
-        raise invalid("provider", str(exc)) from None
+    """The provider called `name`, if it can be reconciled against its lists (400 naming
+    `provider`)."""
+    provider = _configured(providers, name)
     if Capability.LIST not in provider.capabilities:
+        how = "(Capability.LIST)"
+        if reads_reports(provider):
+            how = f"to read: give its reports, `gateway reconcile --provider {name} --report PATH`"
         raise invalid(
             "provider",
-            f"{name} has no list API to reconcile against (Capability.LIST)",
+            f"{name} has no list API {how}",
             code="reconciliation_not_supported",
         )
     return provider
+
+
+def report_provider(providers: ProviderSet, name: str) -> Provider:
+    """The provider called `name`, if it is reconciled from report files (400 naming
+    `report`)."""
+    provider = _configured(providers, name)
+    if not reads_reports(provider):
+        raise invalid("report", f"{name} is reconciled against its lists, not report files")
+    return provider
+
+
+def _configured(providers: ProviderSet, name: str) -> Provider:
+    try:
+        return providers.get(name)
+    except NoSuchProvider as exc:
+        raise invalid("provider", str(exc)) from None
 
 
 def window(

@@ -205,18 +205,37 @@ StagedRow = tuple[str, str, str, str | None, str | None, str | None, str, int | 
 """kind, provider_ref, provider_charge_id, charge_id, refund_id, idempotency_key, status,
 amount_minor (ours), currency, created_at."""
 
+# A record read twice keeps its latest fact: a list repeats one unchanged (a page done again),
+# a report says a refund succeeded and, in a later line or file, that it was reversed.
 _STAGE = """
-INSERT INTO reconciliation_records (run_id, kind, provider_ref, provider_charge_id, charge_id,
-  refund_id, idempotency_key, status, amount_minor, currency, created_at)
+INSERT INTO reconciliation_records AS r (run_id, kind, provider_ref, provider_charge_id,
+  charge_id, refund_id, idempotency_key, status, amount_minor, currency, created_at)
 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
   $7::text[], $8::text[], $9::bigint[], $10::text[], $11::timestamptz[])
-ON CONFLICT DO NOTHING
+ON CONFLICT (run_id, kind, provider_ref) DO UPDATE SET
+  provider_charge_id = excluded.provider_charge_id, charge_id = excluded.charge_id,
+  refund_id = excluded.refund_id, idempotency_key = excluded.idempotency_key,
+  status = excluded.status, amount_minor = excluded.amount_minor,
+  currency = excluded.currency, created_at = excluded.created_at
+WHERE excluded.created_at >= r.created_at
 """
+
+
+def _latest(rows: Sequence[StagedRow]) -> list[StagedRow]:
+    """One row per record (kind, provider_ref), the latest by `created_at`, the last of equals:
+    one statement cannot update a row twice."""
+    latest: dict[tuple[str, str], StagedRow] = {}
+    for row in rows:
+        held = latest.get((row[0], row[1]))
+        if held is None or row[9] >= held[9]:
+            latest[(row[0], row[1])] = row
+    return list(latest.values())
 
 
 async def stage(conn: asyncpg.Connection[Any], run_id: str, rows: Sequence[StagedRow]) -> None:
     if rows:
-        await conn.execute(_STAGE, run_id, *(list(column) for column in zip(*rows, strict=True)))
+        columns = zip(*_latest(rows), strict=True)
+        await conn.execute(_STAGE, run_id, *(list(column) for column in columns))
 
 
 # A finding is new unless an earlier run of the provider found the same kind about the same

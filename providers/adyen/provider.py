@@ -81,6 +81,11 @@ class AdyenProvider(Provider):
         pydantic's ValidationError, so a typo stops the service instead of dropping Adyen."""
         return cls(read_settings(AdyenSettings, context), context.http)
 
+    @property
+    def merchant_account(self) -> str | None:
+        """The merchant account payments are made on (its lines of a report are ours)."""
+        return self._settings.merchant_account
+
     def secrets(self) -> Sequence[str]:
         settings = self._settings
         found = [s.get_secret_value() for s in (settings.api_key, *settings.hmac_keys) if s]
