@@ -64,6 +64,7 @@ class AdyenServer:
     work_seconds: float = 0.0
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refund_outcomes: dict[str, bool] = field(default_factory=dict)  # pspReference -> success
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     answered: list[int] = field(default_factory=list)  # statuses of every answer sent
     queued: list[dict[str, Any]] = field(default_factory=list)  # notification items to send
@@ -190,6 +191,7 @@ class AdyenServer:
             "amount": amount,
         }
         self.refunds[refund_psp] = refund
+        self.refund_outcomes[refund_psp] = succeeds
         reason = "" if succeeds else "Insufficient balance on payment"
         self._notify(
             "REFUND", refund_psp, body["reference"], amount, success=succeeds, reason=reason, of=psp
