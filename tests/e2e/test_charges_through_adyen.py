@@ -13,13 +13,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
 from gateway.charges.completer import complete_once
 from gateway.charges.deps import CHARGE_DEPS
-from gateway.state import Role
-from tests.conftest import AiohttpClient, auth, make_settings
+from tests.conftest import AiohttpClient, auth
 from tests.support import adyen_server
-from tests.support.adyen_payloads import MERCHANT_ACCOUNT, delivery, notification_item
+from tests.support.adyen_payloads import delivery, notification_item
 from tests.support.adyen_server import AdyenServer
 from tests.support.charges import balance_micros, fetch, open_account, postings
 from tests.support.waiting import eventually
@@ -33,16 +31,7 @@ ACCOUNT = "acct_adyen_e2e"
 
 @pytest.fixture
 async def fake_adyen(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AdyenServer]:
-    async with adyen_server.running(API_KEY, MERCHANT_ACCOUNT, HMAC_KEY, basic=BASIC) as server:
-        for name, value in {
-            "API_KEY": API_KEY,
-            "MERCHANT_ACCOUNT": MERCHANT_ACCOUNT,
-            "API_BASE": server.url,
-            "HMAC_KEYS": HMAC_KEY,
-            "WEBHOOK_USERNAME": BASIC[0],
-            "WEBHOOK_PASSWORD": BASIC[1],
-        }.items():
-            monkeypatch.setenv(f"GATEWAY_ADYEN_{name}", value)
+    async with adyen_server.for_the_service(monkeypatch, API_KEY, HMAC_KEY, basic=BASIC) as server:
         yield server
 
 
@@ -50,8 +39,7 @@ async def fake_adyen(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AdyenServ
 async def client(
     aiohttp_client: AiohttpClient, db_url: str, tmp_path: Path, fake_adyen: AdyenServer
 ) -> Client:
-    await open_account(db_url, ACCOUNT, "EUR")
-    app_client = await aiohttp_client(create_app(make_settings(db_url, tmp_path), Role.SERVE))
+    app_client = await adyen_server.serving_adyen(aiohttp_client, db_url, tmp_path, ACCOUNT)
     fake_adyen.webhook_url = str(app_client.make_url("/webhooks/adyen"))
     return app_client
 

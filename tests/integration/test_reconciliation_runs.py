@@ -60,6 +60,12 @@ class PagedSource:
         return RecordPage(records, str(number + 1) if number < 2 else None)
 
 
+class Unlisted(SandboxProvider):
+    """A processor without a list API (as Adyen is)."""
+
+    capabilities = frozenset(Capability) - {Capability.LIST, Capability.MISSED_EVENTS}
+
+
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
     async with delivering_nowhere(tmp_path / "sandbox") as box:
@@ -168,9 +174,6 @@ async def scheduled(conn: Conn) -> list[tuple[datetime, datetime]]:
 def test_only_a_configured_provider_with_a_list_api_is_reconciled(
     provider: SandboxProvider,
 ) -> None:
-    class Unlisted(SandboxProvider):
-        capabilities = frozenset(Capability) - {Capability.LIST, Capability.MISSED_EVENTS}
-
     unlisted = Unlisted(provider._http, "http://unused", "whsec_unused")
     providers = ProviderSet({"sandbox": provider, "unlisted": unlisted})
     assert service.listing_provider(providers, "sandbox") is provider
@@ -193,3 +196,39 @@ def test_a_window_defaults_to_the_last_day_and_refuses_naive_or_backward_times()
         with pytest.raises(InvalidRequest) as refused:
             service.window(since, until, NOW)
         assert refused.value.param == param
+
+
+async def test_a_record_read_twice_keeps_its_latest_fact_whatever_the_order_read(
+    conn: Conn,
+) -> None:
+    run = await store.create(conn, "sandbox", *WINDOW, heal=False, trigger=Trigger.COMMAND)
+
+    def refund(status: str, minutes: int) -> store.StagedRow:
+        at = NOW + timedelta(minutes=minutes)
+        return ("refund", "re_psp_1", "ch_psp_1", None, "re_1", None, status, 500, "EUR", at)
+
+    async def staged_status() -> str:
+        status: str = await conn.fetchval("SELECT status FROM reconciliation_records")
+        return status
+
+    # In one page, the reversal after the refund; then an older line read again later.
+    await store.stage(conn, run.id, [refund("succeeded", 0), refund("failed", 5)])
+    assert await staged_status() == "failed"
+    await store.stage(conn, run.id, [refund("succeeded", 0)])
+    assert await staged_status() == "failed", "an older fact read later does not win"
+    await store.stage(conn, run.id, [refund("succeeded", 9)])
+    assert await staged_status() == "succeeded"
+
+
+async def test_the_loop_leaves_alone_a_run_only_its_report_files_can_resume(
+    engine: AsyncEngine, conn: Conn, provider: SandboxProvider
+) -> None:
+    unlisted = Unlisted(provider._http, "http://unused", "whsec_unused")
+    left = await store.create(conn, "unlisted", *WINDOW, heal=False, trigger=Trigger.COMMAND)
+    providers = ProviderSet({"unlisted": unlisted})
+    assert (
+        await runtime.tick(engine, providers, timedelta(hours=1), heal=True, first_allowed=True)
+        == 0
+    )
+    assert (await run_row(conn, left.id)).status is RunStatus.RUNNING
+    assert await scheduled(conn) == [], "a provider without lists is never scheduled"

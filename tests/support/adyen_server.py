@@ -31,12 +31,19 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 
-from tests.support.adyen_payloads import delivery
+from gateway.app import create_app
+from gateway.state import Role
+from tests.conftest import AiohttpClient, make_settings
+from tests.support.adyen_payloads import MERCHANT_ACCOUNT, delivery
+from tests.support.charges import open_account
 from tests.support.serving import served
 
 REFUSALS = {"stored_refused": ("2", "Refused"), "stored_no_funds": ("12", "Not enough balance")}
@@ -298,3 +305,38 @@ def _error_body(status: int, code: str, message: str, kind: str) -> dict[str, An
 
 def _error(status: int, code: str, message: str, kind: str) -> web.Response:
     return web.json_response(_error_body(status, code, message, kind), status=status)
+
+
+@asynccontextmanager
+async def for_the_service(
+    monkeypatch: pytest.MonkeyPatch, api_key: str, hmac_key: str, **options: Any
+) -> AsyncIterator[AdyenServer]:
+    """`running` (for our merchant account), with the service's `GATEWAY_ADYEN_*` set for it."""
+    async with running(api_key, MERCHANT_ACCOUNT, hmac_key, **options) as server:
+        _configure_service(monkeypatch, server)
+        yield server
+
+
+def _configure_service(monkeypatch: pytest.MonkeyPatch, server: AdyenServer) -> None:
+    """Point the service's `GATEWAY_ADYEN_*` at `server`: its API key, merchant account, URL,
+    HMAC key and Basic auth credentials, if it sends any."""
+    values = {
+        "API_KEY": server.api_key,
+        "MERCHANT_ACCOUNT": server.merchant_account,
+        "API_BASE": server.url,
+        "HMAC_KEYS": server.hmac_key,
+    }
+    if server.basic is not None:
+        values |= {"WEBHOOK_USERNAME": server.basic[0], "WEBHOOK_PASSWORD": server.basic[1]}
+    for name, value in values.items():
+        monkeypatch.setenv(f"GATEWAY_ADYEN_{name}", value)
+
+
+async def serving_adyen(
+    aiohttp_client: AiohttpClient, db_url: str, tmp_path: Path, account: str
+) -> TestClient[web.Request, web.Application]:
+    """The service (configured for the running fake by `GATEWAY_ADYEN_*`) with `account` open
+    in EUR; the fake's notifications go to its `/webhooks/adyen`."""
+    await open_account(db_url, account, "EUR")
+    app_client = await aiohttp_client(create_app(make_settings(db_url, tmp_path), Role.SERVE))
+    return app_client
