@@ -5,6 +5,7 @@ and records every difference for an operator (docs/operations.md).
 
     findings  the kinds of difference and how a safe one is healed
     compare   the pure comparisons          sources  where the processor's records come from
+    report_source  Adyen's settlement reports as a source (no list API)
     reads     what a run reads, a page      passes   the comparison passes
     heal      applying heals                run      executing a run, resumable
     store     runs, items, records          service  provider, window, shapes

@@ -53,10 +53,14 @@ GROSS_DEBIT = "Gross Debit (GC)"
 GROSS_CREDIT = "Gross Credit (GC)"
 MODIFICATION_MERCHANT_REFERENCE = "Modification Merchant Reference"  # optional: refunds' ours
 
-REQUIRED_COLUMNS = (
+# Adyen's default columns, in its order: what a report has unless the account added some or
+# changed their order (the parser reads by name; writers of test and bench files use this).
+STANDARD_COLUMNS = (
+    "Company Account",
     MERCHANT_ACCOUNT,
     PSP_REFERENCE,
     MERCHANT_REFERENCE,
+    "Payment Method",
     CREATION_DATE,
     TIME_ZONE,
     TYPE,
@@ -64,7 +68,23 @@ REQUIRED_COLUMNS = (
     GROSS_CURRENCY,
     GROSS_DEBIT,
     GROSS_CREDIT,
+    "Exchange Rate",
+    "Net Currency",
+    "Net Debit (NC)",
+    "Net Credit (NC)",
+    "Commission (NC)",
+    "Markup (NC)",
+    "Scheme Fees (NC)",
+    "Interchange (NC)",
+    "Payment Method Variant",
+    MODIFICATION_MERCHANT_REFERENCE,
+    "Batch Number",
+    *(f"Reserved{n}" for n in range(4, 11)),
 )
+
+# What a record is read from, all required: Merchant Account to Merchant Reference, and
+# Creation Date to Gross Credit (GC). Modification Merchant Reference is read when present.
+REQUIRED_COLUMNS = STANDARD_COLUMNS[1:4] + STANDARD_COLUMNS[5:12]
 
 # The Types that are records, and the money column each moves (credit: to the merchant).
 _CHARGES = frozenset({"Settled"})

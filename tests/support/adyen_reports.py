@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gateway import processor_amounts
 from providers.adyen import AdyenProvider
+from providers.adyen.settlement_report import STANDARD_COLUMNS
 from tests.support.adyen_payloads import MERCHANT_ACCOUNT
 from tests.support.adyen_server import AdyenServer
 from tests.support.fixtures import FIXTURES
@@ -18,32 +19,7 @@ from tests.support.fixtures import FIXTURES
 SAMPLE = FIXTURES / "adyen" / "settlement_detail_report.csv"
 Line = dict[str, str]
 
-HEADER = [
-    "Company Account",
-    "Merchant Account",
-    "Psp Reference",
-    "Merchant Reference",
-    "Payment Method",
-    "Creation Date",
-    "TimeZone",
-    "Type",
-    "Modification Reference",
-    "Gross Currency",
-    "Gross Debit (GC)",
-    "Gross Credit (GC)",
-    "Exchange Rate",
-    "Net Currency",
-    "Net Debit (NC)",
-    "Net Credit (NC)",
-    "Commission (NC)",
-    "Markup (NC)",
-    "Scheme Fees (NC)",
-    "Interchange (NC)",
-    "Payment Method Variant",
-    "Modification Merchant Reference",
-    "Batch Number",
-    *(f"Reserved{n}" for n in range(4, 11)),
-]
+HEADER = list(STANDARD_COLUMNS)
 _CREDITS = {"Settled", "RefundedReversed", "ChargebackReversed"}
 CET = timedelta(hours=1)  # the zone lines are written in, as an account set to CET has them
 
