@@ -35,7 +35,7 @@ class ProgressLine:
     def __call__(self, phase: str, counts: Mapping[str, int]) -> None:
         if not self.shown:
             return
-        read = sum(v for k, v in counts.items() if k.startswith("processor_"))
+        read = _read(counts)
         line = (
             f"\r  {phase:<16} processor records {read:>9,}  charges {counts.get('charges', 0):>9,}"
             f"  differences {counts.get('discrepancies', 0):>7,}"
@@ -91,6 +91,11 @@ async def write_table(conn: asyncpg.Connection[Any], run: Run, out: TextIO) -> N
     out.write(
         f"{counts.get('discrepancies', 0)} differences: {counts.get('healed', 0)} healed, "
         f"{counts.get('unhealed', 0)} left for an operator, {counts.get('new', 0)} new; "
-        f"read {counts.get('processor_charges', 0)} processor charges, "
-        f"checked {counts.get('charges', 0)} of ours\n"
+        f"read {_read(counts)} processor records, checked {counts.get('charges', 0)} charges "
+        f"of ours\n"
     )
+
+
+def _read(counts: Mapping[str, int]) -> int:
+    """The processor's records a run read, whichever its streams (lists, a report)."""
+    return sum(value for name, value in counts.items() if name.startswith("processor_"))

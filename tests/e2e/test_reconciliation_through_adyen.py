@@ -130,10 +130,13 @@ async def reconcile_adyen(
     capsys: pytest.CaptureFixture[str],
     files: list[Path],
     now: datetime,
+    *options: str,
+    form: str = "json",
 ) -> Report:
+    """`gateway reconcile --provider adyen --report <each file> <options>`."""
     reports = [option for path in files for option in ("--report", str(path))]
     return await reconcile(
-        engine, settings, capsys, "--provider", "adyen", *reports, "--heal", around=now
+        engine, settings, capsys, "--provider", "adyen", *reports, *options, around=now, form=form
     )
 
 
@@ -148,7 +151,7 @@ async def test_every_difference_in_the_reports_is_found_the_safe_ones_healed_and
 ) -> None:
     now = datetime.now(UTC)
     ids, files = await make_every_difference(client, fake_adyen, now, tmp_path)
-    first = await reconcile_adyen(engine, settings, capsys, files, now)
+    first = await reconcile_adyen(engine, settings, capsys, files, now, "--heal")
     assert first.status == 1, first.errors
     expected = {
         ("missing_at_processor", ids["left_out"]): False,
@@ -179,10 +182,12 @@ async def test_every_difference_in_the_reports_is_found_the_safe_ones_healed_and
         DISPUTE_PSP,
     )
 
-    second = await reconcile_adyen(engine, settings, capsys, files, now)
+    second = await reconcile_adyen(engine, settings, capsys, files, now, "--heal")
     assert second.status == 1
     assert set(second.kinds()) == {key for key, healed in expected.items() if not healed}
     assert not any(d["new"] or d["healed"] for d in second.body["discrepancies"])
+    table = await reconcile_adyen(engine, settings, capsys, files, now, form="table")
+    assert "3 left for an operator, 0 new; read 8 processor records" in table.out
 
 
 async def test_adyen_without_reports_and_reports_for_a_listing_provider_are_refused(
