@@ -22,7 +22,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "short": Profile(
         name="short",
-        faults_seconds=110.0,
+        faults_seconds=130.0,
         faults_per_kind=20,
         serve_processes=2,
         workers=1,

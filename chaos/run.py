@@ -41,12 +41,14 @@ def _kinds(cluster: Cluster) -> tuple[list[Kind], list[str]]:
 
 
 async def _settled(cluster: Cluster, accounts: list[str], deadline: float) -> facts.Facts:
-    """Poll until the processor has delivered every webhook, our inbox is empty and no charge
-    of ours is pending that the processor has finished (or until `deadline`)."""
+    """Poll until the processor has settled its async charges and delivered every webhook,
+    our inbox is empty and no charge of ours is pending that the processor has finished (or
+    until `deadline`)."""
     while True:
-        gathered = await _gather(cluster, accounts)
         waiting = await _webhooks_waiting(cluster)
+        gathered = await _gather(cluster, accounts)
         pending = [a for a in checks.statuses(gathered) if a.kind == "pending_while_final"]
+        pending += [c for c in gathered.processor_charges if c["status"] == "pending"]
         if (not waiting and not pending) or time.monotonic() > deadline:
             return gathered
         await asyncio.sleep(_SETTLE_POLL_SECONDS)
