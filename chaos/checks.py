@@ -111,9 +111,9 @@ def expected_balances(facts: Facts) -> dict[str, int]:
             expected[account_of[dispute["charge"]]] -= dispute["amount"] * MICROS_PER_MINOR
     for request in facts.requests:
         answer = request["answer"] or {}
-        if request["kind"] == "usage" and request["status"] == 200:
-            if answer.get("status") == "applied":
-                expected[request["account_id"]] -= micros(request["body"]["amount"])
+        applied = request["status"] == 200 and answer.get("status") == "applied"
+        if request["kind"] == "usage" and applied:
+            expected[request["account_id"]] -= micros(request["body"]["amount"])
     return expected
 
 
@@ -124,9 +124,12 @@ def balances(facts: Facts) -> list[Anomaly]:
         difference = micros(shown) - expected.get(account, 0)
         if difference:
             found.append(
-                Anomaly("balance_mismatch", (account,),
-                        f"balance {shown}, processor says {expected.get(account, 0)} micros "
-                        f"(off by {difference})")  # fmt: skip
+                Anomaly(
+                    "balance_mismatch",
+                    (account,),
+                    f"balance {shown}, processor says {expected.get(account, 0)} micros "
+                    f"(off by {difference})",
+                )
             )
     if not facts.ledger_balanced:
         found.append(Anomaly("ledger_unbalanced", (), str(facts.ledger_report)[:500]))
@@ -152,9 +155,12 @@ def statuses(facts: Facts) -> list[Anomaly]:
             found.append(Anomaly("status_disagrees", ids, f"ours {here}, processor {there}"))
         if charge.get("amount_refunded", 0) != processor.get("amount_refunded", 0):
             found.append(
-                Anomaly("refund_disagrees", ids,
-                        f"ours {charge.get('amount_refunded')}, "
-                        f"processor {processor.get('amount_refunded')}")  # fmt: skip
+                Anomaly(
+                    "refund_disagrees",
+                    ids,
+                    f"ours {charge.get('amount_refunded')}, "
+                    f"processor {processor.get('amount_refunded')}",
+                )
             )
     return found
 
@@ -191,7 +197,11 @@ def _charge_answer(request: Json, theirs: dict[str, Json]) -> list[Anomaly]:
     there = processor["status"] if processor is not None else "absent"
     if told == there or (told == "failed" and there == "absent"):
         return []
-    return [Anomaly("answer_disagrees", (request["key"], *charge_ids), f"told {told}, processor {there}")]
+    return [
+        Anomaly(
+            "answer_disagrees", (request["key"], *charge_ids), f"told {told}, processor {there}"
+        )
+    ]
 
 
 def check(facts: Facts) -> list[Anomaly]:

@@ -6,7 +6,6 @@ the gateway and the processor. `heal` undoes every fault; `stop` ends what it st
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -150,7 +149,8 @@ class Cluster:
             if not self.redis.child.running():
                 await self.redis.start()
             await self.redis.make_writable()
-        assert self.sandbox is not None and self.serve is not None
+        assert self.sandbox is not None
+        assert self.serve is not None
         if not self.sandbox.running():
             await self.start_sandbox()
         for child in (self.serve, *self.workers):

@@ -55,7 +55,9 @@ async def at_processor(sandbox_url: str) -> tuple[list[Json], list[Json], list[J
         )
 
 
-async def ours(api_url: str, api_key: str, accounts: list[str]) -> tuple[list[Json], dict[str, str]]:
+async def ours(
+    api_url: str, api_key: str, accounts: list[str]
+) -> tuple[list[Json], dict[str, str]]:
     """Our charges of every account, and every account's balance."""
     headers = {"Authorization": f"Bearer {api_key}"}
     charges: list[Json] = []

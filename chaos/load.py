@@ -94,9 +94,9 @@ class Load:
         }  # fmt: skip
         request = await self._send(Request("charge", key, "POST", "/v1/charges", body, account))
         answer = request.answer or {}
-        if request.status == 200 and answer.get("status") == "succeeded":
-            if card not in _UNREFUNDABLE:
-                self.refundable[answer["id"]] = int(answer["amount"])
+        succeeded = request.status == 200 and answer.get("status") == "succeeded"
+        if succeeded and card not in _UNREFUNDABLE:
+            self.refundable[answer["id"]] = int(answer["amount"])
 
     async def _refund(self) -> None:
         if not self.refundable:

@@ -51,16 +51,18 @@ class OwnRedis:
                 await asyncio.sleep(0.1)
         return False
 
-    async def command(self, *args: str) -> None:
-        async with aioredis.Redis(port=self.port, socket_timeout=2.0) as client:
-            await client.execute_command(*args)
+    def _client(self) -> aioredis.Redis:
+        return aioredis.Redis(port=self.port, socket_timeout=2.0)
 
     async def make_read_only(self) -> None:
         # A master on a port nothing listens on: the replica keeps its data, refuses writes.
-        await self.command("REPLICAOF", "127.0.0.1", str(free_port()))
+        async with self._client() as client:
+            await client.replicaof("127.0.0.1", free_port())
 
     async def make_writable(self) -> None:
-        await self.command("REPLICAOF", "NO", "ONE")
+        async with self._client() as client:
+            await client.replicaof("NO", "ONE")
 
     async def flush(self) -> None:
-        await self.command("FLUSHALL")
+        async with self._client() as client:
+            await client.flushall()

@@ -38,7 +38,9 @@ def summarize(
         "requests_by_kind": dict(sorted(requests.items())),
         "final_answers": dict(sorted(finals.items())),
         "attempts_total": sum(r["attempts"] for r in facts.requests),
-        "our_charges_by_status": dict(sorted(Counter(c["status"] for c in facts.our_charges).items())),
+        "our_charges_by_status": dict(
+            sorted(Counter(c["status"] for c in facts.our_charges).items())
+        ),
         "processor_charges_by_status": dict(
             sorted(Counter(c["status"] for c in facts.processor_charges).items())
         ),

@@ -29,8 +29,8 @@ _SETTLE_POLL_SECONDS = 3.0
 
 def _kinds(cluster: Cluster) -> tuple[list[Kind], list[str]]:
     """The fault kinds this run can strike, and why any are skipped."""
-    skipped = set()
-    notes = []
+    skipped: set[Kind] = set()
+    notes: list[str] = []
     if cluster.postgres is None:
         skipped |= NEEDS_OWN_POSTGRES
         notes.append("PostgreSQL given by GATEWAY_CHAOS_DATABASE_URL: not crashed")
@@ -48,8 +48,8 @@ async def _settled(cluster: Cluster, accounts: list[str], deadline: float) -> fa
         waiting = await _webhooks_waiting(cluster)
         gathered = await _gather(cluster, accounts)
         pending = [a for a in checks.statuses(gathered) if a.kind == "pending_while_final"]
-        pending += [c for c in gathered.processor_charges if c["status"] == "pending"]
-        if (not waiting and not pending) or time.monotonic() > deadline:
+        unsettled = any(c["status"] == "pending" for c in gathered.processor_charges)
+        if (not waiting and not pending and not unsettled) or time.monotonic() > deadline:
             return gathered
         await asyncio.sleep(_SETTLE_POLL_SECONDS)
 
