@@ -79,14 +79,14 @@ def clean() -> Facts:
                 200,
                 {"object": "charge", "id": "ch_paid", "status": "succeeded"},
                 charge_ids=["ch_paid"],
-            ),  # fmt: skip
+            ),
             request(
                 "charge",
                 "key-ch_declined",
                 402,
                 {"error": {"charge": "ch_declined"}},
                 charge_ids=["ch_declined"],
-            ),  # fmt: skip
+            ),
             request("refund", "refund-1", 200, {"charge": "ch_paid", "amount": 300}),
             request(
                 "usage",
@@ -94,7 +94,7 @@ def clean() -> Facts:
                 200,
                 {"status": "applied"},
                 body={"amount": "0.007900", "reference": "usage-1"},
-            ),  # fmt: skip
+            ),
         ],
     )
 
