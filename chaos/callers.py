@@ -34,10 +34,15 @@ class Request:
 
     def as_fact(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "key": self.key, "account_id": self.account_id,
-            "body": self.body, "status": self.status, "answer": self.answer,
-            "attempts": self.attempts, "charge_ids": sorted(self.charge_ids),
-        }  # fmt: skip
+            "kind": self.kind,
+            "key": self.key,
+            "account_id": self.account_id,
+            "body": self.body,
+            "status": self.status,
+            "answer": self.answer,
+            "attempts": self.attempts,
+            "charge_ids": sorted(self.charge_ids),
+        }
 
 
 def _charge_ids(answer: Any) -> set[str]:

@@ -57,8 +57,12 @@ class Cluster:
         self.proxies["processor"] = ChaosProxy("processor", ("127.0.0.1", self.sandbox_port))
         for proxy in self.proxies.values():
             await proxy.start()
-        migrate = Child("migrate", [GATEWAY, "migrate"], self.environment(direct=True),
-                        self.run_dir / "migrate.log")  # fmt: skip
+        migrate = Child(
+            "migrate",
+            [GATEWAY, "migrate"],
+            self.environment(direct=True),
+            self.run_dir / "migrate.log",
+        )
         await migrate.start()
         if migrate.process is None or await migrate.process.wait() != 0:
             raise RuntimeError(f"migrations failed; see {migrate.log_path}")
@@ -132,9 +136,11 @@ class Cluster:
             port = free_port()
             worker_env = {**self.environment(), "GATEWAY_WORKER_PORT": str(port)}
             worker = Child(
-                f"worker{index}", [GATEWAY, "worker"], worker_env,
+                f"worker{index}",
+                [GATEWAY, "worker"],
+                worker_env,
                 self.run_dir / f"worker{index}.log",
-            )  # fmt: skip
+            )
             await worker.start()
             await worker.wait_ready(f"http://127.0.0.1:{port}/readyz")
             self.workers.append(worker)

@@ -19,8 +19,13 @@ from providers.sandbox.processor import PAYMENT_METHODS
 CARDS = sorted(PAYMENT_METHODS)
 # Top-up cards by account: most succeed, one settles late, one is flaky, one declines (its
 # auto-recharge pauses after a few declines, as it would for a customer).
-RECHARGE_CARDS = ["pm_card_visa", "pm_card_async", "pm_card_mastercard", "pm_card_flaky",
-                  "pm_card_chargeDeclined"]  # fmt: skip
+RECHARGE_CARDS = [
+    "pm_card_visa",
+    "pm_card_async",
+    "pm_card_mastercard",
+    "pm_card_flaky",
+    "pm_card_chargeDeclined",
+]
 THRESHOLD = "5.00"
 TOP_UP_MINOR = 2000
 _CHARGE_MINOR = (100, 3000)
@@ -61,8 +66,9 @@ class Load:
                     "payment_method": RECHARGE_CARDS[index % len(RECHARGE_CARDS)],
                 },
             }
-            request = Request("account", self._key("account"), "PUT",
-                              f"/v1/accounts/{account}", body, account)  # fmt: skip
+            request = Request(
+                "account", self._key("account"), "PUT", f"/v1/accounts/{account}", body, account
+            )
             await self._send(request)
             if request.status not in (200, 201):
                 raise RuntimeError(f"could not open {account}: {request.answer}")
@@ -89,9 +95,12 @@ class Load:
         account, card = self.rng.choice(self.accounts), self.rng.choice(CARDS)
         key = self._key("charge")
         body = {
-            "account_id": account, "amount": self.rng.randint(*_CHARGE_MINOR),
-            "currency": "USD", "payment_method": card, "metadata": {"client_key": key},
-        }  # fmt: skip
+            "account_id": account,
+            "amount": self.rng.randint(*_CHARGE_MINOR),
+            "currency": "USD",
+            "payment_method": card,
+            "metadata": {"client_key": key},
+        }
         request = await self._send(Request("charge", key, "POST", "/v1/charges", body, account))
         answer = request.answer or {}
         succeeded = request.status == 200 and answer.get("status") == "succeeded"

@@ -98,8 +98,12 @@ class Struck:
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self.fault), "started": self.started_seconds,
-                "ended": self.ended_seconds, "error": self.error}  # fmt: skip
+        return {
+            **asdict(self.fault),
+            "started": self.started_seconds,
+            "ended": self.ended_seconds,
+            "error": self.error,
+        }
 
 
 @dataclass

@@ -72,9 +72,16 @@ class OwnPostgres:
         if self._user is not None:
             shutil.chown(self.data_dir, self._user)
         self._run(
-            str(self.bin / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-            "--auth=trust", "-E", "UTF8", "--no-sync",
-        )  # fmt: skip
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
 
     def _pg_ctl_start(self) -> None:
         options = (
@@ -83,9 +90,18 @@ class OwnPostgres:
             "-c fsync=on -c synchronous_commit=on"
         )
         self._run(
-            str(self.bin / "pg_ctl"), "start", "-D", str(self.data_dir), "-w",
-            "-t", str(_START_TIMEOUT_SECONDS), "-o", options, "-l", str(self.log_path),
-        )  # fmt: skip
+            str(self.bin / "pg_ctl"),
+            "start",
+            "-D",
+            str(self.data_dir),
+            "-w",
+            "-t",
+            str(_START_TIMEOUT_SECONDS),
+            "-o",
+            options,
+            "-l",
+            str(self.log_path),
+        )
 
     async def start(self) -> None:
         """Create the cluster on first use, then start it (recovering after a crash)."""
@@ -93,25 +109,44 @@ class OwnPostgres:
             await asyncio.to_thread(self._init)
             await asyncio.to_thread(self._pg_ctl_start)
             await asyncio.to_thread(
-                self._run, str(self.bin / "createdb"), "-h", "127.0.0.1",
-                "-p", str(self.port), "-U", "postgres", "gateway",
-            )  # fmt: skip
+                self._run,
+                str(self.bin / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "gateway",
+            )
             return
         await asyncio.to_thread(self._pg_ctl_start)
 
     async def crash(self) -> None:
         """`pg_ctl stop -m immediate`: every backend dies at once, recovery on next start."""
         await asyncio.to_thread(
-            self._run, str(self.bin / "pg_ctl"), "stop", "-D", str(self.data_dir),
-            "-m", "immediate", "-w",
-        )  # fmt: skip
+            self._run,
+            str(self.bin / "pg_ctl"),
+            "stop",
+            "-D",
+            str(self.data_dir),
+            "-m",
+            "immediate",
+            "-w",
+        )
 
     async def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
             await asyncio.to_thread(
-                self._run, str(self.bin / "pg_ctl"), "stop", "-D", str(self.data_dir),
-                "-m", "fast", "-w",
-            )  # fmt: skip
+                self._run,
+                str(self.bin / "pg_ctl"),
+                "stop",
+                "-D",
+                str(self.data_dir),
+                "-m",
+                "fast",
+                "-w",
+            )
 
     async def running(self) -> bool:
         try:
@@ -130,9 +165,12 @@ async def dump(url: str, target: Path) -> None:
     """A plain-SQL dump of the database at `url`, for a failed run's folder."""
     with target.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
-            str(_bin_dir() / "pg_dump"), "--no-owner", url, stdout=out,
+            str(_bin_dir() / "pg_dump"),
+            "--no-owner",
+            url,
+            stdout=out,
             stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        )
         _, error = await process.communicate()
     if process.returncode != 0:
         target.with_suffix(".error").write_bytes(error)

@@ -28,9 +28,18 @@ class OwnRedis:
     def __init__(self, run_dir: Path) -> None:
         self.port = free_port()
         argv = [
-            _binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(run_dir),
-        ]  # fmt: skip
+            _binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(run_dir),
+        ]
         self.child = Child("redis", argv, {}, run_dir / "redis.log")
 
     @property

@@ -129,10 +129,16 @@ async def run(profile: Profile, seed: int, out_dir: Path) -> int:
         gathered: facts.Facts = outcome.pop("facts")
         anomalies = checks.check(gathered)
         summary = report.summarize(
-            header={"profile": profile.name, "seed": seed,
-                    "duration_seconds": round(time.monotonic() - started, 1)},
-            struck=outcome.pop("struck"), facts=gathered, anomalies=anomalies, extra=outcome,
-        )  # fmt: skip
+            header={
+                "profile": profile.name,
+                "seed": seed,
+                "duration_seconds": round(time.monotonic() - started, 1),
+            },
+            struck=outcome.pop("struck"),
+            facts=gathered,
+            anomalies=anomalies,
+            extra=outcome,
+        )
         report.write(summary, run_dir)
         (run_dir / "facts.json").write_text(json.dumps(gathered.as_dict()))
         if anomalies:
