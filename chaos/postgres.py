@@ -136,7 +136,7 @@ class OwnPostgres:
         )
 
     async def stop(self) -> None:
-        if (self.data_dir / "postmaster.pid").exists():
+        if await self.running():
             await asyncio.to_thread(
                 self._run,
                 str(self.bin / "pg_ctl"),

@@ -35,6 +35,11 @@ def summarize(
         "faults_total": sum(faults.values()),
         "faults_by_kind": dict(sorted(faults.items())),
         "faults_failed_by_kind": dict(sorted(failed.items())),
+        "proxy_faults_by_link": dict(
+            sorted(
+                Counter(s.fault.target for s in struck if s.fault.kind.startswith("proxy_")).items()
+            )
+        ),
         "requests_by_kind": dict(sorted(requests.items())),
         "final_answers": dict(sorted(finals.items())),
         "attempts_total": sum(r["attempts"] for r in facts.requests),

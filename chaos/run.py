@@ -45,12 +45,17 @@ async def _settled(cluster: Cluster, accounts: list[str], deadline: float) -> fa
     our inbox is empty and no charge of ours is pending that the processor has finished (or
     until `deadline`)."""
     while True:
-        waiting = await _webhooks_waiting(cluster)
-        gathered = await _gather(cluster, accounts)
-        pending = [a for a in checks.statuses(gathered) if a.kind == "pending_while_final"]
-        unsettled = any(c["status"] == "pending" for c in gathered.processor_charges)
-        if (not waiting and not pending and not unsettled) or time.monotonic() > deadline:
-            return gathered
+        try:
+            waiting = await _webhooks_waiting(cluster)
+            gathered = await _gather(cluster, accounts)
+        except httpx.HTTPError:  # a process still starting: ask again
+            waiting = 1
+        else:
+            pending = [a for a in checks.statuses(gathered) if a.kind == "pending_while_final"]
+            waiting += len(pending)
+            waiting += sum(c["status"] == "pending" for c in gathered.processor_charges)
+        if not waiting or time.monotonic() > deadline:
+            return await _gather(cluster, accounts)
         await asyncio.sleep(_SETTLE_POLL_SECONDS)
 
 
