@@ -28,7 +28,9 @@ from chaos.profiles import (
 )
 
 _RETRY_STRIKE_SECONDS = 0.5
-_STRIKE_ATTEMPTS_MAX = 60
+# Longer than a serve copy can stay down: the supervisor's restart backoff grows to 30 s
+# (WORKER_RESTART_BACKOFF_SECONDS_MAX) for a copy that keeps dying young, then it starts.
+_STRIKE_WAIT_SECONDS_MAX = 90.0
 
 
 class Kind(StrEnum):
@@ -128,7 +130,8 @@ class Nemeses:
     async def _strike_until_done(self, fault: Fault) -> None:
         started = time.monotonic() - self._origin
         error: str | None = "never struck"
-        for _ in range(_STRIKE_ATTEMPTS_MAX):
+        give_up = time.monotonic() + _STRIKE_WAIT_SECONDS_MAX
+        while time.monotonic() < give_up:
             try:
                 if await self._strike(fault):
                     error = None
