@@ -83,6 +83,7 @@ def table(summary: dict[str, Any]) -> str:
     lines += [f"{kind:<20}{n:>8}" for kind, n in summary["requests_by_kind"].items()]
     lines += ["", f"our charges        {summary['our_charges_by_status']}"]
     lines += [f"processor charges  {summary['processor_charges_by_status']}"]
+    lines += [f"note: {note}" for note in summary.get("notes", [])]
     lines += ["", f"{'anomaly':<26}{'count':>6}  ids"]
     for kind, items in summary["anomalies_by_kind"].items():
         shown = "; ".join(",".join(i for i in item[:-1]) for item in items[:_IDS_SHOWN])
