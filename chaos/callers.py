@@ -42,6 +42,7 @@ class Request:
             "answer": self.answer,
             "attempts": self.attempts,
             "charge_ids": sorted(self.charge_ids),
+            "retried_on": self.retried_on,
         }
 
 

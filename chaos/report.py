@@ -26,6 +26,9 @@ def summarize(
     faults = Counter(s.fault.kind.value for s in struck if s.error is None)
     failed = Counter(s.fault.kind.value for s in struck if s.error is not None)
     requests = Counter(r["kind"] for r in facts.requests)
+    retries: Counter[str] = Counter()
+    for request in facts.requests:
+        retries.update(request.get("retried_on", {}))
     finals = Counter(f"{r['kind']} {r['status']}" for r in facts.requests)
     kinds: dict[str, list[list[str]]] = {}
     for anomaly in anomalies:
@@ -43,6 +46,7 @@ def summarize(
         "requests_by_kind": dict(sorted(requests.items())),
         "final_answers": dict(sorted(finals.items())),
         "attempts_total": sum(r["attempts"] for r in facts.requests),
+        "retries_by_reason": dict(sorted(retries.items())),
         "our_charges_by_status": dict(
             sorted(Counter(c["status"] for c in facts.our_charges).items())
         ),
