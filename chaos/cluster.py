@@ -6,6 +6,7 @@ the gateway and the processor. `heal` undoes every fault; `stop` ends what it st
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from chaos.redis_server import OwnRedis
 from providers.sandbox import signing
 
 API_KEY = "sk_test_chaos_" + secrets.token_hex(12)
+_KEEPER_POLL_SECONDS = 0.5
 _DATABASE = "gateway_chaos"
 
 
@@ -39,6 +41,7 @@ class Cluster:
     workers: list[Child] = field(default_factory=list)
     sandbox_port: int = 0
     serve_port: int = 0
+    restarts: dict[str, int] = field(default_factory=dict)  # exits no nemesis caused
 
     @property
     def api_url(self) -> str:
@@ -96,10 +99,6 @@ class Cluster:
             "GATEWAY_LOG_FORMAT": "json",
         }
         self.sandbox = Child("sandbox", [GATEWAY, "sandbox"], env, self.run_dir / "sandbox.log")
-        await self.start_sandbox()
-
-    async def start_sandbox(self) -> None:
-        assert self.sandbox is not None
         await self.sandbox.start()
         await self.sandbox.wait_ready(f"{self.sandbox_url}/_sandbox/health")
 
@@ -145,6 +144,21 @@ class Cluster:
             await worker.wait_ready(f"http://127.0.0.1:{port}/readyz")
             self.workers.append(worker)
 
+    def _kept(self) -> list[Child]:
+        return [c for c in (self.sandbox, self.serve, *self.workers) if c is not None]
+
+    async def keep_running(self) -> None:
+        """Until cancelled: start again every process that is wanted and has exited. A
+        nemesis's kill is held down for its duration first; any other exit (serve refusing
+        to start while PostgreSQL is down) is counted in `restarts`."""
+        while True:
+            for child in self._kept():
+                if child.wanted and not child.running():
+                    if child.process is not None and child.process.returncode != -9:
+                        self.restarts[child.name] = self.restarts.get(child.name, 0) + 1
+                    await child.start()
+            await asyncio.sleep(_KEEPER_POLL_SECONDS)
+
     async def heal(self) -> None:
         """Undo every fault: traffic flows, every server and process runs again."""
         for proxy in self.proxies.values():
@@ -155,13 +169,13 @@ class Cluster:
             if not self.redis.child.running():
                 await self.redis.start()
             await self.redis.make_writable()
-        assert self.sandbox is not None
-        assert self.serve is not None
-        if not self.sandbox.running():
-            await self.start_sandbox()
-        for child in (self.serve, *self.workers):
+        for child in self._kept():
+            child.wanted = True
             if not child.running():
                 await child.start()
+        assert self.sandbox is not None
+        assert self.serve is not None
+        await self.sandbox.wait_ready(f"{self.sandbox_url}/_sandbox/health")
         await self.serve.wait_ready(f"{self.api_url}/readyz")
 
     async def stop(self) -> None:

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from chaos.cluster import Cluster
-from chaos.processes import children_of
+from chaos.processes import Child, children_of
 from chaos.profiles import (
     FAULT_SECONDS_MAX,
     FAULT_SECONDS_MIN,
@@ -167,15 +167,25 @@ async def _kill_serve_copy(cluster: Cluster, fault: Fault) -> bool:
     return True
 
 
+async def _held_down(fault: Fault, child: Child) -> bool:
+    """SIGKILL `child` and keep it down for the fault's duration; the cluster's keeper
+    starts it again."""
+    child.wanted = False
+    try:
+        await child.kill()
+        await asyncio.sleep(fault.duration_seconds)
+    finally:
+        child.wanted = True
+    return True
+
+
 async def _kill_supervisor(cluster: Cluster, fault: Fault) -> bool:
-    serve = cluster.serve
-    assert serve is not None
-    return await _down_for(fault, serve.kill, serve.start)
+    assert cluster.serve is not None
+    return await _held_down(fault, cluster.serve)
 
 
 async def _kill_worker(cluster: Cluster, fault: Fault) -> bool:
-    worker = cluster.workers[int(fault.target)]
-    return await _down_for(fault, worker.kill, worker.start)
+    return await _held_down(fault, cluster.workers[int(fault.target)])
 
 
 async def _postgres_crash(cluster: Cluster, fault: Fault) -> bool:
@@ -185,9 +195,8 @@ async def _postgres_crash(cluster: Cluster, fault: Fault) -> bool:
 
 
 async def _sandbox_kill(cluster: Cluster, fault: Fault) -> bool:
-    sandbox = cluster.sandbox
-    assert sandbox is not None
-    return await _down_for(fault, sandbox.kill, cluster.start_sandbox)
+    assert cluster.sandbox is not None
+    return await _held_down(fault, cluster.sandbox)
 
 
 async def _redis_read_only(cluster: Cluster, fault: Fault) -> bool:

@@ -35,7 +35,7 @@ def clean_environment(env: Mapping[str, str]) -> dict[str, str]:
 
 
 class Child:
-    """One command the harness keeps running: `start` (again after a kill), `kill`, `stop`."""
+    """One command the harness runs: `start` (again after a kill), `kill`, `stop`."""
 
     def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log: Path) -> None:
         self.name = name
@@ -44,6 +44,9 @@ class Child:
         self.log_path = log
         self.process: asyncio.subprocess.Process | None = None
         self.groups: set[int] = set()  # every session it ran in, for teardown
+        # Whether it should be running: a nemesis holding it down clears this; the cluster's
+        # keeper starts again whatever is wanted and has exited (as systemd would).
+        self.wanted = True
 
     @property
     def pid(self) -> int | None:

@@ -25,6 +25,7 @@ from chaos.postgres import dump
 from chaos.profiles import Profile
 
 _SETTLE_POLL_SECONDS = 3.0
+_RECONCILE_ATTEMPTS_MAX = 10
 
 
 def _kinds(cluster: Cluster) -> tuple[list[Kind], list[str]]:
@@ -76,6 +77,22 @@ async def _gather(cluster: Cluster, accounts: list[str]) -> facts.Facts:
     return facts.Facts(charges, refunds, disputes, ours, balances)
 
 
+async def _reconcile(cluster: Cluster) -> dict[str, Any]:
+    """One healing reconciliation run over the whole run, as an operator would after an
+    incident (the service's own loop runs one every minute as well): a webhook the processor
+    gave up delivering while the service was down is healed here, and counted."""
+    env = {**cluster.environment(direct=True), "GATEWAY_LOG_LEVEL": "warning"}
+    argv = ("reconcile", "--provider", "sandbox", "--heal", "--format", "json")
+    for _ in range(_RECONCILE_ATTEMPTS_MAX):
+        code, out = await facts.run_command(env, *argv)
+        start = out.find("{")
+        if code != 2 and start >= 0:  # 2: a fault (another run in progress, say): again
+            report: dict[str, Any] = json.loads(out[start:])
+            return {"exit_status": code, "counts": report.get("counts", {})}
+        await asyncio.sleep(_SETTLE_POLL_SECONDS)
+    return {"exit_status": 2, "counts": {}}
+
+
 async def _ledger(cluster: Cluster) -> tuple[bool, dict[str, Any]]:
     env = {**cluster.environment(direct=True), "GATEWAY_LOG_LEVEL": "warning"}
     code, out = await facts.run_command(env, "check-ledger", "--full")
@@ -108,7 +125,9 @@ async def _drive(cluster: Cluster, profile: Profile, seed: int) -> dict[str, Any
     caller.give_up_at = quiet_until
     await asyncio.gather(*callers)
     await caller.close()
-    gathered = await _settled(cluster, accounts, quiet_until)
+    await _settled(cluster, accounts, quiet_until)
+    reconciliation = await _reconcile(cluster)
+    gathered = await _settled(cluster, accounts, time.monotonic() + profile.quiescence_seconds_max)
     gathered.requests = [r.as_fact() for load in loads for r in load.requests]
     gathered.ledger_balanced, gathered.ledger_report = await _ledger(cluster)
     return {
@@ -117,6 +136,8 @@ async def _drive(cluster: Cluster, profile: Profile, seed: int) -> dict[str, Any
         "notes": notes,
         "in_flight_when_faults_ended": in_flight,
         "disputes_closed_at_processor": sum(load.disputes_closed for load in loads),
+        "reconciliation_after_faults": reconciliation,
+        "restarts_after_exit": dict(cluster.restarts),
     }
 
 
@@ -128,8 +149,10 @@ async def run(profile: Profile, seed: int, out_dir: Path) -> int:
     print(f"chaos: profile {profile.name}, seed {seed}, run folder {run_dir}", flush=True)
     started = time.monotonic()
     cluster = Cluster(profile, run_dir)
+    keeper: asyncio.Task[None] | None = None
     try:
         await cluster.start()
+        keeper = asyncio.create_task(cluster.keep_running())
         outcome = await _drive(cluster, profile, seed)
         gathered: facts.Facts = outcome.pop("facts")
         anomalies = checks.check(gathered)
@@ -149,6 +172,8 @@ async def run(profile: Profile, seed: int, out_dir: Path) -> int:
         if anomalies:
             await dump(cluster.database_url, run_dir / "database.sql")
     finally:
+        if keeper is not None:
+            keeper.cancel()
         await cluster.stop()
         if cluster.postgres is not None:
             shutil.copy(cluster.postgres.log_path, run_dir / "postgres.log")
