@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The exactly-once claim under a mix of faults (docs/chaos.md): CHAOS_PROFILE=short|long,
+# CHAOS_SEED=N replays a run's schedule.
+CHAOS_PROFILE ?= short
+chaos: $(STAMP)
+	$(BIN)/python -m chaos --profile $(CHAOS_PROFILE) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 clean:
 	rm -rf $(VENV) .gateway .mypy_cache .pytest_cache .ruff_cache

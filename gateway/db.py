@@ -122,11 +122,18 @@ _DOWN = (
     TimeoutError,  # connect or pool timeout
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,  # connection closed under us
-    asyncpg.CannotConnectNowError,
-    asyncpg.QueryCanceledError,  # statement timeout
+    # Class 57: starting up or shutting down (57P03), terminated by an operator or a crash
+    # of another backend (57P01, 57P02), a statement timeout (57014).
+    asyncpg.OperatorInterventionError,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.TimeoutError,
+)
+# The driver's own errors that mean an outage, when they arrive wrapped (below).
+_DRIVER_DOWN = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.OperatorInterventionError,
 )
 
 
@@ -134,7 +141,10 @@ def is_database_down(exc: BaseException) -> bool:
     """Whether `exc` means the database could not be reached (an outage, not a bug)."""
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, _DOWN)
+    # A connection the pool opens fails as the asyncpg adapter's own DBAPI `Error` class,
+    # raised from the driver's error: "the database system is starting up" (recovery after
+    # a crash) arrives that way, and is an outage like a refused connection.
+    return isinstance(exc, _DOWN) or isinstance(exc.__cause__, _DRIVER_DOWN)
 
 
 def is_retryable_transaction_error(exc: BaseException) -> bool:
