@@ -24,7 +24,7 @@ from gateway.api.middleware import errors, idempotency_key_check, request_contex
 from gateway.api.parameters import parameters_check
 from gateway.api.routing import OPERATIONS
 from gateway.charges import routes as charges
-from gateway.db import create_engine
+from gateway.db import create_engine, wait_until_reachable
 from gateway.embedded_pg import embedded_postgres
 from gateway.events_api import runtime as events
 from gateway.recharge import runtime as recharge
@@ -44,6 +44,7 @@ async def database(app: web.Application) -> AsyncIterator[None]:
             url = await stack.enter_async_context(embedded_postgres(settings.data_dir))
         engine = create_engine(url, pool_size=settings.db_pool_size)
         stack.push_async_callback(engine.dispose)
+        await wait_until_reachable(engine, settings.database_startup_wait_seconds)
         if settings.migrate_on_start:
             await migrate.upgrade(engine)
         app[ENGINE] = engine

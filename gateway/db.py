@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncpg
 import sqlalchemy.exc
+import structlog
 from sqlalchemy import MetaData, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -25,6 +27,8 @@ from gateway import limits
 
 metadata = MetaData()
 """One MetaData for every table the service defines (each feature's `tables.py` adds to it)."""
+
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -145,6 +149,25 @@ def is_database_down(exc: BaseException) -> bool:
     # raised from the driver's error: "the database system is starting up" (recovery after
     # a crash) arrives that way, and is an outage like a refused connection.
     return isinstance(exc, _DOWN) or isinstance(exc.__cause__, _DRIVER_DOWN)
+
+
+async def wait_until_reachable(engine: AsyncEngine, wait_seconds: float) -> None:
+    """Return once the database answers; while it is down (refused, starting up), retry with
+    capped backoff for up to `wait_seconds`, then raise its last error. Any other error (a
+    wrong password, a missing database) is raised at once: waiting would not mend it."""
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.25
+    while True:
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(sqlalchemy.text("SELECT 1"))
+            return
+        except Exception as exc:
+            if not is_database_down(exc) or time.monotonic() + pause > deadline:
+                raise
+            log.warning("database.waiting", error=type(exc).__name__, retry_in_seconds=pause)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, limits.DATABASE_STARTUP_RETRY_SECONDS_MAX)
 
 
 def is_retryable_transaction_error(exc: BaseException) -> bool:

@@ -210,3 +210,10 @@ RATE_LIMIT_READ_WINDOW_SECONDS: Final = 2
 RATE_LIMIT_QUOTA_MAX: Final = 1_000_000  # per-key overrides stay within these
 RATE_LIMIT_WINDOW_SECONDS_MAX: Final = 86_400
 RATE_LIMIT_REDIS_RETRY_AFTER_SECONDS: Final = 5.0  # after a Redis error, limits are off this long
+
+# Startup waits this long (by default; at most the max) for a database that is not reachable
+# yet, retrying with backoff up to the longest pause: long enough for a PostgreSQL crash
+# recovery or a container started together, short enough that a wrong URL fails visibly.
+DATABASE_STARTUP_WAIT_SECONDS_DEFAULT = 60.0
+DATABASE_STARTUP_WAIT_SECONDS_MAX = 3600.0
+DATABASE_STARTUP_RETRY_SECONDS_MAX = 5.0

@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     log_format: LogFormat | None = None
     log_level: str = "info"
     migrate_on_start: bool = True
+    # A database not reachable at startup (restarting, recovering after a crash) is waited
+    # for this long, then startup fails: a process started beside its database comes up
+    # with it instead of exiting.
+    database_startup_wait_seconds: float = Field(
+        default=limits.DATABASE_STARTUP_WAIT_SECONDS_DEFAULT,
+        ge=0,
+        le=limits.DATABASE_STARTUP_WAIT_SECONDS_MAX,
+    )
     # `serve` processes accepting on the port (see gateway.processes); the first one starts
     # the others and sets these two for them.
     processes: int = Field(default=1, ge=1, le=limits.PROCESSES_MAX)
