@@ -124,29 +124,16 @@ class OwnPostgres:
 
     async def crash(self) -> None:
         """`pg_ctl stop -m immediate`: every backend dies at once, recovery on next start."""
-        await asyncio.to_thread(
-            self._run,
-            str(self.bin / "pg_ctl"),
-            "stop",
-            "-D",
-            str(self.data_dir),
-            "-m",
-            "immediate",
-            "-w",
-        )
+        await self._pg_ctl_stop("immediate")
 
     async def stop(self) -> None:
         if await self.running():
-            await asyncio.to_thread(
-                self._run,
-                str(self.bin / "pg_ctl"),
-                "stop",
-                "-D",
-                str(self.data_dir),
-                "-m",
-                "fast",
-                "-w",
-            )
+            await self._pg_ctl_stop("fast")
+
+    async def _pg_ctl_stop(self, mode: str) -> None:
+        await asyncio.to_thread(
+            self._run, str(self.bin / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode, "-w"
+        )
 
     async def running(self) -> bool:
         try:
